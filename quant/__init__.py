@@ -1,0 +1,38 @@
+"""Number formats, quantizers and the integer-only reference: the single integer authority.
+
+This package imports nothing else of qsilicon (nor Amaranth or cocotb).
+"""
+
+from .intops import (
+    ACC_BITS,
+    INT_DTYPE,
+    M0_BITS,
+    SHIFT_MAX,
+    AccumulatorOverflowError,
+    ActQuant,
+    IntFormat,
+    IntLinearResult,
+    WeightQuant,
+    calibrate_activation,
+    check_accumulator,
+    dequantize_activation,
+    fold_zero_point,
+    int_linear,
+    quantize_activation,
+    quantize_bias,
+    quantize_multiplier,
+    quantize_weight,
+    requantize,
+    round_shift,
+    saturate,
+)
+from .linear import GemmCase, IntLinear, fake_quant_linear, quantize_linear, random_gemm_case, ref_gemm
+
+__all__ = [
+    "ACC_BITS", "INT_DTYPE", "M0_BITS", "SHIFT_MAX", "AccumulatorOverflowError", "ActQuant",
+    "GemmCase", "IntFormat", "IntLinear", "IntLinearResult", "WeightQuant",
+    "calibrate_activation", "check_accumulator", "dequantize_activation", "fake_quant_linear",
+    "fold_zero_point", "int_linear", "quantize_activation", "quantize_bias",
+    "quantize_linear", "quantize_multiplier", "quantize_weight", "random_gemm_case",
+    "ref_gemm", "requantize", "round_shift", "saturate",
+]
