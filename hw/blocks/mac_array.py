@@ -1,0 +1,152 @@
+"""An output-stationary array of multiply-accumulate PEs with a drain buffer."""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Shape, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from qsilicon.quant.intops import ACC_BITS
+
+__all__ = ["MacArray", "acc_row_layout", "operand_layout"]
+
+
+def operand_layout(rows: int, cols: int, a_shape: Shape, w_shape: Shape) -> data.StructLayout:
+    """One operand beat: a column of ``rows`` activations, a column of ``cols`` weights, and
+    ``last`` on the final beat of a tile's reduction."""
+    return data.StructLayout({
+        "a": data.ArrayLayout(a_shape, rows),
+        "w": data.ArrayLayout(w_shape, cols),
+        "last": 1,
+    })
+
+
+def acc_row_layout(cols: int) -> data.StructLayout:
+    """One row of a finished tile: ``cols`` int32 accumulators; ``last`` on the tile's last row."""
+    return data.StructLayout({"data": data.ArrayLayout(signed(ACC_BITS), cols), "last": 1})
+
+
+def _check_shape(name: str, shape: object) -> Shape:
+    try:
+        s = Shape.cast(shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a shape, not {shape!r}") from None
+    if not 2 <= s.width <= 16:
+        raise ValueError(f"{name} width must be from 2 to 16 bits, not {s.width}")
+    return s
+
+
+class MacArray(wiring.Component):
+    """``rows x cols`` MAC PEs; PE ``(r, c)`` accumulates ``a[r] * w[c]`` over a tile's beats.
+
+    Activations are broadcast along rows and weights along columns; every accepted beat
+    feeds all PEs in the same cycle, so a tile of K beats takes K cycles.  When a beat with
+    ``last`` reaches the accumulators, the finished sums move into a drain buffer in the same
+    cycle and the PEs start the next tile at once, while the buffer is shifted out a row per
+    cycle on ``o_acc``.  The operand stream stalls only when a tile finishes before the
+    previous one has left the drain buffer (tiles shorter than ``rows`` beats, or output
+    backpressure).  Accumulators are int32 and wrap, as the integer reference permits (it
+    rejects results whose final value leaves int32).
+
+    Latency: two register stages (operands, products) before accumulation.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Array size.
+    a_shape, w_shape : ShapeLike
+        Operand shapes (signed or unsigned, 2 to 16 bits).
+
+    Members
+    -------
+    i_op : In(stream.Signature(operand_layout(...)))
+        Operand beats.
+    o_acc : Out(stream.Signature(acc_row_layout(cols)))
+        Finished tiles, row 0 first, ``rows`` beats per tile.
+    """
+
+    def __init__(self, rows: int, cols: int, a_shape, w_shape) -> None:
+        for name, v in (("Rows", rows), ("Cols", cols)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        self._rows, self._cols = rows, cols
+        self._a_shape = _check_shape("Activation shape", a_shape)
+        self._w_shape = _check_shape("Weight shape", w_shape)
+        super().__init__({
+            "i_op": In(stream.Signature(operand_layout(rows, cols, self._a_shape, self._w_shape))),
+            "o_acc": Out(stream.Signature(acc_row_layout(cols))),
+        })
+
+    @property
+    def rows(self) -> int:
+        return self._rows
+
+    @property
+    def cols(self) -> int:
+        return self._cols
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C = self._rows, self._cols
+        acc_shape = signed(ACC_BITS)
+
+        # Stage 0: operand registers.  Stage 1: product registers (maps onto DSP pipelines).
+        v0, l0 = Signal(), Signal()
+        a0 = Signal(data.ArrayLayout(self._a_shape, R))
+        w0 = Signal(data.ArrayLayout(self._w_shape, C))
+        v1, l1 = Signal(), Signal()
+        prod = [[Signal(signed(self._a_shape.width + self._w_shape.width + 1), name=f"p_{r}_{c}")
+                 for c in range(C)] for r in range(R)]
+        acc = [[Signal(acc_shape, name=f"acc_{r}_{c}") for c in range(C)] for r in range(R)]
+        fresh = Signal(init=1)  # next accumulated beat starts a new tile
+
+        drain = [Signal(data.ArrayLayout(acc_shape, C), name=f"drain_{r}") for r in range(R)]
+        drain_full = Signal()
+        drain_row = Signal(range(R))
+
+        stall = Signal()
+        m.d.comb += stall.eq(v1 & l1 & drain_full)
+        m.d.comb += self.i_op.ready.eq(~stall)
+
+        sums = [[Signal(acc_shape, name=f"sum_{r}_{c}") for c in range(C)] for r in range(R)]
+        for r in range(R):
+            for c in range(C):
+                m.d.comb += sums[r][c].eq(Mux(fresh, prod[r][c], acc[r][c] + prod[r][c]))
+
+        with m.If(~stall):
+            m.d.sync += [
+                v0.eq(self.i_op.valid),
+                l0.eq(self.i_op.payload.last),
+                a0.eq(self.i_op.payload.a),
+                w0.eq(self.i_op.payload.w),
+                v1.eq(v0),
+                l1.eq(l0),
+            ]
+            for r in range(R):
+                for c in range(C):
+                    m.d.sync += prod[r][c].eq(a0[r] * w0[c])
+            with m.If(v1):
+                m.d.sync += fresh.eq(l1)
+                with m.If(l1):
+                    m.d.sync += drain_full.eq(1)
+                    for r in range(R):
+                        m.d.sync += drain[r].eq(Cat(*sums[r]))
+                with m.Else():
+                    for r in range(R):
+                        for c in range(C):
+                            m.d.sync += acc[r][c].eq(sums[r][c])
+
+        # Drain: shift rows out of the buffer, row 0 first.
+        m.d.comb += [
+            self.o_acc.valid.eq(drain_full),
+            self.o_acc.payload.data.eq(drain[0]),
+            self.o_acc.payload.last.eq(drain_row == R - 1),
+        ]
+        with m.If(self.o_acc.valid & self.o_acc.ready):
+            for r in range(R - 1):
+                m.d.sync += drain[r].eq(drain[r + 1])
+            with m.If(drain_row == R - 1):
+                m.d.sync += [drain_row.eq(0), drain_full.eq(0)]
+            with m.Else():
+                m.d.sync += drain_row.eq(drain_row + 1)
+        return m

@@ -1,0 +1,131 @@
+"""Per-channel requantization of accumulator rows (the ``requantize`` of ``qsilicon.quant``)."""
+
+from __future__ import annotations
+
+from amaranth import Const, Module, Shape, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from qsilicon.quant.intops import ACC_BITS, M0_BITS, SHIFT_MAX
+
+from .mac_array import acc_row_layout
+
+__all__ = ["Requantizer", "requant_params_layout", "result_row_layout"]
+
+SHIFT_BITS = SHIFT_MAX.bit_length()
+
+
+def requant_params_layout(cols: int, out_shape: Shape) -> data.ArrayLayout:
+    """Per-tile parameters, one entry per column: bias (zero point folded in), ``M0``,
+    ``shift`` and output zero point."""
+    return data.ArrayLayout(data.StructLayout({
+        "bias": signed(ACC_BITS),
+        "m0": unsigned(M0_BITS),
+        "shift": unsigned(SHIFT_BITS),
+        "zp": out_shape,
+    }), cols)
+
+
+def result_row_layout(cols: int, out_shape: Shape) -> data.StructLayout:
+    """One row of requantized outputs; ``last`` on the tile's last row."""
+    return data.StructLayout({"data": data.ArrayLayout(out_shape, cols), "last": 1})
+
+
+class Requantizer(wiring.Component):
+    """Requantizes rows of ``cols`` accumulators with per-column parameters.
+
+    For each column: ``y = clamp(((acc + bias) * M0 + 2**(shift-1)) >> shift) + zp)``, with the
+    sum wrapping at 32 bits and the rounding term 0 for ``shift = 0``: exactly
+    :func:`qsilicon.quant.requantize`.  One parameter beat is taken per tile (before its first
+    row) and used until the row marked ``last``.  Three pipeline stages (bias add, multiply,
+    round/shift/saturate), one row per cycle, backpressure from ``o_res`` stalls the pipeline.
+
+    Parameters
+    ----------
+    cols : int
+        Lanes.
+    out_shape : ShapeLike
+        Output format (its signedness and width define the saturation bounds).
+
+    Members
+    -------
+    i_acc : In(stream.Signature(acc_row_layout(cols)))
+    i_par : In(stream.Signature(requant_params_layout(cols, out_shape)))
+    o_res : Out(stream.Signature(result_row_layout(cols, out_shape)))
+    """
+
+    def __init__(self, cols: int, out_shape) -> None:
+        if not isinstance(cols, int) or isinstance(cols, bool) or cols < 1:
+            raise ValueError(f"Cols must be a positive integer, not {cols!r}")
+        self._cols = cols
+        self._out_shape = Shape.cast(out_shape)
+        if not 2 <= self._out_shape.width <= 16:
+            raise ValueError(f"Output width must be from 2 to 16 bits, not {self._out_shape.width}")
+        super().__init__({
+            "i_acc": In(stream.Signature(acc_row_layout(cols))),
+            "i_par": In(stream.Signature(requant_params_layout(cols, self._out_shape))),
+            "o_res": Out(stream.Signature(result_row_layout(cols, self._out_shape))),
+        })
+
+    @property
+    def cols(self) -> int:
+        return self._cols
+
+    def elaborate(self, platform):
+        m = Module()
+        C, osh = self._cols, self._out_shape
+        qmin = -(1 << (osh.width - 1)) if osh.signed else 0
+        qmax = (1 << (osh.width - 1)) - 1 if osh.signed else (1 << osh.width) - 1
+        par_layout = requant_params_layout(C, osh)
+
+        par = Signal(par_layout)
+        par_valid = Signal()
+
+        en = Signal()  # the whole pipeline advances
+        m.d.comb += en.eq(~self.o_res.valid | self.o_res.ready)
+
+        m.d.comb += self.i_par.ready.eq(~par_valid)
+        with m.If(self.i_par.valid & self.i_par.ready):
+            m.d.sync += [par.eq(self.i_par.payload), par_valid.eq(1)]
+
+        take = Signal()
+        m.d.comb += [
+            self.i_acc.ready.eq(en & par_valid),
+            take.eq(self.i_acc.valid & self.i_acc.ready),
+        ]
+        with m.If(take & self.i_acc.payload.last):
+            m.d.sync += par_valid.eq(0)
+
+        # Stage A: acc + bias (wrapping int32), parameters travel with the row.
+        va, la = Signal(), Signal()
+        sa = [Signal(signed(ACC_BITS), name=f"sum_{c}") for c in range(C)]
+        pa = Signal(par_layout)
+        # Stage B: product.
+        vb, lb = Signal(), Signal()
+        pb = [Signal(signed(ACC_BITS + M0_BITS + 1), name=f"prod_{c}") for c in range(C)]
+        shb = [Signal(unsigned(SHIFT_BITS), name=f"shift_{c}") for c in range(C)]
+        zpb = [Signal(osh, name=f"zp_{c}") for c in range(C)]
+
+        with m.If(en):
+            m.d.sync += [va.eq(take), la.eq(self.i_acc.payload.last), pa.eq(par),
+                         vb.eq(va), lb.eq(la), self.o_res.valid.eq(vb), self.o_res.payload.last.eq(lb)]
+            for c in range(C):
+                m.d.sync += [
+                    sa[c].eq(self.i_acc.payload.data[c] + par[c].bias),
+                    pb[c].eq(sa[c] * pa[c].m0),
+                    shb[c].eq(pa[c].shift),
+                    zpb[c].eq(pa[c].zp),
+                ]
+                # Stage C: round half up, arithmetic shift, zero point, saturate.
+                half = (Const(1, SHIFT_MAX + 1) << shb[c])[1 : SHIFT_MAX + 1]  # 2**(shift-1), 0 for 0
+                shifted = (pb[c] + half) >> shb[c]
+                y = shifted + zpb[c]
+                sat = Signal(signed(y.shape().width), name=f"y_{c}")
+                m.d.comb += sat.eq(y)
+                with m.If(sat < qmin):
+                    m.d.sync += self.o_res.payload.data[c].eq(qmin)
+                with m.Elif(sat > qmax):
+                    m.d.sync += self.o_res.payload.data[c].eq(qmax)
+                with m.Else():
+                    m.d.sync += self.o_res.payload.data[c].eq(sat)
+        return m

@@ -1,0 +1,86 @@
+"""The GEMM engine: activation and weight streams in, requantized output rows out."""
+
+from __future__ import annotations
+
+from amaranth import Module, Shape, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out, connect
+
+from ..blocks import MacArray, Requantizer, requant_params_layout, result_row_layout
+from ..config import GemmConfig
+
+__all__ = ["GemmEngine", "act_layout", "wgt_layout"]
+
+
+def act_layout(cfg: GemmConfig) -> data.StructLayout:
+    """An activation beat: one reduction step ``k`` for ``rows`` output rows; ``last`` ends a tile."""
+    return data.StructLayout({"data": data.ArrayLayout(_a_shape(cfg), cfg.rows), "last": 1})
+
+
+def wgt_layout(cfg: GemmConfig) -> data.ArrayLayout:
+    """A weight beat: one reduction step ``k`` for ``cols`` output channels."""
+    return data.ArrayLayout(signed(cfg.wbits), cfg.cols)
+
+
+def _a_shape(cfg: GemmConfig) -> Shape:
+    return signed(cfg.abits) if cfg.a_signed else unsigned(cfg.abits)
+
+
+class GemmEngine(wiring.Component):
+    """Integer GEMM ``Y = requant(X W^T + bias')`` on an ``rows x cols`` MAC array.
+
+    The engine computes one output tile (``rows`` activation rows x ``cols`` weight rows) per
+    reduction: the host sends K beats on ``i_act`` and ``i_wgt`` (the ``k``-th column of the
+    tile's X rows and W rows; ``last`` on the K-th), one beat of per-channel parameters on
+    ``i_par``, and receives ``rows`` beats on ``o_res``.  Any M, K, N is handled by the host
+    schedule in :mod:`qsilicon.hw.gemm.driver` (zero padding of partial tiles; K is not tiled,
+    it is the stream length).  The array's drain overlaps the next tile's reduction, so for
+    K >= rows the operand streams never wait.
+
+    Parameters
+    ----------
+    config : GemmConfig
+
+    Members
+    -------
+    i_act : In(stream.Signature(act_layout(config)))
+    i_wgt : In(stream.Signature(wgt_layout(config)))
+    i_par : In(stream.Signature(requant_params_layout(cols, out_shape)))
+    o_res : Out(stream.Signature(result_row_layout(cols, out_shape)))
+    """
+
+    def __init__(self, config: GemmConfig) -> None:
+        if not isinstance(config, GemmConfig):
+            raise TypeError(f"Config must be a GemmConfig, not {config!r}")
+        self._config = config
+        osh = _a_shape(config)
+        super().__init__({
+            "i_act": In(stream.Signature(act_layout(config))),
+            "i_wgt": In(stream.Signature(wgt_layout(config))),
+            "i_par": In(stream.Signature(requant_params_layout(config.cols, osh))),
+            "o_res": Out(stream.Signature(result_row_layout(config.cols, osh))),
+        })
+
+    @property
+    def config(self) -> GemmConfig:
+        return self._config
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        m.submodules.array = array = MacArray(cfg.rows, cfg.cols, _a_shape(cfg), signed(cfg.wbits))
+        m.submodules.requant = requant = Requantizer(cfg.cols, _a_shape(cfg))
+
+        # Join the two operand streams: a beat moves when both are present.
+        m.d.comb += [
+            array.i_op.valid.eq(self.i_act.valid & self.i_wgt.valid),
+            array.i_op.payload.a.eq(self.i_act.payload.data),
+            array.i_op.payload.last.eq(self.i_act.payload.last),
+            array.i_op.payload.w.eq(self.i_wgt.payload),
+            self.i_act.ready.eq(array.i_op.ready & self.i_wgt.valid),
+            self.i_wgt.ready.eq(array.i_op.ready & self.i_act.valid),
+        ]
+        connect(m, array.o_acc, requant.i_acc)
+        connect(m, wiring.flipped(self.i_par), requant.i_par)
+        connect(m, requant.o_res, wiring.flipped(self.o_res))
+        return m

@@ -1,0 +1,1 @@
+"""Simulation: cocotb testbenches, the runner glue for Icarus and Verilator, Amaranth-sim helpers."""
