@@ -203,6 +203,10 @@ class Board:
         if missing:
             raise ValueError(f"board {self.name!r}: no reference for {', '.join(missing)}")
 
+    def __hash__(self) -> int:
+        # The generated hash would include the (unhashable) mapping fields.
+        return hash((self.name, self.part))
+
     def numeric_keys(self) -> tuple[str, ...]:
         """Keys under which every numeric value must be cited in :attr:`refs`.
 
@@ -265,10 +269,10 @@ def _xilinx_refs(ds: str, column: str, part: str, extra: Mapping[str, str]) -> d
     """Build the resource citations shared by the Xilinx boards."""
     check = _VIVADO_AVAIL.format(part=part)
     refs = {
-        "luts": f"{ds}, {column} column: CLB LUTs; {check}",
-        "ffs": f"{ds}, {column} column: CLB flip-flops; {check}",
+        "luts": f"{ds}, {column} column: LUTs; {check}",
+        "ffs": f"{ds}, {column} column: flip-flops; {check}",
         "dsps": f"{ds}, {column} column: DSP slices; {check}",
-        "bram36": f"{ds}, {column} column: block RAM blocks (36 Kb); {check}",
+        "bram36": f"{ds}, {column} column: 36 Kb block RAMs; {check}",
         "bram_kbits": f"{ds}, {column} column: bram36 x 36 Kb",
         "uram": f"{ds}, {column} column: UltraRAM blocks (288 Kb)",
     }

