@@ -42,21 +42,6 @@ if TYPE_CHECKING:
         platform_part,
     )
 
-_PLATFORM_NAMES = frozenset(
-    {
-        "get_platform",
-        "build_plan",
-        "platform_part",
-        "platform_clock_hz",
-        "ZCU102Platform",
-        "ZCU104Platform",
-        "Ultra96V2Platform",
-        "KV260Platform",
-        "PynqZ2Platform",
-        "ZynqMPPSClockPlatform",
-    }
-)
-
 __all__ = [
     "BOARDS",
     "FAMILIES",
@@ -66,8 +51,20 @@ __all__ = [
     "UnknownBoardError",
     "board_names",
     "get_board",
-    *sorted(_PLATFORM_NAMES),
+    # From .platforms, imported on first use (see __getattr__):
+    "KV260Platform",
+    "PynqZ2Platform",
+    "Ultra96V2Platform",
+    "ZCU102Platform",
+    "ZCU104Platform",
+    "ZynqMPPSClockPlatform",
+    "build_plan",
+    "get_platform",
+    "platform_clock_hz",
+    "platform_part",
 ]
+
+_PLATFORM_NAMES = frozenset(__all__[__all__.index("KV260Platform") :])
 
 
 def __getattr__(name: str) -> Any:

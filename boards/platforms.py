@@ -88,7 +88,10 @@ class ZCU102Platform(XilinxPlatform):
         # (sysclk_p/sysclk_n); 125 MHz: litex xilinx_zcu102.py "clk125" and the
         # FPGA Ninja ZCU102 XDC (clk_125mhz, create_clock -period 8.000).
         Resource(
-            "clk125", 0, DiffPairs("G21", "F21", dir="i"), Clock(125e6),
+            "clk125",
+            0,
+            DiffPairs("G21", "F21", dir="i"),
+            Clock(125e6),
             Attrs(IOSTANDARD="LVDS_25"),
         ),
         # GPIO_LED_0..7_LS, LVCMOS33: BoardStore zcu102/3.4/part0_pins.xml;
@@ -112,7 +115,10 @@ class ZCU104Platform(XilinxPlatform):
         # F23/E23 LVDS, 125 MHz: Xilinx UG946 DFX tutorial ZCU104 top_io.xdc
         # (clk_p/clk_n, create_clock -period 8); litex xilinx_zcu104.py "clk125".
         Resource(
-            "clk125", 0, DiffPairs("F23", "E23", dir="i"), Clock(125e6),
+            "clk125",
+            0,
+            DiffPairs("F23", "E23", dir="i"),
+            Clock(125e6),
             Attrs(IOSTANDARD="LVDS"),
         ),
         # GPIO_LED_0..3_LS, LVCMOS33: BoardStore boards/Xilinx/zcu104/1.1/part0_pins.xml;
@@ -238,9 +244,10 @@ class Ultra96V2Platform(ZynqMPPSClockPlatform):
 class KV260Platform(ZynqMPPSClockPlatform):
     """AMD Kria KV260 Vision AI Starter Kit (K26 SOM, XCK26-SFVC784-2LV-C).
 
-    The XCK26 has the programmable-logic resources of the XCZU5EV.  Neither
-    the K26 SOM nor the KV260 carrier wires an oscillator to the PL (litex
-    xilinx_kv260.py notes the same), so ``sync`` is driven by the PS's
+    The XCK26 has the programmable-logic resources of the XCZU5EV.  No
+    oscillator is wired to a PL clock pin: the Vivado board files
+    (BoardStore ``kv260_som/1.3``, ``kv260_carrier/1.3``) list no clock
+    source, and litex xilinx_kv260.py notes the same.  So ``sync`` is driven by the PS's
     ``pl_clk0``, 100 MHz in the Vivado preset
     (``PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ = 100``).  No PL-driven LED is
     declared: none could be confirmed from two sources.

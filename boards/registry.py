@@ -299,8 +299,8 @@ _ZCU102 = Board(
         "XCZU9EG",
         "xczu9eg-ffvb1156-2",
         {
-            "uram": "DS891 EG device-feature summary, XCZU9EG column: no UltraRAM "
-            "(Vivado report_utilization lists no URAM sites for xczu9eg)",
+            "uram": "DS891 EG device-feature summary, XCZU9EG column: no UltraRAM; "
+            "FINN src/finn/util/platforms.py ZU9EG_Platform also lists 0 URAM",
             "clock_mhz": "125 MHz LVDS_25 system clock on G21/F21: "
             f"{_BOARDSTORE} boards/Xilinx/zcu102/3.4/part0_pins.xml (sysclk_p/n); "
             "125 MHz per litex-boards xilinx_zcu102.py and FPGA Ninja ZCU102 XDC "
@@ -407,8 +407,9 @@ _KV260 = Board(
             "(18 Mb); Vivado report_utilization for xck26 lists URAM 64",
             "clock_mhz": "PS pl_clk0 at 100 MHz: "
             f"{_BOARDSTORE} boards/Xilinx/kv260_som/1.3/preset_s4.xml "
-            "(PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ=100); no PL oscillator on the "
-            "KV260 carrier (litex-boards xilinx_kv260.py notes none is wired)",
+            "(PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ=100); no PL oscillator: the "
+            "kv260_som/kv260_carrier board files list no clock source and "
+            "litex-boards xilinx_kv260.py notes none is wired",
             "dram_gbps": "PS DDR4 64-bit at 2400 MT/s (8 B x 2400 MT/s = 19.2 GB/s): "
             "DS987 'Functional Overview' (4 GB 64-bit wide, 2400 Mb/s) and "
             f"{_BOARDSTORE} boards/Xilinx/kv260_som/1.3/preset_s4.xml "

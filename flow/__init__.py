@@ -1,1 +1,1 @@
-"""flow"""
+"""The ``qsilicon`` command line and the end-to-end pipeline (orchestration only)."""

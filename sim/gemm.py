@@ -14,9 +14,9 @@ from qsilicon.hw.export import to_verilog
 from qsilicon.hw.gemm import GemmEngine, schedule_gemm
 from qsilicon.quant import GemmCase
 
-from .runner import Simulation, prepare
+from .runner import Simulation, SimulationError, prepare
 
-__all__ = ["RtlGemmResult", "build_gemm", "gemm_verilog", "rtl_gemm"]
+__all__ = ["GemmMismatchError", "RtlGemmResult", "build_gemm", "gemm_verilog", "rtl_gemm"]
 
 TOPLEVEL = "gemm_engine"
 
@@ -31,12 +31,22 @@ class RtlGemmResult:
     cycles : cycles from the first accepted input beat to the last output beat, inclusive.
     ideal_cycles : ``ceil(M*N*K / (rows*cols))``.
     utilization : ``M*N*K / (rows*cols*cycles)``.
+    mismatches : outputs that the testbench's checker found different from the reference.
     """
 
     out: torch.Tensor
     cycles: int
     ideal_cycles: int
     utilization: float
+    mismatches: int
+
+
+class GemmMismatchError(SimulationError):
+    """The RTL ran to completion and differs from the reference; ``result`` holds its outputs."""
+
+    def __init__(self, result: RtlGemmResult) -> None:
+        super().__init__(f"RTL differs from the integer reference in {result.mismatches} outputs")
+        self.result = result
 
 
 def gemm_verilog(cfg: GemmConfig) -> str:
@@ -75,9 +85,21 @@ def rtl_gemm(
             "QS_RESULT": str(tmp / "result.json"), "QS_VALID_P": str(valid_p),
             "QS_READY_P": str(ready_p), "QS_SEED": str(seed),
         }
-        simulation.run("qsilicon.sim.tb_gemm", env, tmp / "results.xml", log_file)
+        failure = None
+        try:
+            simulation.run("qsilicon.sim.tb_gemm", env, tmp / "results.xml", log_file)
+        except SimulationError as e:
+            failure = e
+        if not (tmp / "result.json").exists():
+            raise failure or SimulationError("the testbench wrote no result")
         res = json.loads((tmp / "result.json").read_text())
-    return RtlGemmResult(
+    result = RtlGemmResult(
         out=torch.tensor(res["out"], dtype=torch.int32).reshape(case.shape[0], case.shape[2]),
         cycles=res["cycles"], ideal_cycles=sched.ideal_cycles, utilization=sched.utilization(res["cycles"]),
+        mismatches=res["mismatches"],
     )
+    if result.mismatches:
+        raise GemmMismatchError(result)
+    if failure is not None:
+        raise failure
+    return result

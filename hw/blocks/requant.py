@@ -117,11 +117,19 @@ class Requantizer(wiring.Component):
                     zpb[c].eq(pa[c].zp),
                 ]
                 # Stage C: round half up, arithmetic shift, zero point, saturate.
-                half = (Const(1, SHIFT_MAX + 1) << shb[c])[1 : SHIFT_MAX + 1]  # 2**(shift-1), 0 for 0
-                shifted = (pb[c] + half) >> shb[c]
-                y = shifted + zpb[c]
-                sat = Signal(signed(y.shape().width), name=f"y_{c}")
-                m.d.comb += sat.eq(y)
+                wide = ACC_BITS + M0_BITS + 2
+                half = Signal(signed(wide), name=f"half_{c}")  # 2**(shift-1); 0 for shift 0
+                rounded = Signal(signed(wide), name=f"rounded_{c}")
+                zp_wide = Signal(signed(wide), name=f"zpw_{c}")
+                pb_wide = Signal(signed(wide), name=f"prodw_{c}")
+                sat = Signal(signed(wide), name=f"y_{c}")
+                m.d.comb += [
+                    half.eq((Const(1, SHIFT_MAX + 1) << shb[c])[1 : SHIFT_MAX + 1]),
+                    pb_wide.eq(pb[c]),
+                    rounded.eq(pb_wide + half),
+                    zp_wide.eq(zpb[c]),
+                    sat.eq((rounded >> shb[c]) + zp_wide),
+                ]
                 with m.If(sat < qmin):
                     m.d.sync += self.o_res.payload.data[c].eq(qmin)
                 with m.Elif(sat > qmax):

@@ -97,18 +97,19 @@ def test_requantizer_matches_reference(out_fmt):
     osh = shape_of(out_fmt)
     extremes_acc = [-(2**31), 2**31 - 1, 0, -1, 1]
     acc_beats, par_beats, expect = [], [], []
-    for t in range(tiles):
+    for _ in range(tiles):
         bias = [rng.choice([0, rng.randint(-(2**20), 2**20), -(2**31), 2**31 - 1]) for _ in range(cols)]
         m0 = [rng.choice([0, 2**M0_BITS - 1, rng.randint(2**15, 2**16 - 1)]) for _ in range(cols)]
         sh = [rng.choice([0, 1, SHIFT_MAX, rng.randint(0, SHIFT_MAX)]) for _ in range(cols)]
         zp = [rng.randint(out_fmt.qmin, out_fmt.qmax) for _ in range(cols)]
+        lanes = zip(bias, m0, sh, zp, strict=True)
         par_beats.append(pack(requant_params_layout(cols, osh),
-                              [{"bias": b, "m0": m, "shift": s, "zp": z} for b, m, s, z in zip(bias, m0, sh, zp)]))
+                              [{"bias": b, "m0": m, "shift": s, "zp": z} for b, m, s, z in lanes]))
         for r in range(rows_per_tile):
             acc = [rng.choice(extremes_acc + [rng.randint(-(2**31), 2**31 - 1)]) for _ in range(cols)]
             acc_beats.append(pack(acc_row_layout(cols), {"data": acc, "last": int(r == rows_per_tile - 1)}))
             # The hardware adds the bias with int32 wrap-around; the reference takes the sum.
-            total = torch.tensor([[((a + b + 2**31) % 2**32) - 2**31 for a, b in zip(acc, bias)]])
+            total = torch.tensor([[((a + b + 2**31) % 2**32) - 2**31 for a, b in zip(acc, bias, strict=True)]])
             expect.append(requantize(total, torch.tensor(m0), torch.tensor(sh), torch.tensor(zp), out_fmt)[0].tolist())
     outs, _ = pysim_streams(Requantizer(cols, osh), {"i_acc": acc_beats, "i_par": par_beats}, "o_res",
                             len(expect), valid_pattern=(1, 0, 1), ready_pattern=(1, 1, 0, 1, 0))

@@ -18,8 +18,10 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("rows,cols,wbits,abits,a_signed,m,k,n", CASES,
-                         ids=[f"r{c[0]}c{c[1]}w{c[2]}a{c[3]}{'s' if c[4] else 'u'}_{c[5]}x{c[6]}x{c[7]}" for c in CASES])
+IDS = [f"r{c[0]}c{c[1]}w{c[2]}a{c[3]}{'s' if c[4] else 'u'}_{c[5]}x{c[6]}x{c[7]}" for c in CASES]
+
+
+@pytest.mark.parametrize("rows,cols,wbits,abits,a_signed,m,k,n", CASES, ids=IDS)
 def test_engine_matches_reference_with_backpressure(rows, cols, wbits, abits, a_signed, m, k, n):
     cfg = GemmConfig(rows, cols, wbits, abits, a_signed)
     case = random_gemm_case(m, k, n, wbits=wbits, abits=abits, a_signed=a_signed, seed=rows * 100 + k)

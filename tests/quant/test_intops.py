@@ -174,7 +174,7 @@ def test_quantize_multiplier_precision(real):
     assert 0 <= sh <= SHIFT_MAX and 0 <= m0 < 2**M0_BITS
     approx = m0 / 2**sh
     if real >= 2.0 ** -(SHIFT_MAX - M0_BITS + 1):
-        assert 2 ** (M0_BITS - 1) <= m0
+        assert m0 >= 2 ** (M0_BITS - 1)
         assert abs(approx - real) <= real * 2.0**-M0_BITS
     else:
         assert abs(approx - real) <= 2.0 ** -(SHIFT_MAX + 1)

@@ -1,0 +1,42 @@
+# qsilicon: two commands on a fresh Debian machine (root, Python 3.11)
+#   make demo   set up what is missing, then run the main job
+#   make test   set up what is missing, then run the test suite
+# Set-up is idempotent: a second run only checks a stamp.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.qsilicon-setup
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-all lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@if ! command -v iverilog >/dev/null 2>&1; then \
+		echo "[setup] installing Icarus Verilog (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog >/dev/null; \
+	fi
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "[setup] torch==2.13.0 (CPU wheel) first, so that nothing pulls a CUDA build"
+	@$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	@echo "[setup] qsilicon with its pinned simulator and synthesis wheels"
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/qsilicon demo -o out/demo
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-all: setup
+	$(BIN)/python -m pytest -q --runslow $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf out build .pytest_cache .hypothesis

@@ -1,0 +1,271 @@
+"""The ``qsilicon`` command line.
+
+Conventions every command follows (users script against them):
+
+* exit code 0: success; 1: the design was checked and is wrong (any RTL/reference mismatch);
+  2: bad input or a missing tool, reported as one line ``qsilicon: error: ...`` that names the
+  problem and the fix;
+* ``--json`` prints one JSON document on stdout and nothing else there (progress goes to stderr);
+* commands that write a directory build it aside and move it into place at the end, so a
+  failure leaves no half-written output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["CliError", "main"]
+
+MANIFEST = "qsilicon.json"
+
+
+class CliError(Exception):
+    """Bad input or environment: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not usage + message
+        raise CliError(f"{message} (see '{self.prog} --help')")
+
+
+def _progress(msg: str) -> None:
+    print(f"[qsilicon] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- output directories
+
+
+class OutputDir:
+    """Write into a temporary sibling of ``target`` and move it into place on success.
+
+    An existing ``target`` is replaced only if it is a previous qsilicon output (it holds
+    :data:`MANIFEST`) or empty; anything else is refused before any work starts.
+    """
+
+    def __init__(self, target: str | os.PathLike) -> None:
+        self.target = Path(target).resolve()
+        if self.target.exists():
+            if not self.target.is_dir():
+                raise CliError(f"output path {self.target} exists and is not a directory: choose another -o")
+            if any(self.target.iterdir()) and not (self.target / MANIFEST).exists():
+                raise CliError(f"output directory {self.target} is not empty and not a qsilicon output: "
+                               "choose another -o or empty it")
+        self.tmp: Path | None = None
+
+    def __enter__(self) -> Path:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self.tmp is not None
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        if self.target.exists():
+            shutil.rmtree(self.target)
+        self.tmp.rename(self.target)
+
+
+# --------------------------------------------------------------------------- shared arguments
+
+
+def _add_gemm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rows", type=int, required=True, help="array rows R (1..64)")
+    p.add_argument("--cols", type=int, required=True, help="array columns C (1..64)")
+    p.add_argument("--wbits", type=int, choices=(4, 8), required=True, help="weight bits")
+    p.add_argument("--abits", type=int, choices=(4, 8), required=True, help="activation and output bits")
+    p.add_argument("--unsigned-act", action="store_true",
+                   help="unsigned activations/outputs (uint4/uint8 with zero point) instead of signed")
+
+
+def _gemm_config(args):
+    from qsilicon.hw.config import GemmConfig
+
+    try:
+        return GemmConfig(args.rows, args.cols, args.wbits, args.abits, not args.unsigned_act)
+    except (TypeError, ValueError) as e:
+        raise CliError(f"{e} (use --rows/--cols from 1 to 64, --wbits/--abits 4 or 8)") from None
+
+
+def _board(name: str):
+    from qsilicon.boards import UnknownBoardError, get_board
+
+    try:
+        return get_board(name)
+    except UnknownBoardError as e:
+        raise CliError(str(e)) from None
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_boards(args) -> int:
+    from qsilicon.boards import BOARDS
+
+    boards = [BOARDS[k] for k in sorted(BOARDS)]
+    if args.json:
+        print(json.dumps([b.to_dict() for b in boards], indent=2))
+        return 0
+    head = (f"{'board':<11} {'part':<24} {'LUT':>8} {'FF':>9} {'DSP':>5} {'BRAM36':>7} {'URAM':>5} "
+            f"{'MHz':>5} {'GB/s':>6}")
+    print(head)
+    print("-" * len(head))
+    for b in boards:
+        print(f"{b.name:<11} {b.part:<24} {b.luts:>8} {b.ffs:>9} {b.dsps:>5} {b.bram36:>7} {b.uram:>5} "
+              f"{b.clock_mhz:>5g} {b.dram_gbps:>6g}")
+    print("\nEvery figure's datasheet reference: qsilicon boards --json")
+    return 0
+
+
+def cmd_verilog_gemm(args) -> int:
+    cfg = _gemm_config(args)
+    board = _board(args.board) if args.board else None
+    out = OutputDir(args.output)
+    from qsilicon import __version__
+    from qsilicon.hw.export import to_verilog
+    from qsilicon.hw.gemm import GemmEngine
+
+    with out as tmp:
+        _progress(f"elaborating {cfg.tag}")
+        (tmp / "gemm_engine.v").write_text(to_verilog(GemmEngine(cfg), "gemm_engine"))
+        files = ["gemm_engine.v"]
+        if board is not None:
+            from qsilicon.boards import build_plan
+            from qsilicon.hw.shell import SelfTestShell
+
+            _progress(f"writing the {board.name} build plan ({board.part})")
+            written = build_plan(board.name, SelfTestShell(GemmEngine(cfg)), tmp / board.name, name="top")
+            files += [str(Path(p).relative_to(tmp)) for p in written]
+        manifest = {
+            "qsilicon": __version__, "component": "gemm", "config": cfg.to_dict(),
+            "board": board.to_dict() if board else None, "files": sorted(files),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"wrote {len(files)} files to {out.target}")
+    for f in sorted(files):
+        print(f"  {f}")
+    return 0
+
+
+def cmd_verify_gemm(args) -> int:
+    import torch
+
+    from qsilicon.quant import random_gemm_case, ref_gemm
+    from qsilicon.sim.gemm import GemmMismatchError, rtl_gemm
+    from qsilicon.sim.runner import SimulationError, SimulatorMissingError, check_simulator
+
+    cfg = _gemm_config(args)
+    for what, v in (("M", args.m), ("K", args.k), ("N", args.n)):
+        if v < 1:
+            raise CliError(f"{what} must be a positive integer, not {v} (use --{what.lower()} 1 or more)")
+    for what, v in (("--valid-p", args.valid_p), ("--ready-p", args.ready_p)):
+        if not 0 < v <= 1:
+            raise CliError(f"{what} must be in (0, 1], not {v}")
+    try:
+        check_simulator(args.sim)
+    except SimulatorMissingError as e:
+        raise CliError(str(e)) from None
+    case = random_gemm_case(args.m, args.k, args.n, wbits=cfg.wbits, abits=cfg.abits,
+                            a_signed=cfg.a_signed, seed=args.seed)
+    try:
+        ref = ref_gemm(case)
+    except ArithmeticError as e:
+        raise CliError(str(e)) from None
+    _progress(f"simulating {cfg.tag} on {args.sim} (the first build of a configuration takes a while)")
+    with tempfile.TemporaryDirectory(prefix="qs-verify-") as tmp:
+        log = Path(tmp) / "sim.log"
+        try:
+            res = rtl_gemm(case, cfg, sim=args.sim, valid_p=args.valid_p, ready_p=args.ready_p,
+                           seed=args.seed, log_file=log)
+            mismatches = int((res.out != ref.out).sum())
+        except GemmMismatchError as e:
+            res, mismatches = e.result, e.result.mismatches
+        except SimulationError as e:
+            tail = log.read_text(errors="replace").splitlines()[-30:] if log.exists() else []
+            print("\n".join(tail), file=sys.stderr)
+            raise CliError(str(e).split(" (log:")[0]) from None
+    m, k, n = case.shape
+    report = {
+        "component": "gemm", "config": cfg.to_dict(), "sim": args.sim, "seed": args.seed,
+        "m": m, "k": k, "n": n, "valid_p": args.valid_p, "ready_p": args.ready_p,
+        "pass": mismatches == 0, "mismatches": mismatches, "outputs": m * n,
+        "cycles": res.cycles, "ideal_cycles": res.ideal_cycles, "utilization": round(res.utilization, 4),
+        "bit_exact": bool(torch.equal(res.out, ref.out)),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        verdict = "PASS" if report["pass"] else "FAIL"
+        print(f"{verdict}: gemm {cfg.rows}x{cfg.cols} w{cfg.wbits}a{cfg.abits} "
+              f"({'int' if cfg.a_signed else 'uint'}{cfg.abits} activations) on {args.sim}, "
+              f"M={m} K={k} N={n}, seed {args.seed}")
+        print(f"  mismatches   {mismatches} of {m * n} outputs")
+        print(f"  cycles       {res.cycles} (ideal {res.ideal_cycles})")
+        print(f"  utilization  {100 * res.utilization:.1f}%  (M*N*K / (R*C*cycles))")
+    return 0 if report["pass"] else 1
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="qsilicon", description="Quantized-accelerator co-design: integer reference, "
+                "Amaranth generators, cocotb verification.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    b = sub.add_parser("boards", help="list the board registry")
+    b.add_argument("--json", action="store_true", help="machine-readable, with datasheet references")
+    b.set_defaults(func=cmd_boards)
+
+    v = sub.add_parser("verilog", help="write Verilog (and board build files) for a generator")
+    vs = v.add_subparsers(dest="component", required=True, parser_class=_Parser)
+    vg = vs.add_parser("gemm", help="the GEMM engine")
+    _add_gemm_args(vg)
+    vg.add_argument("--board", help="also write a build plan for this board (see 'qsilicon boards')")
+    vg.add_argument("-o", "--output", required=True, help="output directory")
+    vg.set_defaults(func=cmd_verilog_gemm)
+
+    f = sub.add_parser("verify", help="run a generator's RTL in cocotb against the integer reference")
+    fs = f.add_subparsers(dest="component", required=True, parser_class=_Parser)
+    fg = fs.add_parser("gemm", help="the GEMM engine on a random problem")
+    _add_gemm_args(fg)
+    fg.add_argument("--m", type=int, required=True, help="rows of X and Y")
+    fg.add_argument("--k", type=int, required=True, help="reduction length")
+    fg.add_argument("--n", type=int, required=True, help="output channels (rows of W)")
+    fg.add_argument("--seed", type=int, default=0, help="seed of the random data (default 0)")
+    fg.add_argument("--sim", choices=("icarus", "verilator"), default="verilator")
+    fg.add_argument("--valid-p", type=float, default=1.0,
+                    help="probability that an input beat is offered in a cycle (default 1: no idle)")
+    fg.add_argument("--ready-p", type=float, default=1.0,
+                    help="probability that the output is ready in a cycle (default 1: no backpressure)")
+    fg.add_argument("--json", action="store_true")
+    fg.set_defaults(func=cmd_verify_gemm)
+
+    d = sub.add_parser("demo", help="the main job: engine for the ZCU102, verified on Verilator, report")
+    d.add_argument("-o", "--output", default="out/demo", help="output directory (default out/demo)")
+    d.set_defaults(func=lambda a: __import__("qsilicon.flow.demo", fromlist=["run"]).run(a.output))
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except CliError as e:
+        print(f"qsilicon: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qsilicon: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

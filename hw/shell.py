@@ -1,0 +1,69 @@
+"""A self-test shell that puts a stream component on a board by itself.
+
+Vendor synthesis removes logic whose inputs are undriven or whose outputs go nowhere, so a
+bare engine cannot be built for a board without a system around it.  The shell drives every
+input stream with pseudo-random beats from LFSRs, keeps every output stream ready, and folds
+every output bit into one register on ``led`` 0: nothing can be optimised away, so the build's
+resource and timing figures are the engine's own.  For system integration, instantiate the
+engine's Verilog (``gemm_engine.v``) in your design instead.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Elaboratable, Module, Signal
+from amaranth.lib import stream
+from amaranth.lib.wiring import Flow
+
+__all__ = ["SelfTestShell"]
+
+# Galois LFSR, x^32 + x^22 + x^2 + x + 1 (maximal length).
+_TAPS = 0x80200003
+
+
+class SelfTestShell(Elaboratable):
+    """Wrap ``core`` (a ``wiring.Component`` with stream ports) for a board build.
+
+    Parameters
+    ----------
+    core : wiring.Component
+        Every member must be a ``stream.Signature`` port.
+    led : str
+        Platform resource that receives the folded output bit (``led`` 0 by default).
+    """
+
+    def __init__(self, core, led: str = "led") -> None:
+        for name, member in core.signature.members.items():
+            if not (member.is_signature and isinstance(member.signature, stream.Signature)):
+                raise TypeError(f"SelfTestShell needs stream ports only; member {name!r} is not a stream")
+        self._core = core
+        self._led = led
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self._core
+        fold = Signal()
+        folded = []
+        seed = 1
+        for name, member in core.signature.members.items():
+            port = getattr(core, name)
+            width = len(port.payload.as_value())
+            if member.flow == Flow.In:
+                lfsrs = []
+                for i in range(0, width, 32):
+                    s = Signal(32, init=(0x9E3779B9 * seed) & 0xFFFFFFFF or 1, name=f"lfsr_{name}_{i // 32}")
+                    seed += 1
+                    with m.If(port.valid & port.ready):
+                        m.d.sync += s.eq(Cat(s[1:], 0) ^ (s[0].replicate(32) & _TAPS))
+                    lfsrs.append(s)
+                m.d.comb += [port.valid.eq(1), port.payload.as_value().eq(Cat(*lfsrs)[:width])]
+            else:
+                m.d.comb += port.ready.eq(1)
+                acc = Signal(name=f"fold_{name}")
+                with m.If(port.valid):
+                    m.d.sync += acc.eq(acc ^ port.payload.as_value().xor())
+                folded.append(acc)
+        m.d.sync += fold.eq(Cat(*folded).xor())
+        if platform is not None:
+            led = platform.request(self._led, 0)
+            m.d.comb += led.o.eq(fold)
+        return m
