@@ -1,0 +1,115 @@
+"""The qsilicon command line, run as a user runs it (a subprocess of the installed script)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qsilicon.quant import random_gemm_case
+
+QS = [sys.executable, "-m", "qsilicon.flow"]
+ENGINE = ["--rows", "2", "--cols", "3", "--wbits", "4", "--abits", "8"]
+
+
+def run(*args, env=None, cwd=None):
+    return subprocess.run([*QS, *args], capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def test_boards_json_has_references():
+    p = run("boards", "--json")
+    assert p.returncode == 0, p.stderr
+    boards = {b["name"]: b for b in json.loads(p.stdout)}
+    assert boards["zcu102"]["part"] == "xczu9eg-ffvb1156-2-e"
+    assert boards["zcu102"]["dsps"] == 2520
+    assert {"zcu102", "zcu104", "ultra96-v2", "kv260", "pynq-z2", "ulx3s", "icebreaker"} <= set(boards)
+    text = run("boards")
+    assert text.returncode == 0 and "xczu9eg-ffvb1156-2-e" in text.stdout
+
+
+def test_verilog_byte_identical_across_processes(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run("verilog", "gemm", *ENGINE, "-o", str(a)).returncode == 0
+    assert run("verilog", "gemm", *ENGINE, "-o", str(b)).returncode == 0
+    assert (a / "gemm_engine.v").read_bytes() == (b / "gemm_engine.v").read_bytes()
+    manifest = json.loads((a / "qsilicon.json").read_text())
+    assert manifest["config"]["rows"] == 2 and manifest["files"] == ["gemm_engine.v"]
+    # Regenerating into a previous output replaces it.
+    assert run("verilog", "gemm", *ENGINE, "--abits", "4", "-o", str(a)).returncode == 0
+    assert (a / "gemm_engine.v").read_bytes() != (b / "gemm_engine.v").read_bytes()
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["verilog", "gemm", "--rows", "0", "--cols", "2", "--wbits", "4", "--abits", "4"],
+     "Rows must be a positive integer, not 0"),
+    (["verilog", "gemm", "--rows", "2", "--cols", "2", "--wbits", "5", "--abits", "4"],
+     "argument --wbits: invalid choice: 5"),
+    (["verilog", "gemm", *ENGINE, "--board", "zcu100"], "unknown board 'zcu100': choose one of"),
+    (["verify", "gemm", *ENGINE, "--m", "2", "--k", "0", "--n", "2"], "K must be a positive integer, not 0"),
+    (["verify", "gemm", *ENGINE, "--m", "2", "--k", "2", "--n", "2", "--sim", "questa"],
+     "argument --sim: invalid choice: 'questa'"),
+])
+def test_bad_input_one_line_exit_2_no_output(tmp_path, args, msg):
+    out = tmp_path / "out"
+    p = run(*args, *(["-o", str(out)] if args[0] == "verilog" else []))
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("qsilicon: error: ") and msg in lines[0], p.stderr
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary directory left either
+
+
+def test_refuses_foreign_output_directory(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep me")
+    p = run("verilog", "gemm", *ENGINE, "-o", str(tmp_path))
+    assert p.returncode == 2 and "not a qsilicon output" in p.stderr
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_missing_simulator_names_the_fix(tmp_path):
+    """With no iverilog on PATH the command stops before any work, saying how to install it."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    os.symlink(sys.executable, bindir / "python3")
+    env = {**os.environ, "PATH": str(bindir)}
+    p = run("verify", "gemm", *ENGINE, "--m", "2", "--k", "2", "--n", "2", "--sim", "icarus", env=env)
+    assert p.returncode == 2, p.stderr
+    assert "Icarus Verilog is not installed: run 'apt-get install -y iverilog'" in p.stderr
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs iverilog (installed by make test)")
+def test_verify_passes_and_reports_json():
+    p = run("verify", "gemm", *ENGINE, "--m", "7", "--k", "11", "--n", "4", "--seed", "4242",
+            "--sim", "icarus", "--valid-p", "0.8", "--ready-p", "0.7", "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout)
+    assert r["pass"] and r["bit_exact"] and r["mismatches"] == 0 and r["outputs"] == 28
+    assert r["cycles"] >= r["ideal_cycles"] > 0
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs iverilog (installed by make test)")
+def test_verify_mismatch_exits_1(tmp_path):
+    """Fault injection through the testbench: its model is given another bias than the RTL."""
+    good = random_gemm_case(3, 5, 3, wbits=4, abits=8, seed=77)
+    bad = type(good)(**{**good.__dict__, "bias": good.bias - 5000})
+    bad.save(tmp_path / "model.pt")
+    env = {**os.environ, "QS_MODEL_CASE": str(tmp_path / "model.pt")}
+    p = run("verify", "gemm", *ENGINE, "--m", "3", "--k", "5", "--n", "3", "--seed", "77", "--sim", "icarus",
+            env=env)
+    assert p.returncode == 1, p.stderr[-3000:]
+    assert p.stdout.startswith("FAIL:")
+    mism = int(next(line for line in p.stdout.splitlines() if "mismatches" in line).split()[1])
+    assert 0 < mism <= 9
+
+
+def test_help_lists_commands():
+    p = run("--help")
+    assert p.returncode == 0
+    for cmd in ("boards", "verilog", "verify", "demo"):
+        assert cmd in p.stdout
+    script = Path(sys.executable).parent / "qsilicon"  # the [project.scripts] entry point
+    q = subprocess.run([str(script), "boards"], capture_output=True, text=True)
+    assert q.returncode == 0 and "zcu102" in q.stdout
