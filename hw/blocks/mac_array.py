@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Shape, Signal, signed
+from amaranth import Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -91,10 +91,10 @@ class MacArray(wiring.Component):
         acc_shape = signed(ACC_BITS)
 
         # Stage 0: operand registers.  Stage 1: product registers (maps onto DSP pipelines).
-        v0, l0 = Signal(), Signal()
+        v0, l0 = Signal(name="v0"), Signal(name="l0")
         a0 = Signal(data.ArrayLayout(self._a_shape, R))
         w0 = Signal(data.ArrayLayout(self._w_shape, C))
-        v1, l1 = Signal(), Signal()
+        v1, l1 = Signal(name="v1"), Signal(name="l1")
         prod = [[Signal(signed(self._a_shape.width + self._w_shape.width + 1), name=f"p_{r}_{c}")
                  for c in range(C)] for r in range(R)]
         acc = [[Signal(acc_shape, name=f"acc_{r}_{c}") for c in range(C)] for r in range(R)]
@@ -107,11 +107,6 @@ class MacArray(wiring.Component):
         stall = Signal()
         m.d.comb += stall.eq(v1 & l1 & drain_full)
         m.d.comb += self.i_op.ready.eq(~stall)
-
-        sums = [[Signal(acc_shape, name=f"sum_{r}_{c}") for c in range(C)] for r in range(R)]
-        for r in range(R):
-            for c in range(C):
-                m.d.comb += sums[r][c].eq(Mux(fresh, prod[r][c], acc[r][c] + prod[r][c]))
 
         with m.If(~stall):
             m.d.sync += [
@@ -127,10 +122,14 @@ class MacArray(wiring.Component):
                     m.d.sync += prod[r][c].eq(a0[r] * w0[c])
             with m.If(v1):
                 m.d.sync += fresh.eq(l1)
+                # The sum is one expression (no combinational signal): Icarus never evaluates a
+                # combinational block whose inputs keep their initial values.
+                sums = [[Mux(fresh, prod[r][c], acc[r][c] + prod[r][c]) for c in range(C)] for r in range(R)]
                 with m.If(l1):
                     m.d.sync += drain_full.eq(1)
                     for r in range(R):
-                        m.d.sync += drain[r].eq(Cat(*sums[r]))
+                        for c in range(C):
+                            m.d.sync += drain[r][c].eq(sums[r][c])
                 with m.Else():
                     for r in range(R):
                         for c in range(C):

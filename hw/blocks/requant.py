@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Shape, Signal, signed, unsigned
+from amaranth import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -97,11 +97,11 @@ class Requantizer(wiring.Component):
             m.d.sync += par_valid.eq(0)
 
         # Stage A: acc + bias (wrapping int32), parameters travel with the row.
-        va, la = Signal(), Signal()
+        va, la = Signal(name="va"), Signal(name="la")
         sa = [Signal(signed(ACC_BITS), name=f"sum_{c}") for c in range(C)]
         pa = Signal(par_layout)
         # Stage B: product.
-        vb, lb = Signal(), Signal()
+        vb, lb = Signal(name="vb"), Signal(name="lb")
         pb = [Signal(signed(ACC_BITS + M0_BITS + 1), name=f"prod_{c}") for c in range(C)]
         shb = [Signal(unsigned(SHIFT_BITS), name=f"shift_{c}") for c in range(C)]
         zpb = [Signal(osh, name=f"zp_{c}") for c in range(C)]
@@ -116,24 +116,11 @@ class Requantizer(wiring.Component):
                     shb[c].eq(pa[c].shift),
                     zpb[c].eq(pa[c].zp),
                 ]
-                # Stage C: round half up, arithmetic shift, zero point, saturate.
-                wide = ACC_BITS + M0_BITS + 2
-                half = Signal(signed(wide), name=f"half_{c}")  # 2**(shift-1); 0 for shift 0
-                rounded = Signal(signed(wide), name=f"rounded_{c}")
-                zp_wide = Signal(signed(wide), name=f"zpw_{c}")
-                pb_wide = Signal(signed(wide), name=f"prodw_{c}")
-                sat = Signal(signed(wide), name=f"y_{c}")
-                m.d.comb += [
-                    half.eq((Const(1, SHIFT_MAX + 1) << shb[c])[1 : SHIFT_MAX + 1]),
-                    pb_wide.eq(pb[c]),
-                    rounded.eq(pb_wide + half),
-                    zp_wide.eq(zpb[c]),
-                    sat.eq((rounded >> shb[c]) + zp_wide),
-                ]
-                with m.If(sat < qmin):
-                    m.d.sync += self.o_res.payload.data[c].eq(qmin)
-                with m.Elif(sat > qmax):
-                    m.d.sync += self.o_res.payload.data[c].eq(qmax)
-                with m.Else():
-                    m.d.sync += self.o_res.payload.data[c].eq(sat)
+                # Stage C: round half up, arithmetic shift, zero point, saturate.  Round half
+                # up of p / 2**s is ((p >> (s - 1)) + 1) >> 1 for s >= 1, computed as
+                # (((2 * p) >> s) + 1) >> 1, which is also exact for s = 0.  Written as one
+                # expression: no combinational signals whose inputs may never change (Icarus
+                # never evaluates those and leaves them X).
+                y = ((((pb[c] << 1) >> shb[c]) + 1) >> 1) + zpb[c]
+                m.d.sync += self.o_res.payload.data[c].eq(Mux(y < qmin, qmin, Mux(y > qmax, qmax, y)))
         return m
