@@ -44,7 +44,7 @@ class MacArray(wiring.Component):
     ``last`` reaches the accumulators, the finished sums move into a drain buffer in the same
     cycle and the PEs start the next tile at once, while the buffer is shifted out a row per
     cycle on ``o_acc``.  The operand stream stalls only when a tile finishes before the
-    previous one has left the drain buffer (tiles shorter than ``rows`` beats, or output
+    previous one has left the drain buffer (tiles of ``rows`` beats or fewer, or output
     backpressure).  Accumulators are int32 and wrap, as the integer reference permits (it
     rejects results whose final value leaves int32).
 

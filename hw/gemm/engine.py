@@ -35,7 +35,8 @@ class GemmEngine(wiring.Component):
     ``i_par``, and receives ``rows`` beats on ``o_res``.  Any M, K, N is handled by the host
     schedule in :mod:`qsilicon.hw.gemm.driver` (zero padding of partial tiles; K is not tiled,
     it is the stream length).  The array's drain overlaps the next tile's reduction, so for
-    K >= rows the operand streams never wait.
+    K > rows the operand streams never wait (K = rows costs one bubble per tile, smaller K is
+    drain-bound).
 
     Parameters
     ----------
