@@ -77,20 +77,28 @@ class OutputDir:
 # --------------------------------------------------------------------------- shared arguments
 
 
-def _add_gemm_args(p: argparse.ArgumentParser) -> None:
+def _add_gemm_args(p: argparse.ArgumentParser, mixed: bool = False) -> None:
+    """Engine arguments; ``mixed`` for ``mpgemm`` (row-wise int4/int8 weights in 8-bit lanes)."""
     p.add_argument("--rows", type=int, required=True, help="array rows R (1..64)")
     p.add_argument("--cols", type=int, required=True, help="array columns C (1..64)")
-    p.add_argument("--wbits", type=int, choices=(4, 8), required=True, help="weight bits")
+    if not mixed:
+        p.add_argument("--wbits", type=int, choices=(4, 8), required=True, help="weight bits")
     p.add_argument("--abits", type=int, choices=(4, 8), required=True, help="activation and output bits")
     p.add_argument("--unsigned-act", action="store_true",
                    help="unsigned activations/outputs (uint4/uint8 with zero point) instead of signed")
+    p.add_argument("--packing", choices=("none", "dsp2") if mixed else ("none", "dsp2", "dsp4", "lut"),
+                   default="dsp2" if mixed else "none",
+                   help="multiplier lanes: none (a*w per PE), dsp2 (2 MACs per DSP48E2), dsp4 (4 per DSP, W4A4), "
+                        "lut (shift-and-add, 4-bit weights)" + (" (default dsp2)" if mixed else " (default none)"))
+    p.set_defaults(mixed=mixed)
 
 
 def _gemm_config(args):
     from qsilicon.hw.config import GemmConfig
 
+    wbits = 8 if args.mixed else args.wbits
     try:
-        return GemmConfig(args.rows, args.cols, args.wbits, args.abits, not args.unsigned_act)
+        return GemmConfig(args.rows, args.cols, wbits, args.abits, not args.unsigned_act, args.packing, args.mixed)
     except (TypeError, ValueError) as e:
         raise CliError(f"{e} (use --rows/--cols from 1 to 64, --wbits/--abits 4 or 8)") from None
 
@@ -145,7 +153,7 @@ def cmd_verilog_gemm(args) -> int:
             written = build_plan(board.name, SelfTestShell(GemmEngine(cfg)), tmp / board.name, name="top")
             files += [str(Path(p).relative_to(tmp)) for p in written]
         manifest = {
-            "qsilicon": __version__, "component": "gemm", "config": cfg.to_dict(),
+            "qsilicon": __version__, "component": "mpgemm" if cfg.mixed else "gemm", "config": cfg.to_dict(),
             "board": board.to_dict() if board else None, "files": sorted(files),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -173,8 +181,11 @@ def cmd_verify_gemm(args) -> int:
         check_simulator(args.sim)
     except SimulatorMissingError as e:
         raise CliError(str(e)) from None
+    ratio8 = getattr(args, "ratio8", None)
+    if ratio8 is not None and not 0 <= ratio8 <= 1:
+        raise CliError(f"--ratio8 must be from 0 to 1, not {ratio8}")
     case = random_gemm_case(args.m, args.k, args.n, wbits=cfg.wbits, abits=cfg.abits,
-                            a_signed=cfg.a_signed, seed=args.seed)
+                            a_signed=cfg.a_signed, seed=args.seed, ratio8=ratio8)
     try:
         ref = ref_gemm(case)
     except ArithmeticError as e:
@@ -194,7 +205,8 @@ def cmd_verify_gemm(args) -> int:
             raise CliError(str(e).split(" (log:")[0]) from None
     m, k, n = case.shape
     report = {
-        "component": "gemm", "config": cfg.to_dict(), "sim": args.sim, "seed": args.seed,
+        "component": "mpgemm" if cfg.mixed else "gemm", "config": cfg.to_dict(), "sim": args.sim, "seed": args.seed,
+        "ratio8": ratio8, "int8_rows": None if case.row_bits is None else int((case.row_bits == 8).sum()),
         "m": m, "k": k, "n": n, "valid_p": args.valid_p, "ready_p": args.ready_p,
         "pass": mismatches == 0, "mismatches": mismatches, "outputs": m * n,
         "cycles": res.cycles, "ideal_cycles": res.ideal_cycles, "utilization": round(res.utilization, 4),
@@ -204,8 +216,9 @@ def cmd_verify_gemm(args) -> int:
         print(json.dumps(report, indent=2))
     else:
         verdict = "PASS" if report["pass"] else "FAIL"
-        print(f"{verdict}: gemm {cfg.rows}x{cfg.cols} w{cfg.wbits}a{cfg.abits} "
-              f"({'int' if cfg.a_signed else 'uint'}{cfg.abits} activations) on {args.sim}, "
+        weights = f"mixed int4/int8 rows ({report['int8_rows']} of {n} int8)" if cfg.mixed else f"w{cfg.wbits}"
+        print(f"{verdict}: {report['component']} {cfg.rows}x{cfg.cols} {weights} a{cfg.abits} "
+              f"({'int' if cfg.a_signed else 'uint'}{cfg.abits} activations, packing {cfg.packing}) on {args.sim}, "
               f"M={m} K={k} N={n}, seed {args.seed}")
         print(f"  mismatches   {mismatches} of {m * n} outputs")
         print(f"  cycles       {res.cycles} (ideal {res.ideal_cycles})")
@@ -238,11 +251,12 @@ def cmd_synth_gemm(args) -> int:
             pnr = place_and_route(SelfTestShell(GemmEngine(cfg)), board.name)
     except SynthError as e:
         raise CliError(str(e)) from None
-    report = {"component": "gemm", "config": cfg.to_dict(), **res.to_dict(), "pnr": pnr.to_dict() if pnr else None}
+    report = {"component": "mpgemm" if cfg.mixed else "gemm", "config": cfg.to_dict(), **res.to_dict(),
+              "pnr": pnr.to_dict() if pnr else None}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"gemm {cfg.rows}x{cfg.cols} w{cfg.wbits}a{cfg.abits} on {args.target}"
+    print(f"{cfg.tag} on {args.target}"
           f"{' (cached)' if res.cached else ''}: " + ", ".join(f"{k} {v}" for k, v in res.counts.items()))
     print(f"  tool: {res.tool}")
     if pnr is not None:
@@ -270,34 +284,45 @@ def build_parser() -> argparse.ArgumentParser:
     vg.add_argument("--board", help="also write a build plan for this board (see 'qsilicon boards')")
     vg.add_argument("-o", "--output", required=True, help="output directory")
     vg.set_defaults(func=cmd_verilog_gemm)
+    vm = vs.add_parser("mpgemm", help="the mixed-precision GEMM engine (row-wise int4/int8 weights)")
+    _add_gemm_args(vm, mixed=True)
+    vm.add_argument("--board", help="also write a build plan for this board (see 'qsilicon boards')")
+    vm.add_argument("-o", "--output", required=True, help="output directory")
+    vm.set_defaults(func=cmd_verilog_gemm)
 
     f = sub.add_parser("verify", help="run a generator's RTL in cocotb against the integer reference")
     fs = f.add_subparsers(dest="component", required=True, parser_class=_Parser)
-    fg = fs.add_parser("gemm", help="the GEMM engine on a random problem")
-    _add_gemm_args(fg)
-    fg.add_argument("--m", type=int, required=True, help="rows of X and Y")
-    fg.add_argument("--k", type=int, required=True, help="reduction length")
-    fg.add_argument("--n", type=int, required=True, help="output channels (rows of W)")
-    fg.add_argument("--seed", type=int, default=0, help="seed of the random data (default 0)")
-    fg.add_argument("--sim", choices=("icarus", "verilator"), default="verilator")
-    fg.add_argument("--valid-p", type=float, default=1.0,
-                    help="probability that an input beat is offered in a cycle (default 1: no idle)")
-    fg.add_argument("--ready-p", type=float, default=1.0,
-                    help="probability that the output is ready in a cycle (default 1: no backpressure)")
-    fg.add_argument("--json", action="store_true")
-    fg.set_defaults(func=cmd_verify_gemm)
+    for comp in ("gemm", "mpgemm"):
+        mixed = comp == "mpgemm"
+        fg = fs.add_parser(comp, help="the mixed-precision GEMM engine on a random layer" if mixed
+                           else "the GEMM engine on a random problem")
+        _add_gemm_args(fg, mixed=mixed)
+        fg.add_argument("--m", type=int, required=True, help="rows of X and Y")
+        fg.add_argument("--k", type=int, required=True, help="reduction length")
+        fg.add_argument("--n", type=int, required=True, help="output channels (rows of W)")
+        if mixed:
+            fg.add_argument("--ratio8", type=float, required=True, help="share of int8 rows (0..1), the rest int4")
+        fg.add_argument("--seed", type=int, default=0, help="seed of the random data (default 0)")
+        fg.add_argument("--sim", choices=("icarus", "verilator"), default="verilator")
+        fg.add_argument("--valid-p", type=float, default=1.0,
+                        help="probability that an input beat is offered in a cycle (default 1: no idle)")
+        fg.add_argument("--ready-p", type=float, default=1.0,
+                        help="probability that the output is ready in a cycle (default 1: no backpressure)")
+        fg.add_argument("--json", action="store_true")
+        fg.set_defaults(func=cmd_verify_gemm)
 
     y = sub.add_parser("synth", help="synthesize a generator with yosys (and place and route on ECP5)")
     ys = y.add_subparsers(dest="component", required=True, parser_class=_Parser)
-    yg = ys.add_parser("gemm", help="the GEMM engine")
-    _add_gemm_args(yg)
-    yg.add_argument("--target", choices=("xcup", "xc7", "ecp5", "ice40", "generic"), required=True,
-                    help="xcup: Zynq UltraScale+, xc7: 7-series, ecp5, ice40, generic: two-input gates")
-    yg.add_argument("--pnr", action="store_true",
-                    help="also place and route the engine in its self-test shell with nextpnr (ECP5) for fmax")
-    yg.add_argument("--board", default=None, help="board for --pnr (default ulx3s)")
-    yg.add_argument("--json", action="store_true")
-    yg.set_defaults(func=cmd_synth_gemm)
+    for comp in ("gemm", "mpgemm"):
+        yg = ys.add_parser(comp, help="the mixed-precision GEMM engine" if comp == "mpgemm" else "the GEMM engine")
+        _add_gemm_args(yg, mixed=comp == "mpgemm")
+        yg.add_argument("--target", choices=("xcup", "xc7", "ecp5", "ice40", "generic"), required=True,
+                        help="xcup: Zynq UltraScale+, xc7: 7-series, ecp5, ice40, generic: two-input gates")
+        yg.add_argument("--pnr", action="store_true",
+                        help="also place and route the engine in its self-test shell with nextpnr (ECP5) for fmax")
+        yg.add_argument("--board", default=None, help="board for --pnr (default ulx3s)")
+        yg.add_argument("--json", action="store_true")
+        yg.set_defaults(func=cmd_synth_gemm)
 
     d = sub.add_parser("demo", help="the main job: engine for the ZCU102, verified on Verilator, report")
     d.add_argument("-o", "--output", default="out/demo", help="output directory (default out/demo)")

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-__all__ = ["SUPPORTED_BITS", "GemmConfig"]
+__all__ = ["PACKINGS", "SUPPORTED_BITS", "GemmConfig"]
 
 #: Operand widths the PEs support.
 SUPPORTED_BITS = (4, 8)
+#: Multiplier implementations (see :mod:`qsilicon.hw.blocks.packed`).
+PACKINGS = ("none", "dsp2", "dsp4", "lut")
 _MAX_DIM = 64
 
 
@@ -42,6 +44,15 @@ class GemmConfig:
         Activation width, 4 or 8; outputs use the same format.
     a_signed : bool
         Activations (and outputs) are two's complement when true, unsigned otherwise.
+    packing : str
+        Multiplier lanes: ``none`` (``a * w`` per PE, mapped by the synthesis tool), ``dsp2``
+        (one wide multiply per PE pair along a row: 2 MACs per DSP48E2; even ``cols``), ``dsp4``
+        (one per 2x2 PE block: 4 MACs per DSP48E2; W4A4 only, even ``rows`` and ``cols``) or
+        ``lut`` (shift-and-add multipliers that stay in LUTs; 4-bit weights only).
+    mixed : bool
+        Row-wise mixed precision (Quasar-ViT): the PEs take 8-bit weights and every tile says
+        whether its rows are int8 or int4; int4 tiles carry their weights in half the bits.
+        Needs ``wbits=8``.
     """
 
     rows: int
@@ -49,6 +60,8 @@ class GemmConfig:
     wbits: int = 8
     abits: int = 8
     a_signed: bool = True
+    packing: str = "none"
+    mixed: bool = False
 
     def __post_init__(self) -> None:
         _check_dim("Rows", self.rows)
@@ -57,6 +70,21 @@ class GemmConfig:
         _check_bits("Activation bits", self.abits)
         if not isinstance(self.a_signed, bool):
             raise TypeError(f"a_signed must be a bool, not {self.a_signed!r}")
+        if self.packing not in PACKINGS:
+            raise ValueError(f"Packing must be one of {', '.join(PACKINGS)}, not {self.packing!r}")
+        if not isinstance(self.mixed, bool):
+            raise TypeError(f"mixed must be a bool, not {self.mixed!r}")
+        if self.mixed and self.wbits != 8:
+            raise ValueError(f"Mixed-precision rows need 8-bit weight lanes (wbits=8), not wbits={self.wbits}")
+        if self.packing == "dsp2" and self.cols % 2:
+            raise ValueError(f"dsp2 packing needs an even number of columns, not {self.cols}")
+        if self.packing == "dsp4":
+            if (self.wbits, self.abits) != (4, 4):
+                raise ValueError(f"dsp4 packing is for W4A4, not W{self.wbits}A{self.abits} (use dsp2)")
+            if self.rows % 2 or self.cols % 2:
+                raise ValueError(f"dsp4 packing needs even rows and columns, not {self.rows}x{self.cols}")
+        if self.packing == "lut" and self.wbits != 4:
+            raise ValueError(f"lut packing is for 4-bit weights, not wbits={self.wbits} (use dsp2 or none)")
 
     @property
     def obits(self) -> int:
@@ -66,7 +94,10 @@ class GemmConfig:
     @property
     def tag(self) -> str:
         """A short name usable in file and directory names."""
-        return f"gemm_r{self.rows}c{self.cols}_w{self.wbits}a{self.abits}{'s' if self.a_signed else 'u'}"
+        tag = f"gemm_r{self.rows}c{self.cols}_w{self.wbits}a{self.abits}{'s' if self.a_signed else 'u'}"
+        if self.packing != "none":
+            tag += f"_{self.packing}"
+        return tag + ("_mixed" if self.mixed else "")
 
     def to_dict(self) -> dict:
         return asdict(self)

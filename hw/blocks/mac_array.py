@@ -8,6 +8,8 @@ from amaranth.lib.wiring import In, Out
 
 from qsilicon.quant.intops import ACC_BITS
 
+from .packed import PackedMul, check_lane, lane_geometry
+
 __all__ = ["MacArray", "acc_row_layout", "operand_layout"]
 
 
@@ -50,12 +52,20 @@ class MacArray(wiring.Component):
 
     Latency: two register stages (operands, products) before accumulation.
 
+    Products come from multiplier lanes (:class:`~qsilicon.hw.blocks.packed.PackedMul`): with
+    ``packing="dsp2"`` one wide multiplication serves a PE pair along a row, with ``"dsp4"`` a 2x2
+    block of PEs; ``"lut"`` builds shift-and-add multipliers; ``"none"`` leaves ``a * w`` to the
+    synthesis tool.
+
     Parameters
     ----------
     rows, cols : int
-        Array size.
+        Array size (a multiple of the lane's share: even columns for ``dsp2``, even rows and
+        columns for ``dsp4``).
     a_shape, w_shape : ShapeLike
         Operand shapes (signed or unsigned, 2 to 16 bits).
+    packing : str
+        One of :data:`~qsilicon.hw.blocks.packed.PACKINGS`.
 
     Members
     -------
@@ -65,13 +75,19 @@ class MacArray(wiring.Component):
         Finished tiles, row 0 first, ``rows`` beats per tile.
     """
 
-    def __init__(self, rows: int, cols: int, a_shape, w_shape) -> None:
+    def __init__(self, rows: int, cols: int, a_shape, w_shape, packing: str = "none") -> None:
         for name, v in (("Rows", rows), ("Cols", cols)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         self._rows, self._cols = rows, cols
         self._a_shape = _check_shape("Activation shape", a_shape)
         self._w_shape = _check_shape("Weight shape", w_shape)
+        check_lane(packing, self._a_shape, self._w_shape)
+        na, nw = lane_geometry(packing)
+        if rows % na or cols % nw:
+            raise ValueError(f"{packing} packing needs rows divisible by {na} and cols by {nw}, "
+                             f"not {rows}x{cols}")
+        self._packing = packing
         super().__init__({
             "i_op": In(stream.Signature(operand_layout(rows, cols, self._a_shape, self._w_shape))),
             "o_acc": Out(stream.Signature(acc_row_layout(cols))),
@@ -84,6 +100,10 @@ class MacArray(wiring.Component):
     @property
     def cols(self) -> int:
         return self._cols
+
+    @property
+    def packing(self) -> str:
+        return self._packing
 
     def elaborate(self, platform):
         m = Module()
@@ -104,6 +124,16 @@ class MacArray(wiring.Component):
         drain_full = Signal()
         drain_row = Signal(range(R))
 
+        na, nw = lane_geometry(self._packing)
+        lane_products = []
+        for r0 in range(0, R, na):
+            for c0 in range(0, C, nw):
+                lane = PackedMul(self._packing, self._a_shape, self._w_shape)
+                m.submodules[f"lane_{r0}_{c0}"] = lane
+                m.d.comb += [lane.a[i].eq(a0[r0 + i]) for i in range(na)]
+                m.d.comb += [lane.w[j].eq(w0[c0 + j]) for j in range(nw)]
+                lane_products += [(r0 + i, c0 + j, lane.p[i * nw + j]) for i in range(na) for j in range(nw)]
+
         stall = Signal()
         m.d.comb += stall.eq(v1 & l1 & drain_full)
         m.d.comb += self.i_op.ready.eq(~stall)
@@ -117,9 +147,8 @@ class MacArray(wiring.Component):
                 v1.eq(v0),
                 l1.eq(l0),
             ]
-            for r in range(R):
-                for c in range(C):
-                    m.d.sync += prod[r][c].eq(a0[r] * w0[c])
+            for r, c, value in lane_products:
+                m.d.sync += prod[r][c].eq(value)
             with m.If(v1):
                 m.d.sync += fresh.eq(l1)
                 # The sum is one expression (no combinational signal): Icarus never evaluates a

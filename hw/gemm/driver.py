@@ -2,7 +2,10 @@
 
 A problem ``Y[M, N] = requant(X[M, K] W[N, K]^T + bias')`` is cut into output tiles of
 ``rows x cols``; tiles are issued with N outermost (``for n0: for m0:``), so a weight block
-is reused by consecutive tiles.  Partial tiles are zero padded: padded X rows and W rows only
+is reused by consecutive tiles.  A row-wise mixed-precision layer is first grouped by precision
+(int8 rows, then int4 rows; :func:`qsilicon.quant.group_rows`) and each group is tiled on its
+own, so no tile mixes precisions; int4 tiles carry their weights in half the bits.
+Partial tiles are zero padded: padded X rows and W rows only
 produce outputs that are discarded, so the padding value does not matter for correctness.
 K is not tiled: a tile is a stream of K beats, the accumulators hold any K up to the int32
 limit that the reference enforces.
@@ -14,15 +17,26 @@ import math
 from dataclasses import dataclass
 
 import torch
+from amaranth import signed
 
-from qsilicon.quant import GemmCase
+from qsilicon.quant import GemmCase, group_rows
 
 from ..blocks import requant_params_layout, result_row_layout
 from ..config import GemmConfig
 from ..payload import pack, unpack
 from .engine import _a_shape, act_layout, wgt_layout
 
-__all__ = ["GemmSchedule", "schedule_gemm"]
+__all__ = ["GemmSchedule", "Tile", "schedule_gemm"]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Rows ``m0 .. m0 + rows - 1`` of X against the output channels ``channels`` (original
+    indices; ``-1`` for padding columns); ``w4`` for an int4 tile of a mixed-precision layer."""
+
+    m0: int
+    channels: tuple[int, ...]
+    w4: bool = False
 
 
 @dataclass(frozen=True)
@@ -35,8 +49,8 @@ class GemmSchedule:
         Operand beats, ``tiles * K`` each.
     par : list[int]
         One parameter beat per tile.
-    tiles : list[tuple[int, int]]
-        ``(m0, n0)`` origin of each tile, in issue order.
+    tiles : list[Tile]
+        Each tile's first row and its output channels, in issue order.
     """
 
     config: GemmConfig
@@ -44,7 +58,7 @@ class GemmSchedule:
     act: list[int]
     wgt: list[int]
     par: list[int]
-    tiles: list[tuple[int, int]]
+    tiles: list[Tile]
 
     @property
     def out_beats(self) -> int:
@@ -70,19 +84,24 @@ class GemmSchedule:
         m, _, n = self.shape
         layout = result_row_layout(cfg.cols, _a_shape(cfg))
         y = torch.zeros((m, n), dtype=torch.int32)
-        for t, (m0, n0) in enumerate(self.tiles):
+        for t, tile in enumerate(self.tiles):
             for r in range(cfg.rows):
                 beat = unpack(layout, out_beats[t * cfg.rows + r])
                 if beat["last"] != (r == cfg.rows - 1):
                     raise ValueError(f"Tile {t} row {r}: 'last' flag is {beat['last']}")
-                if m0 + r >= m:
+                if tile.m0 + r >= m:
                     continue
-                cols = min(cfg.cols, n - n0)
-                y[m0 + r, n0 : n0 + cols] = torch.tensor(beat["data"][:cols], dtype=torch.int32)
+                for c, ch in enumerate(tile.channels):
+                    if ch >= 0:
+                        y[tile.m0 + r, ch] = beat["data"][c]
         return y
 
 
 def _check_case(case: GemmCase, cfg: GemmConfig) -> None:
+    if case.row_bits is not None and not cfg.mixed:
+        raise ValueError("Case has mixed-precision rows; the engine is not mixed (use a mixed config)")
+    if cfg.mixed and case.row_bits is None:
+        raise ValueError("The engine is mixed-precision; the case has no row bits (give it a ratio of 8-bit rows)")
     if case.w_fmt.bits > cfg.wbits or not case.w_fmt.signed:
         raise ValueError(f"Case weights are {case.w_fmt.name}; the engine takes int{cfg.wbits}")
     if (case.a_fmt.bits, case.a_fmt.signed) != (cfg.abits, cfg.a_signed):
@@ -90,6 +109,16 @@ def _check_case(case: GemmCase, cfg: GemmConfig) -> None:
                          f"{'int' if cfg.a_signed else 'uint'}{cfg.abits}")
     if case.out_fmt != case.a_fmt:
         raise ValueError(f"Case outputs are {case.out_fmt.name}; the engine writes {case.a_fmt.name}")
+
+
+def _channel_groups(case: GemmCase) -> list[tuple[list[int], bool]]:
+    """Output channels per precision group, in issue order, and whether the group is int4."""
+    n = case.shape[2]
+    if case.row_bits is None:
+        return [(list(range(n)), False)]
+    g = group_rows(case.row_bits)
+    perm = g.perm.tolist()
+    return [(grp, w4) for grp, w4 in ((perm[: g.n8], False), (perm[g.n8 :], True)) if grp]
 
 
 def schedule_gemm(case: GemmCase, cfg: GemmConfig) -> GemmSchedule:
@@ -103,19 +132,31 @@ def schedule_gemm(case: GemmCase, cfg: GemmConfig) -> GemmSchedule:
     a_lay, w_lay = act_layout(cfg), wgt_layout(cfg)
     p_lay = requant_params_layout(C, _a_shape(cfg))
     act, wgt, par, tiles = [], [], [], []
-    for n0 in range(0, n, C):
-        wcols = [w[n0 + c] if n0 + c < n else [0] * k for c in range(C)]
-        wbeats = [pack(w_lay, [wcols[c][kk] for c in range(C)]) for kk in range(k)]
-        pbeat = pack(p_lay, [
-            {"bias": bias[n0 + c], "m0": m0s[n0 + c], "shift": shifts[n0 + c], "zp": zps[n0 + c]}
-            if n0 + c < n else {"bias": 0, "m0": 0, "shift": 0, "zp": 0}
-            for c in range(C)
-        ])
-        for mt in range(0, m, R):
-            xrows = [x[mt + r] if mt + r < m else [0] * k for r in range(R)]
-            act.extend(pack(a_lay, {"data": [xrows[r][kk] for r in range(R)], "last": int(kk == k - 1)})
-                       for kk in range(k))
-            wgt.extend(wbeats)
-            par.append(pbeat)
-            tiles.append((mt, n0))
+    for channels, w4 in _channel_groups(case):
+        for n0 in range(0, len(channels), C):
+            chans = tuple(channels[n0 + c] if n0 + c < len(channels) else -1 for c in range(C))
+            wcols = [w[ch] if ch >= 0 else [0] * k for ch in chans]
+            wbeats = [_weight_beat(w_lay, cfg, [wcols[c][kk] for c in range(C)], w4) for kk in range(k)]
+            pbeat = pack(p_lay, [
+                {"bias": bias[ch], "m0": m0s[ch], "shift": shifts[ch], "zp": zps[ch]}
+                if ch >= 0 else {"bias": 0, "m0": 0, "shift": 0, "zp": 0}
+                for ch in chans
+            ])
+            for mt in range(0, m, R):
+                xrows = [x[mt + r] if mt + r < m else [0] * k for r in range(R)]
+                act.extend(pack(a_lay, {"data": [xrows[r][kk] for r in range(R)], "last": int(kk == k - 1)})
+                           for kk in range(k))
+                wgt.extend(wbeats)
+                par.append(pbeat)
+                tiles.append(Tile(mt, chans, w4))
     return GemmSchedule(cfg, (m, k, n), act, wgt, par, tiles)
+
+
+def _weight_beat(layout, cfg: GemmConfig, values: list[int], w4: bool) -> int:
+    if not cfg.mixed:
+        return pack(layout, values)
+    width = 4 if w4 else 8
+    raw = 0
+    for c, v in enumerate(values):
+        raw |= pack(signed(width), v) << (width * c)
+    return pack(layout, {"data": raw, "w4": int(w4)})

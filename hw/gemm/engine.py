@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Shape, signed, unsigned
+from amaranth import Module, Mux, Shape, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
@@ -17,8 +17,12 @@ def act_layout(cfg: GemmConfig) -> data.StructLayout:
     return data.StructLayout({"data": data.ArrayLayout(_a_shape(cfg), cfg.rows), "last": 1})
 
 
-def wgt_layout(cfg: GemmConfig) -> data.ArrayLayout:
-    """A weight beat: one reduction step ``k`` for ``cols`` output channels."""
+def wgt_layout(cfg: GemmConfig) -> data.Layout:
+    """A weight beat: one reduction step ``k`` for ``cols`` output channels.  For a mixed-precision
+    engine, ``w4`` marks an int4 tile whose ``cols`` weights are packed in the low ``4 * cols``
+    bits of ``data``; otherwise ``data`` holds ``cols`` int8 weights."""
+    if cfg.mixed:
+        return data.StructLayout({"data": unsigned(8 * cfg.cols), "w4": 1})
     return data.ArrayLayout(signed(cfg.wbits), cfg.cols)
 
 
@@ -66,10 +70,19 @@ class GemmEngine(wiring.Component):
     def config(self) -> GemmConfig:
         return self._config
 
+    def _weights(self, array):
+        cfg, w = self._config, self.i_wgt.payload
+        if not cfg.mixed:
+            return [array.i_op.payload.w.eq(w)]
+        # int4 tiles: lane c takes bits [4c, 4c+4) sign-extended; int8 tiles: bits [8c, 8c+8).
+        return [array.i_op.payload.w[c].eq(Mux(w.w4, w.data[4 * c : 4 * c + 4].as_signed(),
+                                               w.data[8 * c : 8 * c + 8].as_signed()))
+                for c in range(cfg.cols)]
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._config
-        m.submodules.array = array = MacArray(cfg.rows, cfg.cols, _a_shape(cfg), signed(cfg.wbits))
+        m.submodules.array = array = MacArray(cfg.rows, cfg.cols, _a_shape(cfg), signed(cfg.wbits), cfg.packing)
         m.submodules.requant = requant = Requantizer(cfg.cols, _a_shape(cfg))
 
         # Join the two operand streams: a beat moves when both are present.
@@ -77,7 +90,7 @@ class GemmEngine(wiring.Component):
             array.i_op.valid.eq(self.i_act.valid & self.i_wgt.valid),
             array.i_op.payload.a.eq(self.i_act.payload.data),
             array.i_op.payload.last.eq(self.i_act.payload.last),
-            array.i_op.payload.w.eq(self.i_wgt.payload),
+            *self._weights(array),
             self.i_act.ready.eq(array.i_op.ready & self.i_wgt.valid),
             self.i_wgt.ready.eq(array.i_op.ready & self.i_act.valid),
         ]

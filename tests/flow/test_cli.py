@@ -133,3 +133,37 @@ def test_synth_json():
     assert p.returncode == 0, p.stderr[-2000:]
     r = json.loads(p.stdout)
     assert r["target"] == "ice40" and r["counts"]["lut"] > 0 and r["counts"]["dsp"] >= 1
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs iverilog (installed by make test)")
+def test_verify_mpgemm_json():
+    p = run("verify", "mpgemm", "--rows", "2", "--cols", "2", "--abits", "8", "--m", "5", "--k", "7", "--n", "6",
+            "--ratio8", "0.5", "--seed", "2024", "--sim", "icarus", "--valid-p", "0.7", "--ready-p", "0.8", "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout)
+    assert r["component"] == "mpgemm" and r["pass"] and r["int8_rows"] == 3 and r["config"]["packing"] == "dsp2"
+
+
+def test_verilog_mpgemm_differs_from_gemm(tmp_path):
+    p = run("verilog", "mpgemm", "--rows", "2", "--cols", "2", "--abits", "8", "-o", str(tmp_path / "m"))
+    assert p.returncode == 0, p.stderr
+    assert run("verilog", "gemm", "--rows", "2", "--cols", "2", "--wbits", "8", "--abits", "8", "--packing", "dsp2",
+               "-o", str(tmp_path / "g")).returncode == 0
+    mv = (tmp_path / "m" / "gemm_engine.v").read_text()
+    assert "i_wgt__payload" in mv and mv != (tmp_path / "g" / "gemm_engine.v").read_text()
+    assert json.loads((tmp_path / "m" / "qsilicon.json").read_text())["component"] == "mpgemm"
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["verify", "mpgemm", "--rows", "2", "--cols", "3", "--abits", "8", "--m", "1", "--k", "1", "--n", "1",
+      "--ratio8", "0.5"], "dsp2 packing needs an even number of columns, not 3"),
+    (["verify", "mpgemm", "--rows", "2", "--cols", "2", "--abits", "8", "--m", "1", "--k", "1", "--n", "1",
+      "--ratio8", "1.5"], "--ratio8 must be from 0 to 1, not 1.5"),
+    (["verify", "mpgemm", "--rows", "2", "--cols", "2", "--abits", "8", "--m", "1", "--k", "1", "--n", "1"],
+     "the following arguments are required: --ratio8"),
+    (["verify", "gemm", *ENGINE, "--packing", "dsp4", "--m", "1", "--k", "1", "--n", "1"],
+     "dsp4 packing is for W4A4, not W4A8"),
+])
+def test_mpgemm_bad_input(args, msg):
+    p = run(*args)
+    assert p.returncode == 2 and msg in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr

@@ -61,3 +61,65 @@ def test_config_rejects_bad_parameters(kwargs, msg):
 def test_engine_rejects_non_config():
     with pytest.raises(TypeError, match="Config must be a GemmConfig"):
         GemmEngine({"rows": 2})
+
+
+PACKED = [
+    # rows, cols, wbits, abits, a_signed, packing, mixed, ratio8, (M, K, N)
+    (2, 4, 8, 8, True, "dsp2", False, None, (5, 9, 7)),
+    (2, 2, 4, 8, False, "dsp2", False, None, (3, 6, 5)),
+    (4, 4, 4, 4, True, "dsp4", False, None, (5, 7, 6)),
+    (2, 2, 4, 4, False, "dsp4", False, None, (3, 5, 3)),
+    (3, 2, 4, 8, True, "lut", False, None, (4, 5, 3)),
+    (2, 4, 8, 8, True, "dsp2", True, 0.5, (5, 9, 11)),
+    (2, 3, 8, 4, True, "none", True, 0.25, (4, 6, 9)),
+    (2, 2, 8, 8, False, "dsp2", True, 0.0, (3, 4, 5)),
+    (2, 2, 8, 8, True, "none", True, 1.0, (3, 4, 5)),
+]
+
+
+@pytest.mark.parametrize("rows,cols,wbits,abits,a_signed,packing,mixed,ratio8,shape", PACKED,
+                         ids=[f"{p[5]}{'-mixed' + str(p[7]) if p[6] else ''}-w{p[2]}a{p[3]}{'s' if p[4] else 'u'}"
+                              for p in PACKED])
+def test_packed_and_mixed_engines(rows, cols, wbits, abits, a_signed, packing, mixed, ratio8, shape):
+    cfg = GemmConfig(rows, cols, wbits, abits, a_signed, packing, mixed)
+    case = random_gemm_case(*shape, wbits=wbits, abits=abits, a_signed=a_signed, seed=rows + cols, ratio8=ratio8)
+    got = pysim_gemm(case, cfg, valid_pattern=(1, 1, 0), ready_pattern=(1, 0, 1, 1))
+    assert torch.equal(got.out, ref_gemm(case).out)
+
+
+def test_mixed_schedule_groups_rows_and_halves_int4_weights():
+    cfg = GemmConfig(2, 4, 8, 8, packing="dsp2", mixed=True)
+    case = random_gemm_case(2, 3, 10, wbits=8, abits=8, seed=1, ratio8=0.5)
+    sched = schedule_gemm(case, cfg)
+    w4_tiles = [t for t in sched.tiles if t.w4]
+    w8_tiles = [t for t in sched.tiles if not t.w4]
+    assert len(w8_tiles) == 2 and len(w4_tiles) == 2  # 5 int8 rows and 5 int4 rows, 4 columns each
+    bits = case.row_bits.tolist()
+    assert all(bits[ch] == 4 for t in w4_tiles for ch in t.channels if ch >= 0)
+    assert all(bits[ch] == 8 for t in w8_tiles for ch in t.channels if ch >= 0)
+    # An int4 tile's weight beats use only the low half of the data field.
+    k = case.shape[1]
+    first_w4 = sched.tiles.index(w4_tiles[0])
+    assert all((beat >> 16) & 0xFFFF == 0 for beat in sched.wgt[first_w4 * k : (first_w4 + 1) * k])
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"packing": "dsp2", "cols": 3}, "dsp2 packing needs an even number of columns, not 3"),
+    ({"packing": "dsp4", "wbits": 8}, "dsp4 packing is for W4A4, not W8A4"),
+    ({"packing": "dsp4", "rows": 3}, "dsp4 packing needs even rows and columns, not 3x2"),
+    ({"packing": "lut", "wbits": 8}, "lut packing is for 4-bit weights, not wbits=8"),
+    ({"mixed": True, "wbits": 4}, "Mixed-precision rows need 8-bit weight lanes"),
+    ({"packing": "dsp8"}, "Packing must be one of none, dsp2, dsp4, lut, not 'dsp8'"),
+])
+def test_packing_validation(kwargs, msg):
+    base = {"rows": 2, "cols": 2, "wbits": 4, "abits": 4}
+    with pytest.raises(ValueError, match=msg):
+        GemmConfig(**{**base, **kwargs})
+
+
+def test_mixed_case_needs_mixed_engine():
+    case = random_gemm_case(2, 2, 2, wbits=8, abits=8, seed=0, ratio8=0.5)
+    with pytest.raises(ValueError, match="Case has mixed-precision rows; the engine is not mixed"):
+        schedule_gemm(case, GemmConfig(2, 2, 8, 8))
+    with pytest.raises(ValueError, match="the case has no row bits"):
+        schedule_gemm(random_gemm_case(2, 2, 2, wbits=8, abits=8, seed=0), GemmConfig(2, 2, 8, 8, mixed=True))

@@ -47,6 +47,27 @@ def test_rtl_gemm_random_stalls_slow(params):
     _check(*params)
 
 
+MIXED = [
+    # sim, GemmConfig kwargs, ratio8, (M, K, N)
+    ("verilator", dict(rows=4, cols=4, wbits=8, abits=8, packing="dsp2", mixed=True), 0.5, (9, 21, 13)),
+    ("verilator", dict(rows=8, cols=8, wbits=8, abits=8, packing="dsp2", mixed=True), 0.25, (16, 40, 20)),
+    ("icarus", dict(rows=2, cols=2, wbits=8, abits=8, a_signed=False, packing="dsp2", mixed=True), 0.75, (3, 5, 5)),
+    ("verilator", dict(rows=4, cols=4, wbits=4, abits=4, packing="dsp4"), None, (7, 9, 6)),
+    ("verilator", dict(rows=4, cols=2, wbits=4, abits=8, packing="lut"), None, (5, 11, 3)),
+]
+
+
+@pytest.mark.parametrize("sim,kwargs,ratio8,shape", MIXED,
+                         ids=[f"{m[0]}-{GemmConfig(**m[1]).tag}" for m in MIXED])
+def test_rtl_mixed_and_packed_layers(sim, kwargs, ratio8, shape):
+    """Random row-wise mixed-precision (and packed) layers with idle cycles and backpressure."""
+    cfg = GemmConfig(**kwargs)
+    case = random_gemm_case(*shape, wbits=cfg.wbits, abits=cfg.abits, a_signed=cfg.a_signed, seed=shape[2],
+                            ratio8=ratio8)
+    got = rtl_gemm(case, cfg, sim=sim, valid_p=0.8, ready_p=0.7, seed=2)
+    assert torch.equal(got.out, ref_gemm(case).out)
+
+
 def test_utilization_8x8_at_least_90_percent():
     """8 output tiles, K = 64, streams never stall: array fill and drain are hidden."""
     cfg = GemmConfig(8, 8, 8, 8)

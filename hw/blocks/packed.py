@@ -1,0 +1,144 @@
+"""Multiplier lanes that compute several narrow products with one wide multiplication.
+
+The DSP48E2 of Zynq UltraScale+ multiplies a 27-bit (pre-adder ``A + D``) by an 18-bit (``B``)
+operand into a 45-bit result.  Operands placed at a spacing inside those ports give several
+products at once; the fields are separated and sign-corrected afterwards (the technique of AMD's
+WP486 for INT8 and WP521 for INT4).  What fits, for products of a ``p``-bit result each:
+
+* ``dsp2``: one activation times two weights, ``(w0 + w1 * 2**18) * a``: the 18-bit spacing holds
+  any int8/uint8 x int8 (or narrower) product.  Two MACs per DSP for W8A8 and W4A8.
+* ``dsp4``: two activations times two weights (a 2x2 outer product),
+  ``(w0 + w1 * 2**22) * (a0 + a1 * 2**11)``: four products at 0, 11, 22 and 33; 11-bit fields hold
+  the 8-bit int4/uint4 x int4 products.  Four MACs per DSP for W4A4.  Wider operands do not fit
+  (int8 x int4 products need 12-bit fields: the second weight would end past bit 27).
+
+The product field at offset ``s`` of width ``f`` is recovered exactly: the low field is the
+sign-extended ``P[0:f]``; the rest is ``(P >> f) + P[f-1]``, which undoes the borrow that a
+negative low product took from the field above (and so on upwards).
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Shape, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["PACKINGS", "PackedMul", "check_lane", "lane_geometry", "shift_add_mul"]
+
+#: Multiplier implementations of the MAC array: ``none`` (a plain ``a * w`` per PE, mapped as the
+#: synthesis tool likes), ``dsp2``, ``dsp4`` (packed, above) and ``lut`` (an explicit shift-and-add
+#: multiplier per PE, which no tool maps to a DSP block).
+PACKINGS = ("none", "dsp2", "dsp4", "lut")
+
+_DSP2_SPACING = 18
+_DSP4_A_SPACING = 11
+_DSP4_W_SPACING = 22
+
+
+def lane_geometry(packing: str) -> tuple[int, int]:
+    """``(activations, weights)`` a lane of ``packing`` takes: its share of the array."""
+    return {"none": (1, 1), "lut": (1, 1), "dsp2": (1, 2), "dsp4": (2, 2)}[packing]
+
+
+def shift_add_mul(a, w):
+    """``a * w`` as a sum of shifted partial products over the bits of the signed ``w`` (the top
+    bit weighs ``-2**(n-1)``), each selected by a mux: adders only, so the product stays in LUT
+    logic on every target."""
+    n = len(w)
+    total = 0
+    for i in range(n):
+        shifted = a << i
+        total = total + Mux(w[i], shifted if i < n - 1 else -shifted, 0)
+    return total
+
+
+def check_lane(packing: str, a_shape, w_shape) -> tuple[Shape, Shape]:
+    """Validate a lane's parameters; return the operand shapes."""
+    if packing not in PACKINGS:
+        raise ValueError(f"Packing must be one of {', '.join(PACKINGS)}, not {packing!r}")
+    a_shape, w_shape = Shape.cast(a_shape), Shape.cast(w_shape)
+    if not w_shape.signed:
+        raise ValueError("Weights must be signed")
+    limit = {"dsp2": 8, "dsp4": 4}.get(packing)
+    if limit is not None and (a_shape.width > limit or w_shape.width > limit):
+        raise ValueError(f"{packing} packing takes operands of up to {limit} bits, "
+                         f"not {a_shape.width}-bit activations and {w_shape.width}-bit weights")
+    return a_shape, w_shape
+
+
+class PackedMul(wiring.Component):
+    """One multiplier lane: the products of its activations and weights, combinationally.
+
+    Parameters
+    ----------
+    packing : str
+        One of :data:`PACKINGS`.
+    a_shape : ShapeLike
+        Activation shape.
+    w_shape : ShapeLike
+        Weight shape (signed).
+
+    Members
+    -------
+    a : In(ArrayLayout(a_shape, na))
+    w : In(ArrayLayout(w_shape, nw))
+    p : Out(ArrayLayout(signed(pw), na * nw))
+        ``p[i * nw + j] = a[i] * w[j]``; ``pw = len(a) + len(w) + 1``.
+    """
+
+    def __init__(self, packing: str, a_shape, w_shape) -> None:
+        a_shape, w_shape = check_lane(packing, a_shape, w_shape)
+        self._packing, self._a_shape, self._w_shape = packing, a_shape, w_shape
+        na, nw = lane_geometry(packing)
+        self._pw = a_shape.width + w_shape.width + 1
+        super().__init__({
+            "a": In(data.ArrayLayout(a_shape, na)),
+            "w": In(data.ArrayLayout(w_shape, nw)),
+            "p": Out(data.ArrayLayout(signed(self._pw), na * nw)),
+        })
+
+    @property
+    def packing(self) -> str:
+        return self._packing
+
+    def elaborate(self, platform):
+        m = Module()
+        a, w, p = self.a, self.w, self.p
+        if self._packing == "none":
+            m.d.comb += p[0].eq(a[0] * w[0])
+        elif self._packing == "lut":
+            m.d.comb += p[0].eq(shift_add_mul(a[0], w[0]))
+        elif self._packing == "dsp2":
+            # 27-bit packed weight (the DSP48E2 pre-adder: D = w1 << 18, A = w0), 18-bit activation.
+            x = Signal(signed(27))
+            y = Signal(signed(18))
+            prod = Signal(signed(45))
+            m.d.comb += [x.eq((w[1] << _DSP2_SPACING) + w[0]), y.eq(a[0]), prod.eq(x * y)]
+            lo, hi = self._split(m, prod, _DSP2_SPACING, 1)
+            m.d.comb += [p[0].eq(lo[0]), p[1].eq(hi)]
+        else:  # dsp4
+            x = Signal(signed(27))
+            y = Signal(signed(18))
+            prod = Signal(signed(45))
+            m.d.comb += [
+                x.eq((w[1] << _DSP4_W_SPACING) + w[0]),
+                y.eq((a[1] << _DSP4_A_SPACING) + a[0]),
+                prod.eq(x * y),
+            ]
+            fields, top = self._split(m, prod, _DSP4_A_SPACING, 3)
+            # Offsets 0, 11, 22, 33 hold a0*w0, a1*w0, a0*w1, a1*w1; p[i * 2 + j] = a[i] * w[j].
+            m.d.comb += [p[0].eq(fields[0]), p[2].eq(fields[1]), p[1].eq(fields[2]), p[3].eq(top)]
+        return m
+
+    @staticmethod
+    def _split(m: Module, prod, spacing: int, n: int):
+        """Split ``prod`` into ``n`` signed fields of ``spacing`` bits and the signed rest."""
+        fields = []
+        rest = prod
+        for i in range(n):
+            f = Signal(signed(spacing), name=f"field{i}")
+            r = Signal(signed(len(prod) - spacing * (i + 1) + 1), name=f"rest{i}")
+            m.d.comb += [f.eq(rest[:spacing]), r.eq((rest >> spacing) + rest[spacing - 1])]
+            fields.append(f)
+            rest = r
+        return fields, rest
