@@ -1,0 +1,162 @@
+"""Resource model of the GEMM engine on Zynq UltraScale+ (``synth_xilinx -family xcup``).
+
+Pure Python (no Amaranth): the search evaluates it for every candidate.  DSP counts are exact
+formulas; LUT and FF counts are linear in per-component features, with coefficients fitted by
+least squares to Yosys synthesis of the configurations in ``data/resource_calibration.json``
+(the training split; the held-out split only measures the error).  ``data/resource_model.json``
+holds the fitted coefficients; ``python -m qsilicon.search.resources`` refits them.
+
+Components and their features:
+
+* operand registers: ``R * abits + C * wbits`` FFs;
+* multiplier lanes, by packing: plain ``a * w`` (a DSP48E2 per PE when the product is wider than 8
+  bits, else LUT logic ~ ``abits * wbits``), ``dsp2`` (one DSP per PE pair, field split and sign
+  correction in LUTs), ``dsp4`` (one DSP per 2x2 PEs), ``lut`` (shift-and-add, ~ ``abits * wbits``);
+* product registers ``R*C*(a+w+1)``, accumulators and drain buffer ``R*C*64`` FFs, the
+  accumulate adders ``R*C`` 32-bit;
+* requantizer: per column a 32x16 multiply (two DSP48E2), the parameter registers, rounding
+  shifter and saturation;
+* mixed precision: per column the int4/int8 weight select.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from qsilicon.hw.config import GemmConfig
+
+__all__ = ["ResourceEstimate", "dsp_count", "estimate", "features", "fit", "load_calibration"]
+
+DATA = Path(__file__).parent / "data"
+CALIBRATION = DATA / "resource_calibration.json"
+MODEL = DATA / "resource_model.json"
+
+#: DSP48E2 per requantizer column: a 32x16 signed x unsigned multiply needs two 27x18 slices.
+REQUANT_DSP_PER_COL = 2
+
+
+def _mac_dsps(cfg: GemmConfig) -> int:
+    pes = cfg.rows * cfg.cols
+    if cfg.packing == "dsp2":
+        return pes // 2
+    if cfg.packing == "dsp4":
+        return pes // 4
+    if cfg.packing == "lut":
+        return 0
+    # Plain a * w: Yosys maps a product wider than 8 bits to a DSP48E2, narrower ones to LUTs.
+    return pes if cfg.abits + cfg.wbits > 8 else 0
+
+
+def dsp_count(cfg: GemmConfig) -> int:
+    """Exact DSP48E2 count of the engine."""
+    return _mac_dsps(cfg) + REQUANT_DSP_PER_COL * cfg.cols
+
+
+def features(cfg: GemmConfig) -> dict[str, float]:
+    """Per-component features that LUT and FF counts are linear in."""
+    R, C, a, w = cfg.rows, cfg.cols, cfg.abits, cfg.wbits
+    pes = R * C
+    lut_mul = cfg.packing == "lut" or (cfg.packing == "none" and a + w <= 8)
+    return {
+        "pe": pes,                                           # accumulate adder + drain per PE
+        "pe_prod_bits": pes * (a + w + 1),                   # product registers
+        "pe_lut_mul": pes * a * w if lut_mul else 0.0,       # multipliers built from LUTs
+        "pe_packed": pes if cfg.packing in ("dsp2", "dsp4") else 0.0,  # field split + sign fix
+        "col": C,                                            # requantizer lane
+        "operand_bits": R * a + C * w,                       # operand registers
+        "mixed_col": C if cfg.mixed else 0.0,                # int4/int8 weight select
+        "log_rows": math.log2(R) if R > 1 else 0.0,          # drain row counter
+        "one": 1.0,
+    }
+
+
+@dataclass(frozen=True)
+class ResourceEstimate:
+    lut: float
+    ff: float
+    dsp: int
+
+    def to_dict(self) -> dict:
+        return {"lut": self.lut, "ff": self.ff, "dsp": self.dsp}
+
+
+def _load_model() -> dict:
+    return json.loads(MODEL.read_text())
+
+
+_COEFFS: dict | None = None
+
+
+def estimate(cfg: GemmConfig, model: dict | None = None) -> ResourceEstimate:
+    """LUT, FF (fitted) and DSP (exact) of the engine for ``cfg``."""
+    global _COEFFS
+    if model is None:
+        if _COEFFS is None:
+            _COEFFS = _load_model()
+        model = _COEFFS
+    f = features(cfg)
+    lut = sum(model["lut"].get(k, 0.0) * v for k, v in f.items())
+    ff = sum(model["ff"].get(k, 0.0) * v for k, v in f.items())
+    return ResourceEstimate(lut=max(lut, 0.0), ff=max(ff, 0.0), dsp=dsp_count(cfg))
+
+
+def load_calibration(path: Path = CALIBRATION) -> list[tuple[str, GemmConfig, dict]]:
+    """``(split, config, counts)`` for every synthesized configuration."""
+    doc = json.loads(Path(path).read_text())
+    return [(row["split"], GemmConfig(**row["config"]), row["counts"]) for row in doc["configs"]]
+
+
+def _lstsq(rows: list[list[float]], y: list[float], ridge: float = 1e-6) -> list[float]:
+    """Least squares with a tiny ridge term (normal equations; the systems are small)."""
+    import numpy as np
+
+    a = np.asarray(rows, dtype=float)
+    b = np.asarray(y, dtype=float)
+    scale = np.maximum(np.abs(a).max(axis=0), 1e-12)
+    an = a / scale
+    coef = np.linalg.solve(an.T @ an + ridge * np.eye(an.shape[1]), an.T @ b)
+    return list(coef / scale)
+
+
+def fit(calibration: list[tuple[str, GemmConfig, dict]]) -> dict:
+    """Fit LUT and FF coefficients on the training split; return the model document."""
+    train = [(cfg, counts) for split, cfg, counts in calibration if split == "train"]
+    names = list(features(train[0][0]))
+    x = [[features(cfg)[k] for k in names] for cfg, _ in train]
+    model = {"target": "xcup", "features": names}
+    for res in ("lut", "ff"):
+        coef = _lstsq(x, [counts[res] for _, counts in train])
+        model[res] = {k: round(float(c), 6) for k, c in zip(names, coef, strict=True)}
+    return model
+
+
+def errors(calibration, model: dict) -> dict[str, dict[str, float]]:
+    """Mean absolute percentage error of LUT and FF per split, and the DSP mismatches."""
+    out: dict[str, dict[str, float]] = {}
+    for split in ("train", "held_out"):
+        rows = [(cfg, c) for s, cfg, c in calibration if s == split]
+        est = [(estimate(cfg, model), c) for cfg, c in rows]
+        out[split] = {
+            "lut_mape": 100 * sum(abs(e.lut - c["lut"]) / c["lut"] for e, c in est) / len(est),
+            "ff_mape": 100 * sum(abs(e.ff - c["ff"]) / c["ff"] for e, c in est) / len(est),
+            "dsp_mismatches": sum(e.dsp != c.get("dsp", 0) for e, c in est),
+            "configs": len(est),
+        }
+    return out
+
+
+def main() -> None:
+    calibration = load_calibration()
+    model = fit(calibration)
+    MODEL.write_text(json.dumps(model, indent=1) + "\n")
+    for split, e in errors(calibration, model).items():
+        print(f"{split:<8} configs {e['configs']:>3}  LUT MAPE {e['lut_mape']:5.2f}%  FF MAPE {e['ff_mape']:5.2f}%  "
+              f"DSP mismatches {e['dsp_mismatches']}")
+    print(f"wrote {MODEL}")
+
+
+if __name__ == "__main__":
+    main()
