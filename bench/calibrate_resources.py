@@ -14,6 +14,7 @@ import json
 import time
 from pathlib import Path
 
+from qsilicon.hw.blocks.buffer import Buffer
 from qsilicon.hw.config import GemmConfig
 from qsilicon.hw.gemm import GemmEngine
 from qsilicon.hw.synth import synthesize
@@ -37,6 +38,15 @@ HELD_OUT = [
 ]
 
 
+# (width, depth) of on-chip buffers: LUTRAM, BRAM18 and BRAM36 mappings, cascades.
+BUFFERS = [
+    (8, 16), (40, 16), (8, 32), (32, 64), (64, 64), (200, 64), (4, 128), (16, 128), (64, 128), (16, 256),
+    (256, 256), (36, 512), (72, 512), (90, 512), (128, 512), (100, 700), (18, 1024), (54, 1024), (64, 1024),
+    (9, 2048), (27, 2048), (32, 2048), (8, 4096), (64, 4096), (1, 65536), (16, 65536),
+]
+BUFFERS_HELD_OUT = [(48, 300), (12, 3000), (130, 100), (24, 48), (80, 2048), (7, 8192), (300, 1024), (20, 96)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).parents[1] / "search" / "data" / "resource_calibration.json"))
@@ -49,8 +59,15 @@ def main() -> None:
             res = synthesize(GemmEngine(cfg), "gemm_engine", "xcup")
             print(f"{split:<8} {cfg.tag:<34} {res.counts} ({time.perf_counter() - t:.0f} s)", flush=True)
             rows.append({"split": split, "config": cfg.to_dict(), "counts": res.counts, "tool": res.tool})
+    buffers = []
+    for split, configs in (("train", BUFFERS), ("held_out", BUFFERS_HELD_OUT)):
+        for width, depth in configs:
+            res = synthesize(Buffer(width, depth), "buffer", "xcup")
+            ram = {k: v for k, v in res.cells.items() if "RAM" in k}
+            print(f"{split:<8} buffer {width:>4} x {depth:<6} {ram}", flush=True)
+            buffers.append({"split": split, "width": width, "depth": depth, "cells": ram, "tool": res.tool})
     doc = {"target": "xcup", "script": "synth_xilinx -family xcup -flatten", "component": "gemm_engine",
-           "configs": rows}
+           "configs": rows, "buffers": buffers}
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {args.out}")
 

@@ -112,8 +112,18 @@ class SynthResult:
         return asdict(self)
 
 
+_REPORTED = {
+    "xcup": ("lut", "ff", "dsp", "bram36", "bram18", "carry", "lutram"),
+    "xc7": ("lut", "ff", "dsp", "bram36", "bram18", "carry", "lutram"),
+    "ecp5": ("lut", "ff", "dsp", "bram", "carry"),
+    "ice40": ("lut", "ff", "dsp", "bram", "carry"),
+    "generic": ("gate", "mux", "ff"),
+}
+
+
 def _categorize(target: str, cells: Mapping[str, int]) -> dict[str, int]:
-    out: dict[str, int] = {}
+    """Cells summed per category; the categories every report has are present, 0 if unused."""
+    out: dict[str, int] = dict.fromkeys(_REPORTED[target], 0)
     for cell, n in cells.items():
         for pattern, cat in _CATEGORIES[target]:
             if re.search(pattern, cell):
@@ -132,7 +142,8 @@ def synthesize(component, name: str, target: str, *, use_cache: bool = True) -> 
     key = hashlib.sha256(f"{version}\n{script}\n{rtlil}".encode()).hexdigest()
     cache_file = cache_root() / "synth" / f"{name}-{target}-{key[:20]}.json"
     if use_cache and cache_file.exists():
-        return SynthResult(**{**json.loads(cache_file.read_text()), "cached": True})
+        stored = json.loads(cache_file.read_text())
+        return SynthResult(target, _categorize(target, stored["cells"]), stored["cells"], stored["tool"], cached=True)
     with tempfile.TemporaryDirectory(prefix="qs-synth-") as tmp:
         tmp = Path(tmp)
         (tmp / "design.il").write_text(rtlil)

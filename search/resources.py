@@ -28,7 +28,10 @@ from pathlib import Path
 
 from qsilicon.hw.config import GemmConfig
 
-__all__ = ["ResourceEstimate", "dsp_count", "estimate", "features", "fit", "load_calibration"]
+__all__ = [
+    "BufferEstimate", "ResourceEstimate", "buffer_resources", "dsp_count", "estimate", "features", "fit",
+    "load_calibration",
+]
 
 DATA = Path(__file__).parent / "data"
 CALIBRATION = DATA / "resource_calibration.json"
@@ -83,6 +86,55 @@ class ResourceEstimate:
         return {"lut": self.lut, "ff": self.ff, "dsp": self.dsp}
 
 
+# --------------------------------------------------------------------------- buffers
+
+# Widest simple-dual-port aspect of a block RAM for a given depth: (max depth, width) pairs.
+_BRAM36_ASPECTS = ((512, 72), (1024, 36), (2048, 18), (4096, 9), (8192, 4), (16384, 2), (32768, 1))
+_BRAM18_ASPECTS = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
+#: Cost of a BRAM36 and of one LUTRAM primitive, in BRAM18 units, as Yosys's memory mapper weighs
+#: them on xcup (fitted to the buffer calibration data: a BRAM36 is taken when it replaces at least
+#: two BRAM18; LUTRAM when fewer than 8 primitives replace one BRAM18).
+_BRAM36_COST = 2.0
+_LUTRAM_COST = 1.0 / 8
+
+
+@dataclass(frozen=True)
+class BufferEstimate:
+    """Primitives of one buffer: block RAMs (36 Kb, 18 Kb) or LUTRAM (``RAM64M8``/``RAM32M16``)."""
+
+    bram36: int
+    bram18: int
+    lutram: int
+
+    @property
+    def bram36_equivalent(self) -> float:
+        return self.bram36 + self.bram18 / 2
+
+
+def _blocks(width: int, depth: int, aspects) -> int:
+    for max_depth, w in aspects:
+        if depth <= max_depth:
+            return math.ceil(width / w)
+    cascade = math.ceil(depth / aspects[-1][0])
+    return cascade * math.ceil(width / aspects[-1][1])
+
+
+def buffer_resources(width: int, depth: int) -> BufferEstimate:
+    """How a ``width x depth`` simple dual-port buffer (:class:`qsilicon.hw.blocks.buffer.Buffer`)
+    maps on Zynq UltraScale+: the cheapest of BRAM36s, BRAM18s and LUTRAM in Yosys's weighting."""
+    if width < 1 or depth < 2:
+        raise ValueError(f"A buffer needs width >= 1 and depth >= 2, not {width} x {depth}")
+    n18 = _blocks(width, depth, _BRAM18_ASPECTS)
+    n36 = _blocks(width, depth, _BRAM36_ASPECTS)
+    bram = BufferEstimate(n36, 0, 0) if _BRAM36_COST * n36 <= n18 else BufferEstimate(0, n18, 0)
+    bram_cost = n18 if bram.bram18 else _BRAM36_COST * n36
+    # RAM32M16 holds 32 words x 14 bits, RAM64M8 64 words x 7 bits: the fewer primitives.
+    lutram = min(math.ceil(depth / 32) * math.ceil(width / 14), math.ceil(depth / 64) * math.ceil(width / 7))
+    if lutram * _LUTRAM_COST < bram_cost:
+        return BufferEstimate(0, 0, lutram)
+    return bram
+
+
 def _load_model() -> dict:
     return json.loads(MODEL.read_text())
 
@@ -101,6 +153,17 @@ def estimate(cfg: GemmConfig, model: dict | None = None) -> ResourceEstimate:
     lut = sum(model["lut"].get(k, 0.0) * v for k, v in f.items())
     ff = sum(model["ff"].get(k, 0.0) * v for k, v in f.items())
     return ResourceEstimate(lut=max(lut, 0.0), ff=max(ff, 0.0), dsp=dsp_count(cfg))
+
+
+def load_buffer_calibration(path: Path = CALIBRATION) -> list[tuple[str, int, int, BufferEstimate]]:
+    """``(split, width, depth, synthesized primitives)`` for every calibrated buffer."""
+    out = []
+    for row in json.loads(Path(path).read_text()).get("buffers", []):
+        cells = row["cells"]
+        lutram = sum(v for k, v in cells.items() if k.startswith("RAM") and not k.startswith("RAMB"))
+        out.append((row["split"], row["width"], row["depth"],
+                    BufferEstimate(cells.get("RAMB36E2", 0), cells.get("RAMB18E2", 0), lutram)))
+    return out
 
 
 def load_calibration(path: Path = CALIBRATION) -> list[tuple[str, GemmConfig, dict]]:

@@ -54,3 +54,23 @@ def test_estimate_grows_with_the_array():
     assert big.lut > small.lut and big.ff > small.ff and big.dsp > small.dsp
     assert estimate(GemmConfig(8, 8, 8, 8, packing="dsp2")).dsp == 32 + 16
     assert estimate(GemmConfig(8, 8, 4, 4, packing="dsp4")).dsp == 16 + 16
+
+
+BUFFERS = resources.load_buffer_calibration()
+
+
+def test_buffer_calibration_covers_all_mappings():
+    assert sum(s == "held_out" for s, *_ in BUFFERS) >= 8
+    kinds = {("bram36" if e.bram36 else "bram18" if e.bram18 else "lutram") for *_, e in BUFFERS}
+    assert kinds == {"bram36", "bram18", "lutram"}
+
+
+@pytest.mark.parametrize("split,width,depth,synth", BUFFERS, ids=[f"{s}-{w}x{d}" for s, w, d, _ in BUFFERS])
+def test_buffer_mapping_exact(split, width, depth, synth):
+    """BRAM36, BRAM18 and LUTRAM counts of every synthesized buffer, held-out ones included."""
+    assert resources.buffer_resources(width, depth) == synth
+
+
+def test_buffer_rejects_nonsense():
+    with pytest.raises(ValueError, match="width >= 1 and depth >= 2, not 0 x 16"):
+        resources.buffer_resources(0, 16)
