@@ -48,6 +48,17 @@ from .mixed import (
     quantize_weight_mixed,
     row_sensitivity,
 )
+from .nonlinear import (
+    ExpParams,
+    GeluParams,
+    exp_params,
+    gelu_params,
+    int_exp,
+    int_gelu,
+    int_layernorm,
+    int_softmax,
+    int_sqrt,
+)
 
 __all__ = [
     "ACC_BITS", "INT_DTYPE", "M0_BITS", "SHIFT_MAX", "AccumulatorOverflowError", "ActQuant",
@@ -58,4 +69,6 @@ __all__ = [
     "ref_gemm", "requantize", "round_shift", "saturate", "fake_quant_with_weight",
     "RATIOS8", "IntMixedLinear", "MixedWeightQuant", "RowGrouping", "assign_row_bits", "fake_quant_mixed_linear",
     "group_rows", "int_mixed_linear", "quantize_linear_mixed", "quantize_weight_mixed", "row_sensitivity",
+    "ExpParams", "GeluParams", "exp_params", "gelu_params", "int_exp", "int_gelu", "int_layernorm", "int_softmax",
+    "int_sqrt",
 ]
