@@ -265,6 +265,71 @@ def cmd_synth_gemm(args) -> int:
     return 0
 
 
+DEFAULT_VIT = Path(__file__).resolve().parents[1] / "checkpoints" / "vit_fmnist.pt"
+
+
+def cmd_train_vit(args) -> int:
+    import torch
+
+    from qsilicon.quant.datasets import fashion_mnist
+    from qsilicon.quant.models.vit import ViT, evaluate, save, train
+
+    if args.epochs < 1:
+        raise CliError(f"--epochs must be at least 1, not {args.epochs}")
+    try:
+        x, y = fashion_mnist("train")
+        xt, yt = fashion_mnist("test")
+    except FileNotFoundError as e:
+        raise CliError(str(e)) from None
+    out = Path(args.output)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(2)  # results depend on the thread count; fix it
+    model = ViT()
+    _progress(f"training a {sum(p.numel() for p in model.parameters())}-parameter ViT on Fashion-MNIST "
+              f"({args.epochs} epochs, seed {args.seed})")
+    train(model, x, y, epochs=args.epochs, seed=args.seed, log=_progress)
+    acc = evaluate(model, xt, yt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    save(model, tmp, {"dataset": "fashion-mnist", "epochs": args.epochs, "seed": args.seed, "test_accuracy": acc})
+    tmp.replace(out)
+    print(f"test accuracy {acc:.2f}% (fp32); checkpoint {out}")
+    return 0
+
+
+def cmd_eval_vit(args) -> int:
+    from qsilicon.quant.datasets import fashion_mnist
+    from qsilicon.quant.models.vit import evaluate, fake_quantize, load
+
+    if not Path(args.checkpoint).exists():
+        raise CliError(f"checkpoint {args.checkpoint} not found: run 'qsilicon train vit' first")
+    if args.ratio8 is not None and args.precision != "mixed":
+        raise CliError("--ratio8 goes with --precision mixed")
+    ratio8 = 0.5 if args.ratio8 is None else args.ratio8
+    if not 0 <= ratio8 <= 1:
+        raise CliError(f"--ratio8 must be from 0 to 1, not {ratio8}")
+    try:
+        x, _ = fashion_mnist("train")
+        xt, yt = fashion_mnist("test")
+    except FileNotFoundError as e:
+        raise CliError(str(e)) from None
+    model, meta = load(args.checkpoint)
+    if args.limit:
+        xt, yt = xt[: args.limit], yt[: args.limit]
+    qm = fake_quantize(model, x[:1000], args.precision, ratio8)
+    acc = evaluate(qm, xt, yt)
+    report = {"model": "vit", "checkpoint": str(args.checkpoint), "precision": args.precision,
+              "ratio8": ratio8 if args.precision == "mixed" else None, "images": len(xt), "accuracy": acc,
+              "kind": "fp32" if args.precision == "fp32" else "fake-quant"}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        extra = f" (share of int8 rows {ratio8})" if args.precision == "mixed" else ""
+        print(f"vit {args.precision}{extra}: {acc:.2f}% top-1 on {len(xt)} Fashion-MNIST test images "
+              f"({report['kind']})")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -323,6 +388,24 @@ def build_parser() -> argparse.ArgumentParser:
         yg.add_argument("--board", default=None, help="board for --pnr (default ulx3s)")
         yg.add_argument("--json", action="store_true")
         yg.set_defaults(func=cmd_synth_gemm)
+
+    t = sub.add_parser("train", help="train a model on the CPU from a fixed seed")
+    ts = t.add_subparsers(dest="model", required=True, parser_class=_Parser)
+    tv = ts.add_parser("vit", help="the small ViT on Fashion-MNIST")
+    tv.add_argument("--epochs", type=int, default=10)
+    tv.add_argument("--seed", type=int, default=0)
+    tv.add_argument("-o", "--output", default=str(DEFAULT_VIT), help="checkpoint path")
+    tv.set_defaults(func=cmd_train_vit)
+
+    e = sub.add_parser("eval", help="evaluate a model at a precision")
+    es = e.add_subparsers(dest="model", required=True, parser_class=_Parser)
+    ev = es.add_parser("vit", help="the small ViT on the Fashion-MNIST test split")
+    ev.add_argument("--precision", choices=("fp32", "w8a8", "w4a8", "mixed"), required=True)
+    ev.add_argument("--ratio8", type=float, default=None, help="share of int8 rows per layer for mixed (default 0.5)")
+    ev.add_argument("--checkpoint", default=str(DEFAULT_VIT))
+    ev.add_argument("--limit", type=int, default=0, help="evaluate on the first N test images only")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_eval_vit)
 
     d = sub.add_parser("demo", help="the main job: engine for the ZCU102, verified on Verilator, report")
     d.add_argument("-o", "--output", default="out/demo", help="output directory (default out/demo)")

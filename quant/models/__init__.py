@@ -1,0 +1,1 @@
+"""Float models trained here (CPU, fixed seeds) and their quantized twins."""
