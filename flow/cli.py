@@ -316,11 +316,19 @@ def cmd_eval_vit(args) -> int:
     model, meta = load(args.checkpoint)
     if args.limit:
         xt, yt = xt[: args.limit], yt[: args.limit]
-    qm = fake_quantize(model, x[:1000], args.precision, ratio8)
-    acc = evaluate(qm, xt, yt)
+    if args.integer:
+        from qsilicon.quant.models.int_vit import IntViT
+
+        if args.precision == "fp32":
+            raise CliError("--integer needs a quantized precision: w8a8, w4a8 or mixed")
+        acc = IntViT(model, x[:1000], args.precision, ratio8).accuracy(xt, yt)
+        kind = "integer-only"
+    else:
+        acc = evaluate(fake_quantize(model, x[:1000], args.precision, ratio8), xt, yt)
+        kind = "fp32" if args.precision == "fp32" else "fake-quant"
     report = {"model": "vit", "checkpoint": str(args.checkpoint), "precision": args.precision,
               "ratio8": ratio8 if args.precision == "mixed" else None, "images": len(xt), "accuracy": acc,
-              "kind": "fp32" if args.precision == "fp32" else "fake-quant"}
+              "kind": kind}
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -404,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--ratio8", type=float, default=None, help="share of int8 rows per layer for mixed (default 0.5)")
     ev.add_argument("--checkpoint", default=str(DEFAULT_VIT))
     ev.add_argument("--limit", type=int, default=0, help="evaluate on the first N test images only")
+    ev.add_argument("--integer", action="store_true",
+                    help="run the integer-only model (integer softmax, LayerNorm, GELU) instead of fake-quant")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval_vit)
 

@@ -68,3 +68,20 @@ def test_cli_eval_json():
     bad = subprocess.run([sys.executable, "-m", "qsilicon.flow", "eval", "vit", "--precision", "w8a8", "--ratio8",
                           "0.5"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--ratio8 goes with --precision mixed" in bad.stderr
+
+
+@pytest.mark.parametrize("precision", ["w8a8", "w4a8", "mixed"])
+def test_integer_only_within_one_point_of_fake_quant(data, precision):
+    """The integer-only ViT (integer softmax, LayerNorm, GELU, requantization everywhere) is
+    within 1 percentage point of its fake-quant twin on 2,000 test images."""
+    from qsilicon.quant.models.int_vit import IntViT
+
+    x, _, xt, yt = data
+    model, _ = load(CHECKPOINT)
+    xs, ys = xt[:2000], yt[:2000]
+    iv = IntViT(model, x[:1000], precision, 0.5)
+    integer = iv.accuracy(xs, ys)
+    fake = evaluate(fake_quantize(model, x[:1000], precision, 0.5), xs, ys)
+    assert abs(integer - fake) <= 1.0, (integer, fake)
+    logits = iv.logits(xs[:4])
+    assert logits.dtype == torch.int64 and logits.shape == (4, 10)

@@ -1,0 +1,222 @@
+"""The integer-only twin of :class:`~qsilicon.quant.models.vit.ViT`.
+
+Every operation of the forward pass is integer arithmetic from :mod:`qsilicon.quant`:
+:func:`~qsilicon.quant.intops.int_linear` / :func:`~qsilicon.quant.mixed.int_mixed_linear` for the
+linear layers, integer matrix products for attention, :func:`~qsilicon.quant.nonlinear.int_softmax`,
+:func:`~qsilicon.quant.nonlinear.int_layernorm`, :func:`~qsilicon.quant.nonlinear.int_gelu`, and
+:func:`~qsilicon.quant.intops.requantize` between them.  Scales are fixed at build time from
+activation ranges measured on calibration images (symmetric, zero point 0): GEMM inputs and
+outputs are int8, the residual stream int16, LayerNorm works with 8 fractional bits, softmax
+produces uint8 probabilities of scale 2**-8.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from ..intops import IntFormat, fold_zero_point, quantize_bias, quantize_multiplier, requantize
+from ..mixed import assign_row_bits, int_mixed_linear, quantize_weight_mixed
+from ..nonlinear import exp_params, gelu_params, int_gelu, int_layernorm, int_softmax
+from .vit import ViT
+
+__all__ = ["IntViT"]
+
+I8, I16, I32 = IntFormat(8, True), IntFormat(16, True), IntFormat(32, True)
+LN_FRAC = 8
+
+
+def _rescale(q: torch.Tensor, s_from: float, s_to: float, fmt: IntFormat) -> torch.Tensor:
+    """Requantize integers of scale ``s_from`` to ``s_to`` (``s_from`` may be negative: the sign
+    moves into the values)."""
+    if s_from < 0:
+        q, s_from = -q, -s_from
+    m0, sh = quantize_multiplier(s_from / s_to)
+    shape = q.shape
+    flat = q.reshape(-1, 1).to(torch.int64)
+    return requantize(flat, m0.reshape(1), sh.reshape(1), 0, fmt).reshape(shape)
+
+
+@dataclass
+class _Linear:
+    w: torch.Tensor
+    bits: torch.Tensor
+    bias: torch.Tensor
+    m0: torch.Tensor
+    shift: torch.Tensor
+    s_in: float
+    s_out: float
+    name: str
+
+    def __call__(self, q: torch.Tensor, out_fmt: IntFormat = I8) -> torch.Tensor:
+        lead = q.shape[:-1]
+        x = q.reshape(-1, q.shape[-1])
+        r = int_mixed_linear(x, self.w, self.bits, self.bias, self.m0, self.shift, 0, a_fmt=I8, out_fmt=out_fmt,
+                             layer=self.name)
+        return r.out.reshape(*lead, -1).to(torch.int64)
+
+
+@dataclass
+class IntViT:
+    """Integer-only ViT built from a float :class:`ViT`; ``logits(images)`` returns ``int32``-range
+    integers whose argmax is the class.
+
+    ``precision``: ``w8a8``, ``w4a8`` or ``mixed`` (with ``ratio8`` int8 rows per layer).
+    """
+
+    model: ViT
+    calib: torch.Tensor
+    precision: str = "w8a8"
+    ratio8: float = 0.5
+    scales: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("w8a8", "w4a8", "mixed"):
+            raise ValueError(f"Precision must be w8a8, w4a8 or mixed, not {self.precision!r}")
+        self._measure()
+        self._build()
+
+    # ---------------------------------------------------------------- calibration (float, host side)
+
+    @torch.no_grad()
+    def _measure(self) -> None:
+        m, amax, sq = self.model.eval(), {}, {}
+
+        def rec(name, t, inputs_of=None):
+            amax[name] = max(amax.get(name, 0.0), float(t.abs().max()))
+            if inputs_of is not None:
+                a = t.reshape(-1, t.shape[-1]).double()
+                s, n = sq.get(inputs_of, (0.0, 0))
+                sq[inputs_of] = (s + (a**2).sum(0), n + a.shape[0])
+
+        x = m.patches(self.calib)
+        rec("in", x, "embed")
+        e = m.embed(x)
+        rec("embed", e)
+        t = torch.cat([m.cls.expand(e.shape[0], -1, -1), e], dim=1) + m.pos
+        rec("res", t)
+        for i, blk in enumerate(m.blocks):
+            b, n, d = t.shape
+            h = blk.heads
+            ln1 = blk.ln1(t)
+            rec(f"b{i}.ln1", ln1, f"b{i}.qkv")
+            qkv = blk.qkv(ln1)
+            rec(f"b{i}.qkv", qkv)
+            q, k, v = qkv.reshape(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
+            att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // h), dim=-1)
+            av = (att @ v).transpose(1, 2).reshape(b, n, d)
+            rec(f"b{i}.av", av, f"b{i}.proj")
+            p = blk.proj(av)
+            rec(f"b{i}.proj", p)
+            t = t + p
+            rec("res", t)
+            ln2 = blk.ln2(t)
+            rec(f"b{i}.ln2", ln2, f"b{i}.fc1")
+            f1 = blk.fc1(ln2)
+            rec(f"b{i}.fc1", f1)
+            g = torch.nn.functional.gelu(f1)
+            rec(f"b{i}.gelu", g, f"b{i}.fc2")
+            f2 = blk.fc2(g)
+            rec(f"b{i}.fc2", f2)
+            t = t + f2
+            rec("res", t)
+        lnf = m.ln(t[:, 0])
+        rec("lnf", lnf, "head")
+        rec("head", m.head(lnf))
+        self._amax, self._sq = amax, sq
+
+    def _s8(self, name: str) -> float:
+        return max(self._amax[name], 1e-8) / 127
+
+    def _linear(self, lin: torch.nn.Linear, name: str, s_in: float, s_out: float) -> _Linear:
+        w = lin.weight.detach().double()
+        if self.precision == "w8a8":
+            bits = torch.full((w.shape[0],), 8, dtype=torch.int32)
+        elif self.precision == "w4a8":
+            bits = torch.full((w.shape[0],), 4, dtype=torch.int32)
+        else:
+            s, n = self._sq[name]
+            bits = assign_row_bits(w, self.ratio8, s / n)
+        wq = quantize_weight_mixed(w, bits)
+        bias = quantize_bias(lin.bias.detach(), s_in, wq.scale)
+        m0, sh = quantize_multiplier(s_in * wq.scale / s_out)
+        return _Linear(wq.q, bits, fold_zero_point(bias, wq.q, 0), m0, sh, s_in, s_out, name)
+
+    def _ln(self, ln: torch.nn.LayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.round(ln.weight.detach() * 2**LN_FRAC).long(), torch.round(ln.bias.detach() * 2**LN_FRAC).long())
+
+    def _build(self) -> None:
+        m = self.model
+        self.s_in = 1.0 / 127
+        self.s_res = max(self._amax["res"], 1e-8) / 32767
+        self.embed = self._linear(m.embed, "embed", self.s_in, self._s8("embed"))
+        self.cls_pos = torch.round(torch.cat([m.cls.detach(), torch.zeros(1, m.pos.shape[1] - 1, m.cfg.dim)], 1)
+                                   / self.s_res + m.pos.detach() / self.s_res).long().clamp(I16.qmin, I16.qmax)
+        self.blocks = []
+        for i, blk in enumerate(m.blocks):
+            d, h = m.cfg.dim, blk.heads
+            s_qkv = self._s8(f"b{i}.qkv")
+            self.blocks.append({
+                "ln1": self._ln(blk.ln1), "s_ln1": self._s8(f"b{i}.ln1"),
+                "qkv": self._linear(blk.qkv, f"b{i}.qkv", self._s8(f"b{i}.ln1"), s_qkv),
+                "s_logit": s_qkv * s_qkv / math.sqrt(d // h),
+                "s_av": self._s8(f"b{i}.av"),
+                "proj": self._linear(blk.proj, f"b{i}.proj", self._s8(f"b{i}.av"), self._s8(f"b{i}.proj")),
+                "ln2": self._ln(blk.ln2), "s_ln2": self._s8(f"b{i}.ln2"),
+                "fc1": self._linear(blk.fc1, f"b{i}.fc1", self._s8(f"b{i}.ln2"), self._s8(f"b{i}.fc1")),
+                "gelu": gelu_params(self._s8(f"b{i}.fc1")), "s_gelu": self._s8(f"b{i}.gelu"),
+                "fc2": self._linear(blk.fc2, f"b{i}.fc2", self._s8(f"b{i}.gelu"), self._s8(f"b{i}.fc2")),
+            })
+            exp_params(self.blocks[-1]["s_logit"])  # validates the logit scale
+        self.lnf = self._ln(m.ln)
+        self.s_lnf = self._s8("lnf")
+        # Logits keep 20 bits of resolution in int32, so that the argmax is not lost to rounding.
+        self.head = self._linear(m.head, "head", self.s_lnf, max(self._amax["head"], 1e-8) / 2**20)
+
+    # ---------------------------------------------------------------- integer forward
+
+    def _layernorm(self, x: torch.Tensor, params, s_out: float) -> torch.Tensor:
+        y = int_layernorm(x, params[0], params[1], frac_bits=LN_FRAC)
+        return _rescale(y, 2.0**-LN_FRAC, s_out, I8)
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        q = torch.round(m.patches(images) / self.s_in).long().clamp(I8.qmin, I8.qmax)
+        e = self.embed(q)
+        t = torch.cat([torch.zeros(e.shape[0], 1, e.shape[2], dtype=torch.int64), _rescale(e, self.embed.s_out,
+                                                                                           self.s_res, I16)], 1)
+        t = _sat16(t + self.cls_pos)
+        for blk in self.blocks:
+            b, n, d = t.shape
+            h = m.cfg.heads
+            x = self._layernorm(t, blk["ln1"], blk["s_ln1"])
+            qkv = blk["qkv"](x)
+            qh, kh, vh = qkv.reshape(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
+            logits = qh @ kh.transpose(-1, -2)
+            probs = int_softmax(logits, blk["s_logit"])  # uint8, scale 2**-8
+            av = (probs @ vh).transpose(1, 2).reshape(b, n, d)
+            av = _rescale(av, 2.0**-8 * blk["qkv"].s_out, blk["s_av"], I8)
+            p = blk["proj"](av)
+            t = _sat16(t + _rescale(p, blk["proj"].s_out, self.s_res, I16))
+            x = self._layernorm(t, blk["ln2"], blk["s_ln2"])
+            f1 = blk["fc1"](x)
+            g = int_gelu(f1, blk["gelu"])
+            g = _rescale(g, blk["gelu"].out_scale, blk["s_gelu"], I8)
+            f2 = blk["fc2"](g)
+            t = _sat16(t + _rescale(f2, blk["fc2"].s_out, self.s_res, I16))
+        x = self._layernorm(t[:, 0], self.lnf, self.s_lnf)
+        return self.head(x, out_fmt=I32)
+
+    @torch.no_grad()
+    def accuracy(self, images: torch.Tensor, labels: torch.Tensor, batch: int = 500) -> float:
+        correct = sum(int((self.logits(images[i : i + batch]).argmax(-1) == labels[i : i + batch]).sum())
+                      for i in range(0, len(images), batch))
+        return 100.0 * correct / len(images)
+
+
+def _sat16(t: torch.Tensor) -> torch.Tensor:
+    """Saturate the residual stream to int16."""
+    return t.clamp(I16.qmin, I16.qmax)
