@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..intops import IntFormat, fold_zero_point, quantize_bias, quantize_multiplier, requantize
+from ..linear import GemmCase
 from ..mixed import assign_row_bits, int_mixed_linear, quantize_weight_mixed
 from ..nonlinear import exp_params, gelu_params, int_gelu, int_layernorm, int_softmax
 from .vit import ViT
@@ -181,34 +182,69 @@ class IntViT:
         y = int_layernorm(x, params[0], params[1], frac_bits=LN_FRAC)
         return _rescale(y, 2.0**-LN_FRAC, s_out, I8)
 
+    def linear_layer(self, name: str) -> _Linear:
+        """The integer linear layer ``embed``, ``head`` or ``b{i}.{qkv,proj,fc1,fc2}``."""
+        if name in ("embed", "head"):
+            return getattr(self, name)
+        blk, _, layer = name.partition(".")
+        if not (blk.startswith("b") and blk[1:].isdigit() and int(blk[1:]) < len(self.blocks)
+                and layer in ("qkv", "proj", "fc1", "fc2")):
+            raise ValueError(f"Unknown layer {name!r}: use embed, head or b<i>.<qkv|proj|fc1|fc2>")
+        return self.blocks[int(blk[1:])][layer]
+
+    def gemm_case(self, name: str, x_q: torch.Tensor) -> GemmCase:
+        """Layer ``name`` applied to int8 inputs ``x_q`` ([tokens, K], e.g. from ``trace``) as a
+        :class:`~qsilicon.quant.GemmCase` for the GEMM engine; mixed layers carry their row bits."""
+        lin = self.linear_layer(name)
+        n = lin.w.shape[0]
+        return GemmCase(x=x_q.reshape(-1, x_q.shape[-1]).to(torch.int32), w=lin.w, bias=lin.bias, m0=lin.m0,
+                        shift=lin.shift, zero_point=torch.zeros(n, dtype=torch.int32), a_fmt=I8, w_fmt=I8,
+                        out_fmt=I8, row_bits=lin.bits if self.precision == "mixed" else None)
+
     @torch.no_grad()
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
+    def logits(self, images: torch.Tensor, trace: dict | None = None) -> torch.Tensor:
+        """Integer logits; with ``trace``, the int8 input and output of every linear layer are
+        stored in it under ``"<layer>.in"`` and ``"<layer>.out"``."""
+        if trace is not None:
+            self._trace = trace
+        try:
+            return self._logits(images)
+        finally:
+            self._trace = None
+
+    def _lin(self, name: str, x: torch.Tensor, out_fmt: IntFormat = I8) -> torch.Tensor:
+        y = self.linear_layer(name)(x, out_fmt)
+        if getattr(self, "_trace", None) is not None:
+            self._trace[f"{name}.in"], self._trace[f"{name}.out"] = x, y
+        return y
+
+    def _logits(self, images: torch.Tensor) -> torch.Tensor:
         m = self.model
         q = torch.round(m.patches(images) / self.s_in).long().clamp(I8.qmin, I8.qmax)
-        e = self.embed(q)
+        e = self._lin("embed", q)
         t = torch.cat([torch.zeros(e.shape[0], 1, e.shape[2], dtype=torch.int64), _rescale(e, self.embed.s_out,
                                                                                            self.s_res, I16)], 1)
         t = _sat16(t + self.cls_pos)
-        for blk in self.blocks:
+        for i, blk in enumerate(self.blocks):
             b, n, d = t.shape
             h = m.cfg.heads
             x = self._layernorm(t, blk["ln1"], blk["s_ln1"])
-            qkv = blk["qkv"](x)
+            qkv = self._lin(f"b{i}.qkv", x)
             qh, kh, vh = qkv.reshape(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
             logits = qh @ kh.transpose(-1, -2)
             probs = int_softmax(logits, blk["s_logit"])  # uint8, scale 2**-8
             av = (probs @ vh).transpose(1, 2).reshape(b, n, d)
             av = _rescale(av, 2.0**-8 * blk["qkv"].s_out, blk["s_av"], I8)
-            p = blk["proj"](av)
+            p = self._lin(f"b{i}.proj", av)
             t = _sat16(t + _rescale(p, blk["proj"].s_out, self.s_res, I16))
             x = self._layernorm(t, blk["ln2"], blk["s_ln2"])
-            f1 = blk["fc1"](x)
+            f1 = self._lin(f"b{i}.fc1", x)
             g = int_gelu(f1, blk["gelu"])
             g = _rescale(g, blk["gelu"].out_scale, blk["s_gelu"], I8)
-            f2 = blk["fc2"](g)
+            f2 = self._lin(f"b{i}.fc2", g)
             t = _sat16(t + _rescale(f2, blk["fc2"].s_out, self.s_res, I16))
         x = self._layernorm(t[:, 0], self.lnf, self.s_lnf)
-        return self.head(x, out_fmt=I32)
+        return self._lin("head", x, out_fmt=I32)
 
     @torch.no_grad()
     def accuracy(self, images: torch.Tensor, labels: torch.Tensor, batch: int = 500) -> float:
