@@ -338,6 +338,59 @@ def cmd_eval_vit(args) -> int:
     return 0
 
 
+def cmd_verify_vit_layer(args) -> int:
+    import torch
+
+    from qsilicon.hw.config import GemmConfig
+    from qsilicon.quant.datasets import fashion_mnist
+    from qsilicon.quant.models.int_vit import IntViT
+    from qsilicon.quant.models.vit import load
+    from qsilicon.sim.gemm import GemmMismatchError, rtl_gemm
+    from qsilicon.sim.runner import SimulationError, SimulatorMissingError, check_simulator
+
+    if not Path(args.checkpoint).exists():
+        raise CliError(f"checkpoint {args.checkpoint} not found: run 'qsilicon train vit' first")
+    if not 1 <= args.images <= 64:
+        raise CliError(f"--images must be from 1 to 64, not {args.images}")
+    try:
+        check_simulator(args.sim)
+        x, _ = fashion_mnist("train")
+        xt, _ = fashion_mnist("test")
+    except (SimulatorMissingError, FileNotFoundError) as e:
+        raise CliError(str(e)) from None
+    model, _ = load(args.checkpoint)
+    iv = IntViT(model, x[:1000], args.precision, args.ratio8)
+    try:
+        iv.linear_layer(args.layer)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    cfg = GemmConfig(args.rows, args.cols, 8, 8, True, "dsp2" if args.cols % 2 == 0 else "none",
+                     args.precision == "mixed")
+    trace: dict = {}
+    iv.logits(xt[: args.images], trace)
+    case = iv.gemm_case(args.layer, trace[f"{args.layer}.in"])
+    expect = trace[f"{args.layer}.out"].reshape(case.shape[0], case.shape[2])
+    _progress(f"running layer {args.layer} of the {args.precision} ViT on {cfg.tag} ({args.sim})")
+    with tempfile.TemporaryDirectory(prefix="qs-vit-") as tmp:
+        try:
+            res = rtl_gemm(case, cfg, sim=args.sim, log_file=Path(tmp) / "sim.log")
+            mismatches = int((res.out.to(torch.int64) != expect).sum())
+        except GemmMismatchError as e:
+            res, mismatches = e.result, e.result.mismatches
+        except SimulationError as e:
+            raise CliError(str(e).split(" (log:")[0]) from None
+    m, k, n = case.shape
+    report = {"model": "vit", "layer": args.layer, "precision": args.precision, "config": cfg.to_dict(),
+              "sim": args.sim, "m": m, "k": k, "n": n, "pass": mismatches == 0, "mismatches": mismatches,
+              "cycles": res.cycles, "utilization": round(res.utilization, 4)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{'PASS' if report['pass'] else 'FAIL'}: vit layer {args.layer} ({args.precision}) on {cfg.tag}, "
+              f"{args.sim}: {m}x{k}x{n}, {mismatches} mismatches, {res.cycles} cycles")
+    return 0 if report["pass"] else 1
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -383,6 +436,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="probability that the output is ready in a cycle (default 1: no backpressure)")
         fg.add_argument("--json", action="store_true")
         fg.set_defaults(func=cmd_verify_gemm)
+
+    vl = fs.add_parser("vit-layer", help="a linear layer of the trained ViT, on real integer activations, on the RTL")
+    vl.add_argument("--layer", required=True, help="embed, head or b<i>.<qkv|proj|fc1|fc2>, e.g. b0.fc1")
+    vl.add_argument("--precision", choices=("w8a8", "w4a8", "mixed"), default="w8a8")
+    vl.add_argument("--ratio8", type=float, default=0.5, help="share of int8 rows for mixed (default 0.5)")
+    vl.add_argument("--images", type=int, default=2, help="test images whose tokens form the rows (default 2)")
+    vl.add_argument("--rows", type=int, default=8)
+    vl.add_argument("--cols", type=int, default=8)
+    vl.add_argument("--sim", choices=("icarus", "verilator"), default="verilator")
+    vl.add_argument("--checkpoint", default=str(DEFAULT_VIT))
+    vl.add_argument("--json", action="store_true")
+    vl.set_defaults(func=cmd_verify_vit_layer)
 
     y = sub.add_parser("synth", help="synthesize a generator with yosys (and place and route on ECP5)")
     ys = y.add_subparsers(dest="component", required=True, parser_class=_Parser)

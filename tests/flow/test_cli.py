@@ -167,3 +167,13 @@ def test_verilog_mpgemm_differs_from_gemm(tmp_path):
 def test_mpgemm_bad_input(args, msg):
     p = run(*args)
     assert p.returncode == 2 and msg in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_verify_vit_layer_json():
+    p = run("verify", "vit-layer", "--layer", "b1.proj", "--precision", "w4a8", "--images", "1", "--rows", "4",
+            "--cols", "4", "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout)
+    assert r["pass"] and r["mismatches"] == 0 and (r["m"], r["k"], r["n"]) == (17, 64, 64)
+    bad = run("verify", "vit-layer", "--layer", "b9.fc1")
+    assert bad.returncode == 2 and "Unknown layer 'b9.fc1'" in bad.stderr
