@@ -30,9 +30,10 @@ def pysim_streams(
     valid_pattern: Sequence[int] = (1,),
     ready_pattern: Sequence[int] = (1,),
     max_cycles: int = 200_000,
+    settings: Mapping[str, int] | None = None,
 ) -> tuple[list[int], int]:
     """Drive the stream ports named in ``sources`` with packed beats and collect ``n_out`` beats
-    from the stream port ``sink``.
+    from the stream port ``sink``; ``settings`` holds constant values for configuration ports.
 
     Each source follows its own copy of ``valid_pattern`` (cycled per clock, ``0`` = idle);
     ``ready_pattern`` is the sink's backpressure.  Returns the collected beats and the cycle
@@ -44,6 +45,8 @@ def pysim_streams(
     span: dict[str, int] = {}
 
     async def bench(ctx):
+        for name, value in (settings or {}).items():
+            ctx.set(getattr(dut, name), value)
         idx = dict.fromkeys(sources, 0)
         vpats = {name: itertools.cycle(valid_pattern) for name in sources}
         rpat = itertools.cycle(ready_pattern)

@@ -29,12 +29,19 @@ I8, I16, I32 = IntFormat(8, True), IntFormat(16, True), IntFormat(32, True)
 LN_FRAC = 8
 
 
+def _rescale_params(s_from: float, s_to: float) -> tuple[int, int, bool]:
+    """``(M0, shift, negate)`` that requantize values of scale ``s_from`` to ``s_to``; a negative
+    ``s_from`` (the GELU output scale) moves its sign into the values (``negate``)."""
+    m0, sh = quantize_multiplier(abs(s_from) / s_to)
+    return int(m0), int(sh), s_from < 0
+
+
 def _rescale(q: torch.Tensor, s_from: float, s_to: float, fmt: IntFormat) -> torch.Tensor:
-    """Requantize integers of scale ``s_from`` to ``s_to`` (``s_from`` may be negative: the sign
-    moves into the values)."""
-    if s_from < 0:
-        q, s_from = -q, -s_from
-    m0, sh = quantize_multiplier(s_from / s_to)
+    """Requantize integers of scale ``s_from`` to ``s_to`` (see :func:`_rescale_params`)."""
+    m0, sh, negate = _rescale_params(s_from, s_to)
+    if negate:
+        q = -q
+    m0, sh = torch.tensor(m0), torch.tensor(sh)
     shape = q.shape
     flat = q.reshape(-1, 1).to(torch.int64)
     return requantize(flat, m0.reshape(1), sh.reshape(1), 0, fmt).reshape(shape)

@@ -1,0 +1,109 @@
+"""Element-wise vector unit: GELU, requantization and residual add over ``lanes`` values a beat.
+
+The operations are those of the integer-only ViT (:mod:`qsilicon.quant.nonlinear`,
+:mod:`qsilicon.quant.models.int_vit`), bit for bit:
+
+* ``OP_REQUANT``: ``y = requantize(b, M0, shift) -> int8``;
+* ``OP_GELU``: ``y = requantize(-int_gelu(b), M0, shift) -> int8`` (the GELU output scale is
+  negative, so the sign moves into the value, as the integer model does);
+* ``OP_ADD``: ``y = sat16(a + requantize(b, M0, shift) -> int16)``, the residual add of a branch
+  ``b`` into the int16 stream ``a``.
+
+``requantize`` is :func:`qsilicon.quant.requantize` with zero point 0: round half up, arithmetic
+shift, saturation.  The operation and its constants are configuration ports, static while a
+tensor streams.  Three pipeline stages; backpressure on ``o_y`` stalls the whole pipeline.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from qsilicon.quant.intops import M0_BITS, SHIFT_MAX
+
+__all__ = ["OP_ADD", "OP_GELU", "OP_REQUANT", "ElementwiseUnit", "vector_in_layout", "vector_out_layout"]
+
+OP_REQUANT, OP_GELU, OP_ADD = 0, 1, 2
+_WIDE = 48  # |gelu| < 2**31 (the reference's requantization bound) times M0 < 2**16 fits
+
+
+def vector_in_layout(lanes: int) -> data.StructLayout:
+    """``a``: int16 residual stream (``OP_ADD``), ``b``: int8 operand; ``last`` ends a row."""
+    return data.StructLayout({"a": data.ArrayLayout(signed(16), lanes), "b": data.ArrayLayout(signed(8), lanes),
+                              "last": 1})
+
+
+def vector_out_layout(lanes: int) -> data.StructLayout:
+    return data.StructLayout({"y": data.ArrayLayout(signed(16), lanes), "last": 1})
+
+
+class ElementwiseUnit(wiring.Component):
+    """``lanes`` element-wise lanes of :data:`OP_REQUANT`, :data:`OP_GELU` and :data:`OP_ADD`.
+
+    Parameters
+    ----------
+    lanes : int
+        Values per beat, 1 to 64.
+
+    Members
+    -------
+    i_x : In(stream.Signature(vector_in_layout(lanes)))
+    o_y : Out(stream.Signature(vector_out_layout(lanes)))
+        int8 results (``OP_REQUANT``, ``OP_GELU``) sign-extended to 16 bits, or int16 (``OP_ADD``).
+    op, m0, shift, gelu_b, gelu_one : In
+        Configuration: the operation, the requantization multiplier and shift, and the GELU
+        constants ``q_b`` and ``q_one`` of :class:`qsilicon.quant.GeluParams`.
+    """
+
+    def __init__(self, lanes: int) -> None:
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or not 1 <= lanes <= 64:
+            raise ValueError(f"Lanes must be an integer from 1 to 64, not {lanes!r}")
+        self._lanes = lanes
+        super().__init__({
+            "i_x": In(stream.Signature(vector_in_layout(lanes))),
+            "o_y": Out(stream.Signature(vector_out_layout(lanes))),
+            "op": In(2), "m0": In(unsigned(M0_BITS)), "shift": In(unsigned(SHIFT_MAX.bit_length())),
+            "gelu_b": In(signed(24)), "gelu_one": In(signed(32)),
+        })
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    def elaborate(self, platform):
+        m = Module()
+        L = self._lanes
+        en = Signal()
+        m.d.comb += [en.eq(~self.o_y.valid | self.o_y.ready), self.i_x.ready.eq(en)]
+
+        # Stage 1: operands.
+        v1, l1 = Signal(name="v1"), Signal(name="l1")
+        a1 = Signal(data.ArrayLayout(signed(16), L))
+        b1 = Signal(data.ArrayLayout(signed(8), L))
+        # Stage 2: the value to requantize (b, or -gelu(b)), and a.
+        v2, l2 = Signal(name="v2"), Signal(name="l2")
+        a2 = Signal(data.ArrayLayout(signed(16), L))
+        val = [Signal(signed(_WIDE), name=f"val_{i}") for i in range(L)]
+
+        with m.If(en):
+            m.d.sync += [v1.eq(self.i_x.valid), l1.eq(self.i_x.payload.last), a1.eq(self.i_x.payload.a),
+                         b1.eq(self.i_x.payload.b), v2.eq(v1), l2.eq(l1), a2.eq(a1),
+                         self.o_y.valid.eq(v2), self.o_y.payload.last.eq(l2)]
+            for i in range(L):
+                b = b1[i]
+                # int_gelu: sign(b) * ((min(|b|, -q_b) + q_b)^2 + q_one), then b * (erf + q_one).
+                mag = Mux(b < 0, -b, b)
+                clipped = Mux(mag > -self.gelu_b, -self.gelu_b, mag)
+                poly = (clipped + self.gelu_b) * (clipped + self.gelu_b) + self.gelu_one
+                erf = Mux(b < 0, -poly, Mux(b == 0, 0, poly))
+                gelu = b * (erf + self.gelu_one)
+                m.d.sync += val[i].eq(Mux(self.op == OP_GELU, -gelu, b))
+                # Stage 3: round half up ((2v >> s) + 1) >> 1, saturate, and the residual add.
+                r = ((((val[i] * self.m0) << 1) >> self.shift) + 1) >> 1
+                r8 = Mux(r < -128, -128, Mux(r > 127, 127, r))
+                r16 = Mux(r < -32768, -32768, Mux(r > 32767, 32767, r))
+                s = a2[i] + r16
+                s16 = Mux(s < -32768, -32768, Mux(s > 32767, 32767, s))
+                m.d.sync += self.o_y.payload.y[i].eq(Mux(self.op == OP_ADD, s16, r8))
+        return m
