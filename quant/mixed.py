@@ -25,6 +25,7 @@ from .intops import (
     int_linear,
     quantize_bias,
     quantize_multiplier,
+    quantize_weight,
 )
 from .linear import fake_quant_with_weight
 
@@ -57,10 +58,7 @@ def _check_weight(w: torch.Tensor) -> torch.Tensor:
 
 
 def _fake_quant_rows(w64: torch.Tensor, bits: int) -> torch.Tensor:
-    qmax = 2 ** (bits - 1) - 1
-    amax = w64.abs().amax(dim=1, keepdim=True)
-    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
-    return torch.round(w64 / scale).clamp(-qmax, qmax) * scale
+    return quantize_weight(w64, bits).dequantize()
 
 
 def row_sensitivity(w: torch.Tensor, second_moment: torch.Tensor | None = None) -> torch.Tensor:
