@@ -268,19 +268,24 @@ def cmd_synth_gemm(args) -> int:
 DEFAULT_VIT = Path(__file__).resolve().parents[1] / "checkpoints" / "vit_fmnist.pt"
 
 
+def _fashion_mnist():
+    """``(train images, train labels, test images, test labels)``, or the install hint as an error."""
+    from qsilicon.quant.datasets import fashion_mnist
+
+    try:
+        return (*fashion_mnist("train"), *fashion_mnist("test"))
+    except FileNotFoundError as e:
+        raise CliError(str(e)) from None
+
+
 def cmd_train_vit(args) -> int:
     import torch
 
-    from qsilicon.quant.datasets import fashion_mnist
     from qsilicon.quant.models.vit import ViT, evaluate, save, train
 
     if args.epochs < 1:
         raise CliError(f"--epochs must be at least 1, not {args.epochs}")
-    try:
-        x, y = fashion_mnist("train")
-        xt, yt = fashion_mnist("test")
-    except FileNotFoundError as e:
-        raise CliError(str(e)) from None
+    x, y, xt, yt = _fashion_mnist()
     out = Path(args.output)
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)  # results depend on the thread count; fix it
@@ -298,7 +303,6 @@ def cmd_train_vit(args) -> int:
 
 
 def cmd_eval_vit(args) -> int:
-    from qsilicon.quant.datasets import fashion_mnist
     from qsilicon.quant.models.vit import evaluate, fake_quantize, load
 
     if not Path(args.checkpoint).exists():
@@ -308,11 +312,7 @@ def cmd_eval_vit(args) -> int:
     ratio8 = 0.5 if args.ratio8 is None else args.ratio8
     if not 0 <= ratio8 <= 1:
         raise CliError(f"--ratio8 must be from 0 to 1, not {ratio8}")
-    try:
-        x, _ = fashion_mnist("train")
-        xt, yt = fashion_mnist("test")
-    except FileNotFoundError as e:
-        raise CliError(str(e)) from None
+    x, _, xt, yt = _fashion_mnist()
     model, meta = load(args.checkpoint)
     if args.limit:
         xt, yt = xt[: args.limit], yt[: args.limit]
@@ -342,7 +342,6 @@ def cmd_verify_vit_layer(args) -> int:
     import torch
 
     from qsilicon.hw.config import GemmConfig
-    from qsilicon.quant.datasets import fashion_mnist
     from qsilicon.quant.models.int_vit import IntViT
     from qsilicon.quant.models.vit import load
     from qsilicon.sim.gemm import GemmMismatchError, rtl_gemm
@@ -352,12 +351,13 @@ def cmd_verify_vit_layer(args) -> int:
         raise CliError(f"checkpoint {args.checkpoint} not found: run 'qsilicon train vit' first")
     if not 1 <= args.images <= 64:
         raise CliError(f"--images must be from 1 to 64, not {args.images}")
+    if not 0 <= args.ratio8 <= 1:
+        raise CliError(f"--ratio8 must be from 0 to 1, not {args.ratio8}")
     try:
         check_simulator(args.sim)
-        x, _ = fashion_mnist("train")
-        xt, _ = fashion_mnist("test")
-    except (SimulatorMissingError, FileNotFoundError) as e:
+    except SimulatorMissingError as e:
         raise CliError(str(e)) from None
+    x, _, xt, _ = _fashion_mnist()
     model, _ = load(args.checkpoint)
     iv = IntViT(model, x[:1000], args.precision, args.ratio8)
     try:
