@@ -49,15 +49,22 @@ from .mixed import (
     row_sensitivity,
 )
 from .nonlinear import (
+    RECIP_BITS,
     ExpParams,
     GeluParams,
+    ShiftmaxParams,
     exp_params,
     gelu_params,
     int_exp,
     int_gelu,
     int_layernorm,
+    int_reciprocal,
+    int_shift_exp,
+    int_shiftmax,
     int_softmax,
     int_sqrt,
+    shiftmax_k,
+    shiftmax_params,
 )
 
 __all__ = [
@@ -70,5 +77,6 @@ __all__ = [
     "RATIOS8", "IntMixedLinear", "MixedWeightQuant", "RowGrouping", "assign_row_bits", "fake_quant_mixed_linear",
     "group_rows", "int_mixed_linear", "quantize_linear_mixed", "quantize_weight_mixed", "row_sensitivity",
     "ExpParams", "GeluParams", "exp_params", "gelu_params", "int_exp", "int_gelu", "int_layernorm", "int_softmax",
-    "int_sqrt",
+    "int_sqrt", "RECIP_BITS", "ShiftmaxParams", "int_reciprocal", "int_shift_exp", "int_shiftmax", "shiftmax_k",
+    "shiftmax_params",
 ]

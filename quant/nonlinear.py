@@ -11,7 +11,11 @@ only when the constants are derived from the quantization scales (at "compile ti
 * :func:`int_softmax`: max subtraction, :func:`int_exp`, sum, and an integer division to
   ``out_bits`` unsigned probabilities (scale ``2**-out_bits``);
 * :func:`int_sqrt`: ``floor(sqrt(n))`` by integer Newton iterations;
-* :func:`int_layernorm`: integer mean and variance, :func:`int_sqrt`, and a fixed-point division;
+* :func:`int_layernorm`: integer mean and variance, :func:`int_sqrt`, and a multiplication by the
+  normalized reciprocal of the standard deviation (:func:`int_reciprocal`);
+* :func:`int_shiftmax`: the softmax the accelerator runs (I-ViT's Shiftmax idea on I-BERT's
+  polynomial): int8 logits whose scale is ``ln 2 / 2**k``, so that the ``ln 2`` range reduction of
+  the exponent is a shift and a mask, and one normalized reciprocal of the row sum per row;
 * :func:`int_gelu`: ``x/2 (1 + erf(x/sqrt 2))`` with I-BERT's i-erf polynomial
   ``sign(x) [a (min(|x|, -b) + b)^2 + 1]``, ``a = -0.2888``, ``b = -1.769``.
 
@@ -27,8 +31,9 @@ from dataclasses import dataclass
 import torch
 
 __all__ = [
-    "ExpParams", "GeluParams", "exp_params", "gelu_params", "int_exp", "int_gelu", "int_layernorm",
-    "int_softmax", "int_sqrt",
+    "RECIP_BITS", "ExpParams", "GeluParams", "ShiftmaxParams", "exp_params", "gelu_params", "int_exp", "int_gelu",
+    "int_layernorm", "int_reciprocal", "int_shift_exp", "int_shiftmax", "int_softmax", "int_sqrt", "shiftmax_k",
+    "shiftmax_params",
 ]
 
 _I64 = torch.int64
@@ -134,8 +139,9 @@ def int_layernorm(
     ``beta_q`` in units of ``2**-frac_bits``; the output is in units of ``2**-frac_bits`` too.
 
     Everything carries ``frac_bits`` fractional bits: ``mean = floor(sum * 2**f / n)``,
-    ``d = x * 2**f - mean``, ``std = int_sqrt(floor(sum(d^2) / n))``, then
-    ``floor(d * 2**f / std)``; the input scale cancels, as in floating point.
+    ``d = x * 2**f - mean``, ``std = max(int_sqrt(floor(sum(d^2) / n)), 1)``, then
+    ``(d * inv) >> (sh - f)`` with ``(inv, sh) = int_reciprocal(std)`` (one division per row, a
+    multiplication per element); the input scale cancels, as in floating point.
     """
     q = _int(q, "int_layernorm input")
     n = q.shape[dim]
@@ -145,7 +151,8 @@ def int_layernorm(
     d = q * (1 << frac_bits) - mean
     var = _floordiv((d * d).sum(dim=dim, keepdim=True), n)
     std = torch.clamp(int_sqrt(var), min=1)
-    normed = _floordiv(d * (1 << frac_bits), std)  # units of 2**-frac_bits
+    inv, sh = int_reciprocal(std)
+    normed = torch.bitwise_right_shift(d * inv, sh - frac_bits)  # floor(d * 2**f / std), 16 bits of 1/std
     g = _int(gamma_q, "gamma")
     b = _int(beta_q, "beta")
     return torch.bitwise_right_shift(normed * g, frac_bits) + b
@@ -188,3 +195,93 @@ def int_gelu(q: torch.Tensor, p: GeluParams) -> torch.Tensor:
     clipped = torch.clamp(q.abs(), max=-p.q_b)
     erf_q = sign * ((clipped + p.q_b) ** 2 + p.q_one)  # erf in units of A (scale/sqrt2)^2
     return q * (erf_q + p.q_one)
+
+
+#: Bits of a normalized reciprocal (:func:`int_reciprocal`).
+RECIP_BITS = 16
+
+
+def _bit_length(x: torch.Tensor) -> torch.Tensor:
+    bits = torch.zeros_like(x)
+    v = x.clone()
+    for _ in range(63):
+        bits = bits + (v > 0).to(_I64)
+        v = torch.bitwise_right_shift(v, 1)
+    return bits
+
+
+def int_reciprocal(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalized reciprocal of positive integers: ``(inv, sh)`` with ``sh = bit_length(x) + 15`` and
+    ``inv = floor(2**sh / x)``, so ``2**15 <= inv <= 2**16`` and ``y * inv >> sh ~ y / x`` with 16
+    significant bits whatever the magnitude of ``x``.  One division per row in hardware (a
+    restoring divider), then one multiplication per element."""
+    x = _int(x, "int_reciprocal input")
+    if x.numel() and x.min() < 1:
+        raise ValueError("int_reciprocal takes positive inputs")
+    if x.numel() and x.max() >= 2**40:
+        raise ValueError("int_reciprocal takes inputs below 2**40")
+    sh = _bit_length(x) + (RECIP_BITS - 1)
+    return _floordiv(torch.bitwise_left_shift(torch.ones_like(x), sh), x), sh
+
+
+@dataclass(frozen=True)
+class ShiftmaxParams:
+    """Integer constants of :func:`int_shiftmax` for int8 logits of scale ``ln 2 / 2**k``.
+
+    Members
+    -------
+    k : int
+        ``log2`` of ``q_ln2``: ``z = (-q) >> k``, ``p = q + (z << k)``.
+    q_b, q_c : int
+        ``round(B / scale)`` and ``round(C / (A scale^2))`` of the i-exp polynomial.
+    """
+
+    k: int
+    q_b: int
+    q_c: int
+
+    @property
+    def scale(self) -> float:
+        return math.log(2) / 2**self.k
+
+
+def shiftmax_params(k: int) -> ShiftmaxParams:
+    if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= 7:
+        raise ValueError(f"Shiftmax logit shift k must be an integer from 0 to 7, not {k!r}")
+    scale = math.log(2) / 2**k
+    return ShiftmaxParams(k, round(_EXP_B / scale), round(_EXP_C / (_EXP_A * scale * scale)))
+
+
+def shiftmax_k(amax: float) -> int:
+    """The finest logit scale ``ln 2 / 2**k`` (``k`` from 0 to 7) whose int8 range covers
+    ``|logit| <= amax``."""
+    if not (math.isfinite(amax) and amax > 0):
+        raise ValueError(f"Logit range must be positive, not {amax!r}")
+    return max(0, min(7, math.floor(math.log2(127 * math.log(2) / amax))))
+
+
+def int_shift_exp(q: torch.Tensor, p: ShiftmaxParams) -> torch.Tensor:
+    """``exp(q * p.scale)`` for ``q <= 0`` in units of ``A * scale^2``: ``z = (-q) >> k`` (capped at
+    31), ``p = q + z * 2**k`` in ``(-2**k, 0]``, ``((p + q_b)^2 + q_c) >> z``."""
+    q = _int(q, "int_shift_exp input")
+    if q.numel() and q.max() > 0:
+        raise ValueError("int_shift_exp takes non-positive inputs (subtract the maximum first)")
+    z = torch.bitwise_right_shift(-q, p.k)
+    r = q + torch.bitwise_left_shift(z, p.k)
+    return torch.bitwise_right_shift((r + p.q_b) ** 2 + p.q_c, torch.clamp(z, max=31))
+
+
+def int_shiftmax(q: torch.Tensor, p: ShiftmaxParams, *, out_bits: int = 7, dim: int = -1) -> torch.Tensor:
+    """Softmax of int8 logits ``q`` (scale ``p.scale``) along ``dim`` as unsigned ``out_bits`` codes
+    of scale ``2**-out_bits``: ``e = int_shift_exp(q - max)``, ``(inv, sh) =
+    int_reciprocal(sum e)``, ``min((e * inv) >> (sh - out_bits), 2**out_bits - 1)``.  With the
+    default 7 bits the probabilities are int8 operands of the next GEMM."""
+    if not isinstance(out_bits, int) or not 2 <= out_bits <= 15:
+        raise ValueError(f"Shiftmax output bits must be from 2 to 15, not {out_bits!r}")
+    q = _int(q, "int_shiftmax input")
+    if q.numel() and (q.min() < -128 or q.max() > 127):
+        raise ValueError("int_shiftmax takes int8 logits (-128 to 127)")
+    e = int_shift_exp(q - q.amax(dim=dim, keepdim=True), p)
+    inv, sh = int_reciprocal(e.sum(dim=dim, keepdim=True))
+    out = torch.bitwise_right_shift(e * inv, sh - out_bits)
+    return out.clamp(max=(1 << out_bits) - 1)

@@ -2,12 +2,14 @@
 
 Every operation of the forward pass is integer arithmetic from :mod:`qsilicon.quant`:
 :func:`~qsilicon.quant.intops.int_linear` / :func:`~qsilicon.quant.mixed.int_mixed_linear` for the
-linear layers, integer matrix products for attention, :func:`~qsilicon.quant.nonlinear.int_softmax`,
+linear layers, integer matrix products for attention, :func:`~qsilicon.quant.nonlinear.int_shiftmax`,
 :func:`~qsilicon.quant.nonlinear.int_layernorm`, :func:`~qsilicon.quant.nonlinear.int_gelu`, and
 :func:`~qsilicon.quant.intops.requantize` between them.  Scales are fixed at build time from
 activation ranges measured on calibration images (symmetric, zero point 0): GEMM inputs and
 outputs are int8, the residual stream int16, LayerNorm works with 8 fractional bits, softmax
-produces uint8 probabilities of scale 2**-8.
+requantizes ``q k^T`` to int8 logits of scale ``ln 2 / 2**k`` and produces 7-bit probabilities
+(:func:`~qsilicon.quant.nonlinear.int_shiftmax`), so every GEMM, attention included, has int8
+operands and an int8 output, as on the accelerator.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ import torch
 from ..intops import IntFormat, fold_zero_point, quantize_bias, quantize_multiplier, requantize
 from ..linear import GemmCase
 from ..mixed import assign_row_bits, int_mixed_linear, quantize_weight_mixed
-from ..nonlinear import exp_params, gelu_params, int_gelu, int_layernorm, int_softmax
+from ..nonlinear import gelu_params, int_gelu, int_layernorm, int_shiftmax, shiftmax_k, shiftmax_params
 from .vit import ViT
 
 __all__ = ["IntViT"]
 
 I8, I16, I32 = IntFormat(8, True), IntFormat(16, True), IntFormat(32, True)
 LN_FRAC = 8
+#: Softmax probabilities are 7-bit (scale 2**-7), so that they are int8 operands of the A V GEMM.
+PROB_BITS = 7
 
 
 def _rescale_params(s_from: float, s_to: float) -> tuple[int, int, bool]:
@@ -113,7 +117,9 @@ class IntViT:
             qkv = blk.qkv(ln1)
             rec(f"b{i}.qkv", qkv)
             q, k, v = qkv.reshape(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
-            att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // h), dim=-1)
+            lg = q @ k.transpose(-1, -2) / math.sqrt(d // h)
+            rec(f"b{i}.logit", lg)
+            att = torch.softmax(lg, dim=-1)
             av = (att @ v).transpose(1, 2).reshape(b, n, d)
             rec(f"b{i}.av", av, f"b{i}.proj")
             p = blk.proj(av)
@@ -166,10 +172,12 @@ class IntViT:
         for i, blk in enumerate(m.blocks):
             d, h = m.cfg.dim, blk.heads
             s_qkv = self._s8(f"b{i}.qkv")
+            sm = shiftmax_params(shiftmax_k(self._amax[f"b{i}.logit"]))
             self.blocks.append({
                 "ln1": self._ln(blk.ln1), "s_ln1": self._s8(f"b{i}.ln1"),
                 "qkv": self._linear(blk.qkv, f"b{i}.qkv", self._s8(f"b{i}.ln1"), s_qkv),
-                "s_logit": s_qkv * s_qkv / math.sqrt(d // h),
+                # q k^T (scale s_qkv^2 / sqrt(d_head)) is requantized to int8 logits of scale ln2 / 2**k
+                "logit": _rescale_params(s_qkv * s_qkv / math.sqrt(d // h), sm.scale), "shiftmax": sm,
                 "s_av": self._s8(f"b{i}.av"),
                 "proj": self._linear(blk.proj, f"b{i}.proj", self._s8(f"b{i}.av"), self._s8(f"b{i}.proj")),
                 "ln2": self._ln(blk.ln2), "s_ln2": self._s8(f"b{i}.ln2"),
@@ -177,7 +185,6 @@ class IntViT:
                 "gelu": gelu_params(self._s8(f"b{i}.fc1")), "s_gelu": self._s8(f"b{i}.gelu"),
                 "fc2": self._linear(blk.fc2, f"b{i}.fc2", self._s8(f"b{i}.gelu"), self._s8(f"b{i}.fc2")),
             })
-            exp_params(self.blocks[-1]["s_logit"])  # validates the logit scale
         self.lnf = self._ln(m.ln)
         self.s_lnf = self._s8("lnf")
         # Logits keep 20 bits of resolution in int32, so that the argmax is not lost to rounding.
@@ -226,32 +233,60 @@ class IntViT:
         return y
 
     def _logits(self, images: torch.Tensor) -> torch.Tensor:
-        m = self.model
-        q = torch.round(m.patches(images) / self.s_in).long().clamp(I8.qmin, I8.qmax)
+        t = self.embed_tokens(images)
+        for i in range(len(self.blocks)):
+            t = self._block(i, t)
+        return self.classify(t)
+
+    def embed_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """The int16 residual stream ``[B, tokens, dim]`` that enters block 0."""
+        q = torch.round(self.model.patches(images) / self.s_in).long().clamp(I8.qmin, I8.qmax)
         e = self._lin("embed", q)
-        t = torch.cat([torch.zeros(e.shape[0], 1, e.shape[2], dtype=torch.int64), _rescale(e, self.embed.s_out,
-                                                                                           self.s_res, I16)], 1)
-        t = _sat16(t + self.cls_pos)
-        for i, blk in enumerate(self.blocks):
-            b, n, d = t.shape
-            h = m.cfg.heads
-            x = self._layernorm(t, blk["ln1"], blk["s_ln1"])
-            qkv = self._lin(f"b{i}.qkv", x)
-            qh, kh, vh = qkv.reshape(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
-            logits = qh @ kh.transpose(-1, -2)
-            probs = int_softmax(logits, blk["s_logit"])  # uint8, scale 2**-8
-            av = (probs @ vh).transpose(1, 2).reshape(b, n, d)
-            av = _rescale(av, 2.0**-8 * blk["qkv"].s_out, blk["s_av"], I8)
-            p = self._lin(f"b{i}.proj", av)
-            t = _sat16(t + _rescale(p, blk["proj"].s_out, self.s_res, I16))
-            x = self._layernorm(t, blk["ln2"], blk["s_ln2"])
-            f1 = self._lin(f"b{i}.fc1", x)
-            g = int_gelu(f1, blk["gelu"])
-            g = _rescale(g, blk["gelu"].out_scale, blk["s_gelu"], I8)
-            f2 = self._lin(f"b{i}.fc2", g)
-            t = _sat16(t + _rescale(f2, blk["fc2"].s_out, self.s_res, I16))
-        x = self._layernorm(t[:, 0], self.lnf, self.s_lnf)
-        return self._lin("head", x, out_fmt=I32)
+        t = torch.cat([torch.zeros(e.shape[0], 1, e.shape[2], dtype=torch.int64),
+                       _rescale(e, self.embed.s_out, self.s_res, I16)], 1)
+        return _sat16(t + self.cls_pos)
+
+    def classify(self, t: torch.Tensor) -> torch.Tensor:
+        """Final LayerNorm and classifier on the residual stream after the last block."""
+        return self._lin("head", self._layernorm(t[:, 0], self.lnf, self.s_lnf), out_fmt=I32)
+
+    @torch.no_grad()
+    def block(self, i: int, t: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encoder block ``i`` on the int16 residual stream ``t`` ``[B, tokens, dim]``, with every
+        intermediate: ``ln1``, ``q``, ``k``, ``v`` (int8, ``[B, tokens, dim]``), ``logits`` and
+        ``probs`` (int8, ``[B, heads, tokens, tokens]``), ``av``, ``proj``, ``res1`` (int16),
+        ``ln2``, ``fc1``, ``gelu``, ``fc2``, ``out`` (int16)."""
+        if not 0 <= i < len(self.blocks):
+            raise ValueError(f"Block must be from 0 to {len(self.blocks) - 1}, not {i}")
+        inter: dict[str, torch.Tensor] = {}
+        self._block(i, t, inter)
+        return inter
+
+    def _block(self, i: int, t: torch.Tensor, inter: dict | None = None) -> torch.Tensor:
+        blk = self.blocks[i]
+        b, n, d = t.shape
+        h = self.model.cfg.heads
+        x = self._layernorm(t, blk["ln1"], blk["s_ln1"])
+        qkv = self._lin(f"b{i}.qkv", x)
+        qh, kh, vh = qkv.reshape(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        m0, sh, _ = blk["logit"]
+        logits = requantize((qh @ kh.transpose(-1, -2)).reshape(-1, 1), torch.tensor([m0]), torch.tensor([sh]), 0,
+                            I8).reshape(b, h, n, n)
+        probs = int_shiftmax(logits, blk["shiftmax"], out_bits=PROB_BITS)
+        av = (probs @ vh).transpose(1, 2).reshape(b, n, d)
+        av = _rescale(av, 2.0**-PROB_BITS * blk["qkv"].s_out, blk["s_av"], I8)
+        p = self._lin(f"b{i}.proj", av)
+        res1 = _sat16(t + _rescale(p, blk["proj"].s_out, self.s_res, I16))
+        x2 = self._layernorm(res1, blk["ln2"], blk["s_ln2"])
+        f1 = self._lin(f"b{i}.fc1", x2)
+        g = _rescale(int_gelu(f1, blk["gelu"]), blk["gelu"].out_scale, blk["s_gelu"], I8)
+        f2 = self._lin(f"b{i}.fc2", g)
+        out = _sat16(res1 + _rescale(f2, blk["fc2"].s_out, self.s_res, I16))
+        if inter is not None:
+            q, k, v = qkv.split(d, dim=-1)
+            inter.update(ln1=x, q=q, k=k, v=v, logits=logits, probs=probs, av=av, proj=p, res1=res1, ln2=x2, fc1=f1,
+                         gelu=g, fc2=f2, out=out)
+        return out
 
     @torch.no_grad()
     def accuracy(self, images: torch.Tensor, labels: torch.Tensor, batch: int = 500) -> float:

@@ -5,6 +5,7 @@ Tolerances (float-vs-integer comparisons only), and why:
   (-ln 2, 0] (about 0.002) plus the rounding of its constants to the input grid;
 * softmax: 0.006 absolute per probability (1.5 output LSB of 2**-8) at logit scales <= 0.01;
   the rows lose at most one LSB per entry to the floor division;
+* shiftmax: 2 LSB of 2**-7 per probability for k >= 3, more at coarser logit grids (see the test);
 * GELU: 0.025 absolute -- the i-erf polynomial's error (about 0.018) plus the constants' rounding;
 * LayerNorm: (max|gamma| + 1) * 2**-frac_bits + 1e-3 -- two floor steps at 2**-frac_bits.
 """
@@ -17,13 +18,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qsilicon.quant.nonlinear import (
+    RECIP_BITS,
     exp_params,
     gelu_params,
     int_exp,
     int_gelu,
     int_layernorm,
+    int_reciprocal,
+    int_shift_exp,
+    int_shiftmax,
     int_softmax,
     int_sqrt,
+    shiftmax_k,
+    shiftmax_params,
 )
 
 
@@ -111,3 +118,52 @@ def test_bad_scales():
         gelu_params(0)
     with pytest.raises(TypeError, match="int_softmax input must be an integer tensor"):
         int_softmax(torch.zeros(3), 0.01)
+
+
+def test_int_reciprocal_is_normalized_floor_division():
+    x = torch.cat([torch.arange(1, 5000), torch.tensor([2**20, 2**20 + 1, 2**39 - 1, 3**20])])
+    inv, sh = int_reciprocal(x)
+    assert inv.tolist() == [(1 << s) // v for v, s in zip(x.tolist(), sh.tolist())]
+    assert sh.tolist() == [v.bit_length() + RECIP_BITS - 1 for v in x.tolist()]
+    assert (inv >= 2**15).all() and (inv <= 2**16).all()
+    with pytest.raises(ValueError, match="positive"):
+        int_reciprocal(torch.tensor([0]))
+
+
+@pytest.mark.parametrize("k", range(8))
+def test_int_shift_exp_every_int8_difference(k):
+    p = shiftmax_params(k)
+    q = torch.arange(-255, 1)
+    got = int_shift_exp(q, p).double() * 0.3585 * p.scale**2
+    assert (got - torch.exp(q.double() * p.scale)).abs().max() <= 0.004 + 0.6 * p.scale  # plus the q_b/q_c rounding
+    assert (got[1:] >= got[:-1]).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 8), n=st.integers(1, 100), k=st.integers(0, 7), seed=st.integers(0, 2**31))
+def test_int_shiftmax_matches_float(rows, n, k, seed):
+    """7-bit probabilities against the float softmax of the same int8 logits.  From k = 3 within
+    2 LSB of 2**-7; coarser logit grids round the polynomial's constants q_b, q_c onto steps of
+    ln 2 / 2**k, and exp is then off by up to 0.034 (k = 1, 2) or 0.125 (k = 0), so the bound
+    there is 6 LSB (k = 2), 15 (k = 1), 40 (k = 0): measured worst cases 5.1, 13.9, 38.7 LSB."""
+    p = shiftmax_params(k)
+    x = torch.randint(-128, 128, (rows, n), generator=torch.Generator().manual_seed(seed))
+    got = int_shiftmax(x, p)
+    ref = torch.softmax(x.double() * p.scale, dim=-1)
+    assert (got.double() / 128 - ref).abs().max() <= {0: 40, 1: 15, 2: 6}.get(k, 2) / 128
+    assert (got.sum(-1) <= 128).all()
+
+
+def test_int_shiftmax_extremes():
+    p = shiftmax_params(3)
+    for v in (-128, 0, 127):
+        assert int_shiftmax(torch.full((1, 10), v), p).tolist() == [[12] * 10]  # all equal: floor(128 / 10)
+    one_max = torch.full((1, 16), -128)
+    one_max[0, 5] = 127
+    got = int_shiftmax(one_max, p)
+    assert got[0, 5] == 127 and got.sum() == 127  # saturates at the top code, the rest underflow to 0
+    with pytest.raises(ValueError, match="int8 logits"):
+        int_shiftmax(torch.tensor([[200]]), p)
+    with pytest.raises(ValueError, match="from 0 to 7"):
+        shiftmax_params(8)
+    assert shiftmax_k(15.0) == 2 and shiftmax_k(1e-3) == 7 and shiftmax_k(1e3) == 0
