@@ -1,0 +1,242 @@
+"""Row operations of the vector unit: integer LayerNorm and Shiftmax over ``lanes`` rows at once.
+
+A beat carries element ``j`` of ``lanes`` different rows (one row per lane: the token-blocked
+layout of :mod:`qsilicon.hw.vit`, where a token tile stores feature ``j`` of its ``lanes`` tokens
+together).  Every lane runs the same sequence, so one state machine drives all lanes:
+
+* LayerNorm (:func:`qsilicon.quant.int_layernorm`, then requantization to int8 as the integer
+  ViT does): pass 1 sums the row; a divider gives ``mean = floor(sum * 2**f / n)``; pass 2 sums
+  ``(x * 2**f - mean)^2``; the divider gives the variance, a bit-serial square root ``std``, the
+  divider again the normalized reciprocal (:func:`qsilicon.quant.int_reciprocal`); pass 3 emits
+  ``requantize(((d * inv) >> (sh - f)) * gamma >> f + beta)`` with ``gamma, beta`` from ``i_par``.
+* Shiftmax (:func:`qsilicon.quant.int_shiftmax`): pass 1 finds the row maximum; pass 2 sums
+  ``int_shift_exp(x - max)``; the divider gives the reciprocal of the sum; pass 3 emits
+  ``min((e * inv) >> (sh - out_bits), 2**out_bits - 1)``.
+
+The row is streamed three times (the host's address generator re-reads it), so the unit keeps
+only per-lane scalars.  The divider is restoring, one quotient bit per cycle (64 cycles), the
+square root one result bit per cycle (32 cycles).  Configuration ports are static while rows
+stream; the unit starts each row in pass 1 by itself.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from qsilicon.quant.intops import M0_BITS, SHIFT_MAX
+from qsilicon.quant.nonlinear import RECIP_BITS
+
+__all__ = ["ROW_LN", "ROW_SOFTMAX", "RowUnit", "ln_param_layout"]
+
+ROW_LN, ROW_SOFTMAX = 0, 1
+_DIV_BITS = 64
+_MAX_N_BITS = 12  # rows of up to 4095 elements: sum((x * 2**f - mean)^2) < 2**64 for int16 inputs
+
+
+def ln_param_layout() -> data.StructLayout:
+    """LayerNorm's per-element parameters, ``gamma`` and ``beta`` in units of ``2**-frac_bits``."""
+    return data.StructLayout({"gamma": signed(16), "beta": signed(16)})
+
+
+def _sat(v, bits: int):
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return Mux(v < lo, lo, Mux(v > hi, hi, v))
+
+
+def _bit_length(v, width: int):
+    bl = Const(0, 7)
+    for i in range(width):
+        bl = Mux(v[i], i + 1, bl)
+    return bl
+
+
+class RowUnit(wiring.Component):
+    """``lanes`` rows of LayerNorm or Shiftmax.
+
+    Parameters
+    ----------
+    lanes : int
+        Rows processed together, 1 to 64.
+    frac_bits : int
+        LayerNorm's fractional bits (the integer ViT uses 8).
+    out_bits : int
+        Shiftmax output bits (the integer ViT uses 7).
+
+    Members
+    -------
+    i_x : In(stream.Signature(ArrayLayout(signed(16), lanes)))
+        Element ``j`` of each lane's row; the row is sent three times.
+    i_par : In(stream.Signature(ln_param_layout()))
+        LayerNorm only: ``gamma_j, beta_j`` for each element of pass 3.
+    o_y : Out(stream.Signature(ArrayLayout(signed(8), lanes)))
+        int8 LayerNorm outputs or unsigned ``out_bits`` probabilities.
+    op, n : In
+        :data:`ROW_LN` or :data:`ROW_SOFTMAX`; the row length (1 to 4095).
+    m0, shift : In
+        LayerNorm output requantization (from units of ``2**-frac_bits`` to the int8 scale).
+    k, q_b, q_c : In
+        Shiftmax constants (:class:`qsilicon.quant.ShiftmaxParams`).
+    busy : Out(1)
+        High from the first beat of a row to its last output.
+    """
+
+    def __init__(self, lanes: int, *, frac_bits: int = 8, out_bits: int = 7) -> None:
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or not 1 <= lanes <= 64:
+            raise ValueError(f"Lanes must be an integer from 1 to 64, not {lanes!r}")
+        if not 0 <= frac_bits <= 16:
+            raise ValueError(f"Fractional bits must be from 0 to 16, not {frac_bits!r}")
+        if not 2 <= out_bits <= 8:
+            raise ValueError(f"Shiftmax output bits must be from 2 to 8 on the row unit, not {out_bits!r}")
+        self._lanes, self._f, self._ob = lanes, frac_bits, out_bits
+        super().__init__({
+            "i_x": In(stream.Signature(data.ArrayLayout(signed(16), lanes))),
+            "i_par": In(stream.Signature(ln_param_layout())),
+            "o_y": Out(stream.Signature(data.ArrayLayout(signed(8), lanes))),
+            "op": In(1), "n": In(_MAX_N_BITS),
+            "m0": In(unsigned(M0_BITS)), "shift": In(unsigned(SHIFT_MAX.bit_length())),
+            "k": In(3), "q_b": In(signed(16)), "q_c": In(unsigned(24)),
+            "busy": Out(1),
+        })
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    def elaborate(self, platform):
+        m = Module()
+        L, f, ob = self._lanes, self._f, self._ob
+        ln = self.op == ROW_LN
+        x = self.i_x.payload
+
+        cnt = Signal(_MAX_N_BITS)
+        it = Signal(7)
+        phase = Signal(2)  # what the divider computes: 0 mean, 1 variance, 2 reciprocal
+        acc = [Signal(signed(66), name=f"acc{i}") for i in range(L)]
+        mean = [Signal(signed(34), name=f"mean{i}") for i in range(L)]
+        mx = [Signal(signed(16), name=f"max{i}", init=-(1 << 15)) for i in range(L)]
+        inv = [Signal(unsigned(RECIP_BITS + 1), name=f"inv{i}") for i in range(L)]
+        sh = [Signal(unsigned(7), name=f"sh{i}") for i in range(L)]
+        neg = [Signal(name=f"neg{i}") for i in range(L)]
+        dvd = [Signal(unsigned(_DIV_BITS), name=f"dvd{i}") for i in range(L)]
+        dvs = [Signal(unsigned(41), name=f"dvs{i}") for i in range(L)]
+        rem = [Signal(unsigned(42), name=f"rem{i}") for i in range(L)]
+        quo = [Signal(unsigned(_DIV_BITS), name=f"quo{i}") for i in range(L)]
+        root = [Signal(unsigned(64), name=f"root{i}") for i in range(L)]
+        bit = Signal(unsigned(64))
+
+        def shift_exp(i):
+            nq = (mx[i] - x[i]).as_unsigned()[:9]  # -(x - max), 0..255 for int8 rows
+            z = nq >> self.k
+            r = (z << self.k)[:9].as_signed() - nq.as_signed()  # in (-2**k, 0]
+            t = r + self.q_b
+            poly = (t * t + self.q_c).as_unsigned()[:40]
+            return poly >> Mux(z > 31, 31, z)[:5]
+
+        def start_div(i, dividend, divisor, nxt):
+            return [dvd[i].eq(dividend), dvs[i].eq(divisor), rem[i].eq(0), quo[i].eq(0), it.eq(0), phase.eq(nxt)]
+
+        def recip_setup(i, v):
+            s = _bit_length(v, 41) + (RECIP_BITS - 1)
+            return [sh[i].eq(s), *start_div(i, Const(1, _DIV_BITS) << s, v, 2)]
+
+        out_free = ~self.o_y.valid | self.o_y.ready
+        with m.If(self.o_y.ready):
+            m.d.sync += self.o_y.valid.eq(0)
+
+        with m.FSM():
+            with m.State("P1"):
+                m.d.comb += self.i_x.ready.eq(1)
+                with m.If(self.i_x.valid):
+                    m.d.sync += [self.busy.eq(1), cnt.eq(cnt + 1)]
+                    for i in range(L):
+                        m.d.sync += [acc[i].eq(acc[i] + x[i]), mx[i].eq(Mux(x[i] > mx[i], x[i], mx[i]))]
+                    with m.If(cnt == self.n - 1):
+                        m.d.sync += cnt.eq(0)
+                        m.next = "P1_END"
+            with m.State("P1_END"):
+                for i in range(L):
+                    a = acc[i] << f
+                    m.d.sync += [neg[i].eq(a < 0), acc[i].eq(0)]
+                    with m.If(ln):
+                        m.d.sync += start_div(i, Mux(a < 0, -a + self.n - 1, a), self.n, 0)
+                with m.If(ln):
+                    m.next = "DIV"
+                with m.Else():
+                    m.next = "P2"
+            with m.State("DIV"):
+                m.d.sync += it.eq(it + 1)
+                for i in range(L):
+                    r2 = Cat(dvd[i][-1], rem[i])
+                    ge = r2 >= dvs[i]
+                    m.d.sync += [rem[i].eq(Mux(ge, r2 - dvs[i], r2)), quo[i].eq(Cat(ge, quo[i])),
+                                 dvd[i].eq(dvd[i] << 1)]
+                with m.If(it == _DIV_BITS - 1):
+                    m.next = "DIV_END"
+            with m.State("DIV_END"), m.Switch(phase):
+                with m.Case(0):
+                    for i in range(L):
+                        m.d.sync += mean[i].eq(Mux(neg[i], -quo[i], quo[i]))
+                    m.next = "P2"
+                with m.Case(1):
+                    for i in range(L):
+                        m.d.sync += [dvd[i].eq(quo[i]), root[i].eq(0)]
+                    m.d.sync += [bit.eq(1 << 62), it.eq(0)]
+                    m.next = "SQRT"
+                with m.Default():
+                    for i in range(L):
+                        m.d.sync += inv[i].eq(quo[i])
+                    m.next = "P3"
+            with m.State("P2"):
+                m.d.comb += self.i_x.ready.eq(1)
+                with m.If(self.i_x.valid):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    for i in range(L):
+                        d = (x[i] << f) - mean[i]
+                        m.d.sync += acc[i].eq(acc[i] + Mux(ln, d * d, shift_exp(i)))
+                    with m.If(cnt == self.n - 1):
+                        m.d.sync += cnt.eq(0)
+                        m.next = "P2_END"
+            with m.State("P2_END"):
+                for i in range(L):
+                    with m.If(ln):
+                        m.d.sync += start_div(i, acc[i].as_unsigned()[:_DIV_BITS], self.n, 1)
+                    with m.Else():
+                        m.d.sync += recip_setup(i, acc[i].as_unsigned()[:41])
+                m.next = "DIV"
+            with m.State("SQRT"):
+                # Bit-serial floor square root of dvd into root (dvd keeps the remainder).
+                m.d.sync += [it.eq(it + 1), bit.eq(bit >> 2)]
+                for i in range(L):
+                    trial = root[i] + bit
+                    ok = dvd[i] >= trial
+                    m.d.sync += [dvd[i].eq(Mux(ok, dvd[i] - trial, dvd[i])),
+                                 root[i].eq(Mux(ok, (root[i] >> 1) + bit, root[i] >> 1))]
+                with m.If(it == 31):
+                    m.next = "SQRT_END"
+            with m.State("SQRT_END"):
+                for i in range(L):
+                    std = Mux(root[i] == 0, 1, root[i])
+                    m.d.sync += recip_setup(i, std)
+                m.next = "DIV"
+            with m.State("P3"):
+                take = out_free & self.i_x.valid & (~ln | self.i_par.valid)
+                m.d.comb += [self.i_x.ready.eq(take), self.i_par.ready.eq(take & ln)]
+                with m.If(take):
+                    m.d.sync += [cnt.eq(cnt + 1), self.o_y.valid.eq(1)]
+                    g, b = self.i_par.payload.gamma, self.i_par.payload.beta
+                    for i in range(L):
+                        d = (x[i] << f) - mean[i]
+                        normed = (d * inv[i]) >> (sh[i] - f)[:7]
+                        y = ((normed * g) >> f) + b
+                        r = ((((y * self.m0) << 1) >> self.shift) + 1) >> 1
+                        p = (shift_exp(i) * inv[i]) >> (sh[i] - ob)[:7]
+                        prob = Mux(p > (1 << ob) - 1, (1 << ob) - 1, p)
+                        m.d.sync += self.o_y.payload[i].eq(Mux(ln, _sat(r, 8), prob))
+                    with m.If(cnt == self.n - 1):
+                        m.d.sync += [cnt.eq(0), self.busy.eq(0)]
+                        for i in range(L):
+                            m.d.sync += [acc[i].eq(0), mx[i].eq(-(1 << 15))]
+                        m.next = "P1"
+        return m

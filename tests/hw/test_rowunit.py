@@ -1,0 +1,98 @@
+"""The vector unit's row operations (LayerNorm, Shiftmax) against quant/, bit for bit."""
+
+import pytest
+import torch
+from amaranth import signed
+from amaranth.lib import data
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qsilicon.hw.blocks.rowunit import ROW_LN, ROW_SOFTMAX, RowUnit, ln_param_layout
+from qsilicon.hw.payload import pack, unpack
+from qsilicon.quant import IntFormat, int_layernorm, int_shiftmax, quantize_multiplier, requantize, shiftmax_params
+from qsilicon.sim.pysim import pysim_streams
+
+I8 = IntFormat(8, True)
+
+
+def run_rows(op, x, settings, params=None, ready=(1,), valid=(1,)):
+    """``x``: ``[lanes * tiles, n]`` rows; lane ``l`` of tile ``t`` is row ``t * lanes + l``."""
+    lanes = 4
+    rows, n = x.shape
+    assert rows % lanes == 0
+    in_lay, out_lay = data.ArrayLayout(signed(16), lanes), data.ArrayLayout(signed(8), lanes)
+    beats, pars = [], []
+    for t in range(rows // lanes):
+        tile = x[t * lanes : (t + 1) * lanes]
+        for _ in range(3):
+            beats += [pack(in_lay, tile[:, j].tolist()) for j in range(n)]
+        if params is not None:
+            pars += [pack(ln_param_layout(), {"gamma": int(g), "beta": int(b)}) for g, b in zip(*params, strict=True)]
+    sources = {"i_x": beats} | ({"i_par": pars} if params is not None else {})
+    outs, cycles = pysim_streams(RowUnit(lanes), sources, "o_y", rows // lanes * n,
+                                 settings={"op": op, "n": n} | settings,
+                                 valid_pattern=valid, ready_pattern=ready)
+    y = torch.zeros_like(x)
+    for b, beat in enumerate(outs):
+        t, j = divmod(b, n)
+        y[t * lanes : (t + 1) * lanes, j] = torch.tensor(unpack(out_lay, beat))
+    return y, cycles
+
+
+def ref_ln(x, gq, bq, s_out):
+    m0, sh = (int(v) for v in quantize_multiplier(2.0**-8 / s_out))
+    y = int_layernorm(x, gq, bq, frac_bits=8)
+    return requantize(y.reshape(-1, 1), torch.tensor([m0]), torch.tensor([sh]), 0, I8).reshape(x.shape), m0, sh
+
+
+def check_ln(x, gq, bq, s_out, **kw):
+    expect, m0, sh = ref_ln(x, gq, bq, s_out)
+    got, _ = run_rows(ROW_LN, x, {"m0": m0, "shift": sh}, (gq, bq), **kw)
+    assert torch.equal(got, expect)
+
+
+def check_softmax(x, k, **kw):
+    p = shiftmax_params(k)
+    got, _ = run_rows(ROW_SOFTMAX, x, {"k": k, "q_b": p.q_b, "q_c": p.q_c}, **kw)
+    assert torch.equal(got, int_shiftmax(x, p))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 24), k=st.integers(0, 7), seed=st.integers(0, 2**31))
+def test_softmax_random_rows(n, k, seed):
+    x = torch.randint(-128, 128, (8, n), generator=torch.Generator().manual_seed(seed))
+    check_softmax(x, k, valid=(1, 1, 0), ready=(1, 0, 1))
+
+
+def test_softmax_extremes():
+    n = 9
+    x = torch.stack([torch.full((n,), -128), torch.full((n,), 127), torch.full((n,), 0),
+                     torch.tensor([-128] * 4 + [127] + [-128] * 4)])
+    for k in (0, 2, 7):
+        check_softmax(x, k)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 20), spread=st.sampled_from([1, 100, 32767]), seed=st.integers(0, 2**31))
+def test_layernorm_random_rows(n, spread, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(-spread, spread + 1, (8, n), generator=g).clamp(-32768, 32767)
+    gq = torch.randint(-600, 600, (n,), generator=g)
+    bq = torch.randint(-300, 300, (n,), generator=g)
+    check_ln(x, gq, bq, 0.02, valid=(1, 0, 1), ready=(1, 1, 0))
+
+
+def test_layernorm_extremes():
+    n = 6
+    one_max = torch.full((n,), -32768)
+    one_max[2] = 32767
+    x = torch.stack([torch.full((n,), -32768), torch.full((n,), 32767), one_max, torch.zeros(n, dtype=torch.int64)])
+    check_ln(x, torch.full((n,), 256), torch.arange(n) * 50 - 100, 0.01)
+    check_ln(x, torch.full((n,), -32768), torch.full((n,), 32767), 0.5)
+
+
+def test_bad_parameters():
+    with pytest.raises(ValueError, match="Lanes must be an integer from 1 to 64"):
+        RowUnit(0)
+    with pytest.raises(ValueError, match="output bits"):
+        RowUnit(4, out_bits=9)
