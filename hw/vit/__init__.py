@@ -1,0 +1,1 @@
+"""The ViT encoder-block accelerator (gateware) and its host-side program builder."""
