@@ -1,4 +1,6 @@
-"""``make demo`` at this stage: the GEMM engine for the ZCU102, verified on Verilator."""
+"""``make demo`` at this stage: the GEMM engine for the ZCU102, verified on Verilator, and an
+encoder block of the trained ViT on the block accelerator (``--full``: every block, a few test
+images, the predicted classes next to the integer model's)."""
 
 from __future__ import annotations
 
@@ -54,7 +56,53 @@ def _vit_layers_on_rtl() -> list[dict]:
     return rows
 
 
-def run(output: str) -> int:
+def _vit_full_on_rtl(images: int = 4) -> list[dict]:
+    """Every encoder block of the W8A8 ViT on the accelerator's RTL for the first ``images`` test
+    images; embedding and classifier on the host (integer model)."""
+    import torch
+
+    from qsilicon.hw.vit.program import build_block_program
+    from qsilicon.quant.datasets import fashion_mnist
+    from qsilicon.quant.models.int_vit import IntViT
+    from qsilicon.quant.models.vit import load
+    from qsilicon.sim.vit import rtl_vit_block
+
+    from .cli import DEFAULT_VIT
+
+    x, _ = fashion_mnist("train")
+    xt, yt = fashion_mnist("test")
+    model, _ = load(DEFAULT_VIT)
+    iv = IntViT(model, x[:1000], "w8a8")
+    rows = []
+    for n in range(images):
+        t = iv.embed_tokens(xt[n : n + 1])
+        ref = t
+        cycles, exact = 0, True
+        for i in range(len(iv.blocks)):
+            res = rtl_vit_block(build_block_program(iv, i, t[0]))
+            exact &= res.ok
+            cycles += res.cycles
+            t = res.got["out"][None]
+            ref = iv._block(i, ref)
+        exact &= bool(torch.equal(t, ref))
+        rtl_class, ref_class = int(iv.classify(t).argmax()), int(iv.classify(ref).argmax())
+        rows.append({"image": n, "label": int(yt[n]), "rtl_class": rtl_class, "reference_class": ref_class,
+                     "blocks_bit_exact": exact, "cycles": cycles, "pass": exact and rtl_class == ref_class})
+        print(f"  test image {n}: label {int(yt[n])}, RTL predicts {rtl_class}, integer model {ref_class}, "
+              f"{'bit-exact' if exact else 'MISMATCH'} through {len(iv.blocks)} blocks, {cycles} cycles")
+    return rows
+
+
+def _vit_block_on_rtl() -> dict:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = cli_main(["verify", "vit-block", "--block", "0", "--image", "0", "--json"])
+    if rc == 2:
+        raise SystemExit(2)
+    return json.loads(buf.getvalue())
+
+
+def run(output: str, full: bool = False) -> int:
     out = Path(output)
     print("== 1/3 Verilog and the ZCU102 build plan")
     rc = cli_main(["verilog", "gemm", *DEMO_ENGINE, "--wbits", "8", "--board", "zcu102",
@@ -85,6 +133,11 @@ def run(output: str) -> int:
             return rc
         reports.append(json.loads(buf.getvalue()))
     vit = _vit_layers_on_rtl()
+    block = _vit_block_on_rtl()
+    full_rows = []
+    if full:
+        print("\n== every encoder block of the W8A8 ViT on the accelerator's RTL (Verilator)")
+        full_rows = _vit_full_on_rtl()
     print("\n== 3/3 report")
     print(f"{'engine':<22} {'M x K x N':<10} {'stalls':<21} {'result':<6} {'mismatch':>8} {'cycles':>7} {'ideal':>7} "
           f"{'util':>7}")
@@ -99,6 +152,15 @@ def run(output: str) -> int:
         print(f"{'vit ' + row['layer'] + ' (' + row['precision'] + ')':<22} {row['shape']:<10} {'none':<21} "
               f"{'PASS' if row['pass'] else 'FAIL':<6} {row['mismatches']:>8} {row['cycles']:>7}")
     reports += vit
+    print(f"\nViT encoder block 0 (W8A8, test image 0) on the block accelerator (AXI4 memory model, Verilator): "
+          f"{'PASS' if block['pass'] else 'FAIL'}, {len(block['mismatches'])} intermediates, "
+          f"{sum(block['mismatches'].values())} mismatches, {block['cycles']} cycles")
+    for o in block["ops"]:
+        if o["op"] in ("ln1", "q", "qk0", "softmax0", "av0", "fc1", "gelu", "add2"):
+            util = f", MAC utilization {100 * o['mac_utilization']:.1f}%" if o["mac_utilization"] is not None else ""
+            print(f"  {o['op']:<9} {o['kind']:<10} {o['cycles']:>6} cycles{util}")
+    reports.append({"component": "vit-block", **block})
+    reports += [{"component": "vit-full", **r} for r in full_rows]
     (out / "report.json").write_text(json.dumps(reports, indent=2) + "\n")
     print(f"\nreport: {out / 'report.json'}; Verilog and build plan: {out / 'gemm_zcu102'}")
     ok = all(r["pass"] for r in reports)
