@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from .cli import main as cli_main
@@ -74,12 +75,13 @@ def _vit_full_on_rtl(images: int = 4) -> list[dict]:
     model, _ = load(DEFAULT_VIT)
     iv = IntViT(model, x[:1000], "w8a8")
     rows = []
+    log = Path(tempfile.mkdtemp(prefix="qs-demo-")) / "sim.log"
     for n in range(images):
         t = iv.embed_tokens(xt[n : n + 1])
         ref = t
         cycles, exact = 0, True
         for i in range(len(iv.blocks)):
-            res = rtl_vit_block(build_block_program(iv, i, t[0]))
+            res = rtl_vit_block(build_block_program(iv, i, t[0]), log_file=log)
             exact &= res.ok
             cycles += res.cycles
             t = res.got["out"][None]

@@ -75,7 +75,7 @@ class AxiMemory:
         if d.m_axi__wvalid.value == 1 and d.m_axi__wready.value == 1:
             w = self.writes[0]
             data = int(d.m_axi__wdata.value).to_bytes(self.wb, "little")
-            if 0 <= w[0] and w[0] + self.wb <= len(self.mem):
+            if w[0] >= 0 and w[0] + self.wb <= len(self.mem):
                 self.mem[w[0] : w[0] + self.wb] = data
             w[0] += self.wb
             w[1] -= 1
@@ -131,7 +131,8 @@ class AxiLiteHost:
 
 @cocotb.test()
 async def vit_block_runs(dut):
-    mem = bytearray(open(os.environ["QS_MEM"], "rb").read())
+    with open(os.environ["QS_MEM"], "rb") as f:
+        mem = bytearray(f.read())
     rng = random.Random(int(os.environ.get("QS_SEED", "0")))
     memory = AxiMemory(dut, mem, float(os.environ.get("QS_READY_P", "1")), rng)
     host = AxiLiteHost(dut)

@@ -177,3 +177,32 @@ def test_verify_vit_layer_json():
     assert r["pass"] and r["mismatches"] == 0 and (r["m"], r["k"], r["n"]) == (17, 64, 64)
     bad = run("verify", "vit-layer", "--layer", "b9.fc1")
     assert bad.returncode == 2 and "Unknown layer 'b9.fc1'" in bad.stderr
+
+
+def test_verify_vit_block_json():
+    p = run("verify", "vit-block", "--block", "3", "--precision", "w4a8", "--image", "7", "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout)
+    assert r["pass"] and set(r["mismatches"].values()) == {0} and len(r["mismatches"]) == 14
+    assert len(r["ops"]) == 23 and sum(o["cycles"] for o in r["ops"]) < r["cycles"]
+    assert all(0 < o["mac_utilization"] <= 1 for o in r["ops"] if o["kind"] == "gemm")
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["verify", "vit-block", "--block", "9"], "--block must be from 0 to 3, not 9"),
+    (["verify", "vit-block", "--block", "0", "--image", "-1"], "--image must be from 0 to 9999, not -1"),
+    (["verify", "vit-block", "--block", "0", "--ready-p", "0"], "--ready-p must be in (0, 1], not 0.0"),
+    (["verify", "vit-block", "--block", "0", "--lanes", "4"], "argument --lanes: invalid choice: 4"),
+])
+def test_vit_block_bad_input(args, msg):
+    p = run(*args)
+    assert p.returncode == 2 and msg in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_verilog_vit_block(tmp_path):
+    p = run("verilog", "vit-block", "-o", str(tmp_path / "vb"))
+    assert p.returncode == 0, p.stderr
+    manifest = json.loads((tmp_path / "vb" / "qsilicon.json").read_text())
+    assert manifest["axi4_lite_slave"]["registers"]["CTRL"] == 0 and manifest["axi4_master"]["data_bits"] == 64
+    text = (tmp_path / "vb" / "vit_block.v").read_text()
+    assert "module vit_block(" in text and "m_axi__araddr" in text and "s_axil__wdata" in text

@@ -123,7 +123,7 @@ def test_bad_scales():
 def test_int_reciprocal_is_normalized_floor_division():
     x = torch.cat([torch.arange(1, 5000), torch.tensor([2**20, 2**20 + 1, 2**39 - 1, 3**20])])
     inv, sh = int_reciprocal(x)
-    assert inv.tolist() == [(1 << s) // v for v, s in zip(x.tolist(), sh.tolist())]
+    assert inv.tolist() == [(1 << s) // v for v, s in zip(x.tolist(), sh.tolist(), strict=True)]
     assert sh.tolist() == [v.bit_length() + RECIP_BITS - 1 for v in x.tolist()]
     assert (inv >= 2**15).all() and (inv <= 2**16).all()
     with pytest.raises(ValueError, match="positive"):
