@@ -199,13 +199,13 @@ def build_block_program(iv: IntViT, index: int, t: torch.Tensor, lanes: int = 8)
     if lanes not in (8, 16):
         raise ValueError(f"Lanes must be 8 or 16, not {lanes!r}")
     cfg = iv.model.cfg
-    T, D, H, MLP = t.shape[0], cfg.dim, cfg.heads, cfg.mlp
-    dh = D // H
+    if not 0 <= index < len(iv.blocks):
+        raise ValueError(f"Block must be from 0 to {len(iv.blocks) - 1}, not {index}")
+    T, D, H, MLP, dh = t.shape[0], cfg.dim, cfg.heads_at(index), cfg.mlp_at(index), cfg.hd
+    E = H * dh  # width of Q, K, V and of the attention output
     L = lanes
     if dh % L or D % L or MLP % L:
         raise ValueError(f"Head dim {dh}, dim {D} and MLP {MLP} must be multiples of the lanes ({L})")
-    if not 0 <= index < len(iv.blocks):
-        raise ValueError(f"Block must be from 0 to {len(iv.blocks) - 1}, not {index}")
     blk = iv.blocks[index]
     mem = Memory(L)
     mt = mem.tiles(T)
@@ -258,12 +258,12 @@ def build_block_program(iv: IntViT, index: int, t: torch.Tensor, lanes: int = 8)
     # ---------------------------------------------------------------- tensors
     x_in = mem.tensor("in", "block16", T, D, value=t)
     ln1 = mem.tensor("ln1", "block8", T, D)
-    q = mem.tensor("q", "block8", T, D)
-    k = mem.tensor("k", "block8", T, D)
-    v = mem.tensor("v", "rows8", T, D)
+    q = mem.tensor("q", "block8", T, E)
+    k = mem.tensor("k", "block8", T, E)
+    v = mem.tensor("v", "rows8", T, E)
     logits = [mem.tensor(f"logits{h}", "block8", T, T, pitch=tp) for h in range(H)]
     probs = [mem.tensor(f"probs{h}", "block8", T, T) for h in range(H)]
-    av = mem.tensor("av", "block8", T, D)
+    av = mem.tensor("av", "block8", T, E)
     proj = mem.tensor("proj", "block8", T, D)
     res1 = mem.tensor("res1", "block16", T, D)
     ln2 = mem.tensor("ln2", "block8", T, D)
@@ -275,9 +275,9 @@ def build_block_program(iv: IntViT, index: int, t: torch.Tensor, lanes: int = 8)
     # ---------------------------------------------------------------- program
     layernorm("ln1", x_in, blk["ln1"], blk["s_ln1"], ln1)
     qkv = blk["qkv"]
-    linear("q", ln1, qkv, slice(0, D), q)
-    linear("k", ln1, qkv, slice(D, 2 * D), k)
-    linear("v", ln1, qkv, slice(2 * D, 3 * D), v)
+    linear("q", ln1, qkv, slice(0, E), q)
+    linear("k", ln1, qkv, slice(E, 2 * E), k)
+    linear("v", ln1, qkv, slice(2 * E, 3 * E), v)
     m0l, shl, _ = blk["logit"]
     sm = blk["shiftmax"]
     p_qk = mem.write_words("qk.p", _param_words([0] * L, [m0l] * L, [shl] * L, L))
@@ -285,16 +285,16 @@ def build_block_program(iv: IntViT, index: int, t: torch.Tensor, lanes: int = 8)
     p_av = mem.write_words("av.p", _param_words([0] * L, [m0a] * L, [sha] * L, L))
     for h in range(H):
         op(f"qk{h}", op=OP_GEMM, k=dh, transpose=1, r2_words=pw,
-           rd0=pattern(q.addr + h * dh * L, dh, mt, D * L, mt, 0),
-           rd1=pattern(k.addr + h * dh * L, dh, mt, 0, mt, D * L),
+           rd0=pattern(q.addr + h * dh * L, dh, mt, E * L, mt, 0),
+           rd1=pattern(k.addr + h * dh * L, dh, mt, 0, mt, E * L),
            rd2=pattern(p_qk, pw, mt, 0, mt, 0), wr=pattern(logits[h].addr, L, mt, tp * L, mt, L * wb))
         macs[f"qk{h}"] = T * T * dh
         op(f"softmax{h}", op=OP_SOFTMAX, k=T, rd0=pattern(logits[h].addr, T, 3, 0, mt, tp * L),
            wr=pattern(probs[h].addr, T, mt, T * L), sm_k=sm.k, q_b=sm.q_b, q_c=sm.q_c)
         op(f"av{h}", op=OP_GEMM, k=T, transpose=1, r2_words=pw,
            rd0=pattern(probs[h].addr, T, mt, T * L, dh // L, 0),
-           rd1=pattern(v.addr + h * dh, 1, T, D, mt, 0, dh // L, L),
-           rd2=pattern(p_av, pw, mt, 0, dh // L, 0), wr=pattern(av.addr + h * dh * L, L, mt, D * L, dh // L, L * wb))
+           rd1=pattern(v.addr + h * dh, 1, T, E, mt, 0, dh // L, L),
+           rd2=pattern(p_av, pw, mt, 0, dh // L, 0), wr=pattern(av.addr + h * dh * L, L, mt, E * L, dh // L, L * wb))
         macs[f"av{h}"] = T * T * dh
     linear("proj", av, blk["proj"], slice(None), proj)
     add("add1", x_in, proj, blk["proj"].s_out, res1)

@@ -83,10 +83,15 @@ class IntViT:
     precision: str = "w8a8"
     ratio8: float = 0.5
     scales: dict = field(default_factory=dict)
+    #: Pre-quantized weights per layer name, ``(q, scale, bits)`` (an exported supernet subnet,
+    #: :func:`qsilicon.quant.supernet.export_subnet`); used as given instead of quantizing.
+    weights: dict | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in ("w8a8", "w4a8", "mixed"):
             raise ValueError(f"Precision must be w8a8, w4a8 or mixed, not {self.precision!r}")
+        if self.weights is not None and self.precision != "mixed":
+            raise ValueError("Pre-quantized weights carry their own row bits: use precision 'mixed'")
         self._measure()
         self._build()
 
@@ -110,17 +115,17 @@ class IntViT:
         t = torch.cat([m.cls.expand(e.shape[0], -1, -1), e], dim=1) + m.pos
         rec("res", t)
         for i, blk in enumerate(m.blocks):
-            b, n, d = t.shape
-            h = blk.heads
+            b, n, _ = t.shape
+            h, hd = blk.heads, blk.hd
             ln1 = blk.ln1(t)
             rec(f"b{i}.ln1", ln1, f"b{i}.qkv")
             qkv = blk.qkv(ln1)
             rec(f"b{i}.qkv", qkv)
-            q, k, v = qkv.reshape(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
-            lg = q @ k.transpose(-1, -2) / math.sqrt(d // h)
+            q, k, v = qkv.reshape(b, n, 3, h, hd).permute(2, 0, 3, 1, 4)
+            lg = q @ k.transpose(-1, -2) / math.sqrt(hd)
             rec(f"b{i}.logit", lg)
             att = torch.softmax(lg, dim=-1)
-            av = (att @ v).transpose(1, 2).reshape(b, n, d)
+            av = (att @ v).transpose(1, 2).reshape(b, n, h * hd)
             rec(f"b{i}.av", av, f"b{i}.proj")
             p = blk.proj(av)
             rec(f"b{i}.proj", p)
@@ -146,6 +151,11 @@ class IntViT:
 
     def _linear(self, lin: torch.nn.Linear, name: str, s_in: float, s_out: float) -> _Linear:
         w = lin.weight.detach().double()
+        if self.weights is not None:
+            q, scale, bits = self.weights[name]
+            bias = quantize_bias(lin.bias.detach(), s_in, scale)
+            m0, sh = quantize_multiplier(s_in * scale / s_out)
+            return _Linear(q, bits.to(torch.int32), fold_zero_point(bias, q, 0), m0, sh, s_in, s_out, name)
         if self.precision == "w8a8":
             bits = torch.full((w.shape[0],), 8, dtype=torch.int32)
         elif self.precision == "w4a8":
@@ -170,14 +180,14 @@ class IntViT:
                                    / self.s_res + m.pos.detach() / self.s_res).long().clamp(I16.qmin, I16.qmax)
         self.blocks = []
         for i, blk in enumerate(m.blocks):
-            d, h = m.cfg.dim, blk.heads
+            hd = blk.hd
             s_qkv = self._s8(f"b{i}.qkv")
             sm = shiftmax_params(shiftmax_k(self._amax[f"b{i}.logit"]))
             self.blocks.append({
                 "ln1": self._ln(blk.ln1), "s_ln1": self._s8(f"b{i}.ln1"),
                 "qkv": self._linear(blk.qkv, f"b{i}.qkv", self._s8(f"b{i}.ln1"), s_qkv),
                 # q k^T (scale s_qkv^2 / sqrt(d_head)) is requantized to int8 logits of scale ln2 / 2**k
-                "logit": _rescale_params(s_qkv * s_qkv / math.sqrt(d // h), sm.scale), "shiftmax": sm,
+                "logit": _rescale_params(s_qkv * s_qkv / math.sqrt(hd), sm.scale), "shiftmax": sm,
                 "s_av": self._s8(f"b{i}.av"),
                 "proj": self._linear(blk.proj, f"b{i}.proj", self._s8(f"b{i}.av"), self._s8(f"b{i}.proj")),
                 "ln2": self._ln(blk.ln2), "s_ln2": self._s8(f"b{i}.ln2"),
@@ -264,16 +274,16 @@ class IntViT:
 
     def _block(self, i: int, t: torch.Tensor, inter: dict | None = None) -> torch.Tensor:
         blk = self.blocks[i]
-        b, n, d = t.shape
-        h = self.model.cfg.heads
+        b, n, _ = t.shape
+        h, hd = self.model.blocks[i].heads, self.model.blocks[i].hd
         x = self._layernorm(t, blk["ln1"], blk["s_ln1"])
         qkv = self._lin(f"b{i}.qkv", x)
-        qh, kh, vh = qkv.reshape(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        qh, kh, vh = qkv.reshape(b, n, 3, h, hd).permute(2, 0, 3, 1, 4)
         m0, sh, _ = blk["logit"]
         logits = requantize((qh @ kh.transpose(-1, -2)).reshape(-1, 1), torch.tensor([m0]), torch.tensor([sh]), 0,
                             I8).reshape(b, h, n, n)
         probs = int_shiftmax(logits, blk["shiftmax"], out_bits=PROB_BITS)
-        av = (probs @ vh).transpose(1, 2).reshape(b, n, d)
+        av = (probs @ vh).transpose(1, 2).reshape(b, n, h * hd)
         av = _rescale(av, 2.0**-PROB_BITS * blk["qkv"].s_out, blk["s_av"], I8)
         p = self._lin(f"b{i}.proj", av)
         res1 = _sat16(t + _rescale(p, blk["proj"].s_out, self.s_res, I16))
@@ -283,7 +293,7 @@ class IntViT:
         f2 = self._lin(f"b{i}.fc2", g)
         out = _sat16(res1 + _rescale(f2, blk["fc2"].s_out, self.s_res, I16))
         if inter is not None:
-            q, k, v = qkv.split(d, dim=-1)
+            q, k, v = qkv.split(h * hd, dim=-1)
             inter.update(ln1=x, q=q, k=k, v=v, logits=logits, probs=probs, av=av, proj=p, res1=res1, ln2=x2, fc1=f1,
                          gelu=g, fc2=f2, out=out)
         return out

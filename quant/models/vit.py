@@ -27,6 +27,10 @@ PRECISIONS = ("fp32", "w8a8", "w4a8", "mixed")
 
 @dataclass(frozen=True)
 class ViTConfig:
+    """Shape of a :class:`ViT`.  ``head_dim`` 0 means ``dim // heads``; ``block_heads`` and
+    ``block_mlp`` (one entry per block) override ``heads`` and ``mlp`` block by block, which is
+    how subnets of the supernet (:mod:`qsilicon.quant.supernet`) are described."""
+
     image: int = 28
     patch: int = 7
     dim: int = 64
@@ -34,25 +38,49 @@ class ViTConfig:
     heads: int = 4
     mlp: int = 128
     classes: int = 10
+    head_dim: int = 0
+    block_heads: tuple[int, ...] = ()
+    block_mlp: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "block_heads", tuple(self.block_heads))
+        object.__setattr__(self, "block_mlp", tuple(self.block_mlp))
+        for name in ("block_heads", "block_mlp"):
+            if getattr(self, name) and len(getattr(self, name)) != self.depth:
+                raise ValueError(f"{name} needs one entry per block ({self.depth}), not {getattr(self, name)}")
+        if self.head_dim == 0 and self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not a multiple of heads {self.heads}: give head_dim")
+
+    @property
+    def hd(self) -> int:
+        """Dimension of one attention head."""
+        return self.head_dim or self.dim // self.heads
+
+    def heads_at(self, i: int) -> int:
+        return self.block_heads[i] if self.block_heads else self.heads
+
+    def mlp_at(self, i: int) -> int:
+        return self.block_mlp[i] if self.block_mlp else self.mlp
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ViTConfig) -> None:
+    def __init__(self, cfg: ViTConfig, index: int = 0) -> None:
         super().__init__()
-        self.heads = cfg.heads
+        self.heads, self.hd = cfg.heads_at(index), cfg.hd
+        inner = self.heads * self.hd
         self.ln1 = nn.LayerNorm(cfg.dim)
-        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
-        self.proj = nn.Linear(cfg.dim, cfg.dim)
+        self.qkv = nn.Linear(cfg.dim, 3 * inner)
+        self.proj = nn.Linear(inner, cfg.dim)
         self.ln2 = nn.LayerNorm(cfg.dim)
-        self.fc1 = nn.Linear(cfg.dim, cfg.mlp)
-        self.fc2 = nn.Linear(cfg.mlp, cfg.dim)
+        self.fc1 = nn.Linear(cfg.dim, cfg.mlp_at(index))
+        self.fc2 = nn.Linear(cfg.mlp_at(index), cfg.dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        h = self.heads
-        q, k, v = self.qkv(self.ln1(x)).reshape(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
-        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // h), dim=-1)
-        x = x + self.proj((att @ v).transpose(1, 2).reshape(b, t, d))
+        b, t, _ = x.shape
+        h, hd = self.heads, self.hd
+        q, k, v = self.qkv(self.ln1(x)).reshape(b, t, 3, h, hd).permute(2, 0, 3, 1, 4)
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), dim=-1)
+        x = x + self.proj((att @ v).transpose(1, 2).reshape(b, t, h * hd))
         return x + self.fc2(nn.functional.gelu(self.fc1(self.ln2(x))))
 
 
@@ -64,7 +92,7 @@ class ViT(nn.Module):
         self.embed = nn.Linear(cfg.patch * cfg.patch, cfg.dim)
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.dim))
         self.pos = nn.Parameter(torch.randn(1, n + 1, cfg.dim) * 0.02)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.depth))
         self.ln = nn.LayerNorm(cfg.dim)
         self.head = nn.Linear(cfg.dim, cfg.classes)
 
@@ -129,8 +157,11 @@ class _FakeQuantLinear(nn.Module):
 
 
 @torch.no_grad()
-def fake_quantize(model: ViT, calib: torch.Tensor, precision: str, ratio8: float = 0.5) -> nn.Module:
-    """A copy of ``model`` whose linear layers are fake-quantized for ``precision``.
+def fake_quantize(model: ViT, calib: torch.Tensor, precision: str, ratio8: float = 0.5, *,
+                  keep_weights: bool = False) -> nn.Module:
+    """A copy of ``model`` whose linear layers are fake-quantized for ``precision``;
+    ``keep_weights`` quantizes only the activations (for weights that are already quantized
+    values, as in an exported supernet subnet).
 
     Activation ranges (min/max) and the input second moments that rank rows for ``mixed`` come
     from running ``calib`` through the float model.
@@ -163,7 +194,9 @@ def fake_quantize(model: ViT, calib: torch.Tensor, precision: str, ratio8: float
                 continue
             lo, hi, sq, n = stats[full]
             w = child.weight.double()
-            if precision == "w8a8":
+            if keep_weights:
+                w_deq = w
+            elif precision == "w8a8":
                 w_deq = quantize_weight(w, 8).dequantize()
             elif precision == "w4a8":
                 w_deq = quantize_weight(w, 4).dequantize()

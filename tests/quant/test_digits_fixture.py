@@ -10,7 +10,8 @@ from qsilicon.quant.models.int_vit import IntViT
 from qsilicon.quant.models.vit import ViT, ViTConfig, evaluate, fake_quantize, train
 from qsilicon.sim.vit import rtl_vit_block
 
-CFG = ViTConfig(image=8, patch=2, dim=32, depth=2, heads=2, mlp=64, classes=10)
+CFG = ViTConfig(image=8, patch=2, dim=32, depth=2, heads=2, mlp=64, classes=10, head_dim=16, block_heads=(2, 3),
+                block_mlp=(64, 48))
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,8 @@ def test_tiny_vit_learns_and_integer_twin_tracks_fake_quant(tiny):
 
 
 def test_tiny_vit_block_on_rtl(tiny):
-    """Dim 32, 2 heads, MLP 64: another program for the same accelerator, bit-exact."""
+    """Dim 32, 3 heads of 16 (attention wider than the embedding), MLP 48: another program for the
+    same accelerator, bit-exact."""
     model, x, xt, _ = tiny
     iv = IntViT(model, x[:500], "w8a8")
     t = iv._block(0, iv.embed_tokens(xt[:1]))[0]
