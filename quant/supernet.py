@@ -424,14 +424,21 @@ class ExportedSubnet:
 
 
 @torch.no_grad()
-def export_subnet(sv: SuperViT, s: Subnet) -> ExportedSubnet:
+def export_subnet(sv: SuperViT, s: Subnet, *, quant: bool = True) -> ExportedSubnet:
+    """Subnet ``s`` as a :class:`ExportedSubnet`; ``quant=False`` copies the float slices instead
+    (no integer weights), the subnet's float forward."""
     sv.space.check(s)
     vit = ViT(s.vit_config(sv.space)).eval()
     d = s.dim
     weights = {}
 
     def put(dst: nn.Linear, src: SuperLinear, name: str, rows, cols: int, share: float, gamma=None) -> None:
-        w, b, q, scale, bits = src.quantized(rows, cols, share)
+        w, b, q, scale, bits = src.quantized(rows, cols, share if quant else None)
+        if not quant:
+            g = torch.ones(w.shape[0]) if gamma is None else gamma
+            dst.weight.copy_(w * g[:, None])
+            dst.bias.copy_(b * g)
+            return
         if gamma is not None:  # fold the layer scale: row r of (W x + b) times gamma_r
             sign = torch.sign(gamma)
             sign[sign == 0] = 1
