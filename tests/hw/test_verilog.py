@@ -57,3 +57,15 @@ def test_verilog_is_deterministic():
     assert a == b
     assert a != gemm_verilog(GemmConfig(4, 4, 8, 8))
     assert "module gemm_engine" in a
+
+
+def test_verilator_lint_vit_block_accelerator(tmp_path):
+    """The whole block accelerator: no errors; the warning kinds allowed are width extension and
+    truncation (Amaranth's narrower signed operands; assignments into narrower fields),
+    CASEINCOMPLETE (Amaranth writes FSM cases that drive a signal only in some states, after a
+    default assignment) and CMPCONST (the read mux's round-robin compares its pointer with the
+    highest client index, which is always true for the last client)."""
+    from qsilicon.sim.vit import vit_block_verilog
+
+    kinds = _lint(vit_block_verilog(8), "vit_block", tmp_path)
+    assert kinds <= {("Warning", k) for k in ("WIDTHEXPAND", "WIDTHTRUNC", "CASEINCOMPLETE", "CMPCONST")}, kinds
