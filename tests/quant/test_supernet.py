@@ -123,6 +123,13 @@ def test_tiny_supernet_trains_exports_and_matches_its_integer_twin(tmp_path):
     for name, (q, scale, b) in ex.weights.items():
         lim = torch.where(b == 8, 127, 7)[:, None]
         assert (q.abs() <= lim).all() and (scale > 0).all(), name
+    # The exported integer subnet runs on the block accelerator's RTL, bit-exact (block 1: 1 head).
+    from qsilicon.hw.vit.program import build_block_program
+    from qsilicon.sim.vit import rtl_vit_block
+
+    t = iv._block(0, iv.embed_tokens(xt[:1]))[0]
+    res = rtl_vit_block(build_block_program(iv, 1, t))
+    assert res.ok, res.mismatches
 
 
 def test_kendall_tau():
@@ -143,3 +150,22 @@ def test_cli_supernet_bad_input(tmp_path):
     p = run("supernet", "train", "--space", str(bad), "-o", str(tmp_path / "x.pt"))
     assert p.returncode == 2 and "dims must be a non-empty increasing list" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("spec", ["smallest", "depth=3,dim=48,heads=4-3-2,mlp=96-72-48,r8=0.5",
+                                  "depth=4,dim=64,heads=4,mlp=128,r8=0.25"])
+def test_committed_supernet_exports_within_one_point(spec):
+    """The committed supernet (bench/supernet.py): an exported subnet's integer-only model is within
+    1 point of its fake-quant twin on 2,000 Fashion-MNIST test images (the integer-ViT bound)."""
+    from qsilicon.quant.datasets import fashion_mnist
+
+    sv, meta = load_supernet(ROOT / "checkpoints" / "supernet_fmnist.pt")
+    assert meta["init"] == "vit_fmnist.pt"
+    x, _ = fashion_mnist("train")
+    xt, yt = fashion_mnist("test")
+    xs, ys = xt[:2000], yt[:2000]
+    ex = export_subnet(sv, Subnet.parse(spec, sv.space))
+    fq = evaluate(fake_quantize(ex.model, x[:1000], "mixed", keep_weights=True), xs, ys)
+    integer = IntViT(ex.model, x[:1000], "mixed", weights=ex.weights).accuracy(xs, ys)
+    assert abs(fq - integer) <= 1.0, (fq, integer)
+    assert integer > 80.0
