@@ -28,6 +28,8 @@ from amaranth.lib.wiring import In, Out
 from qsilicon.quant.intops import M0_BITS, SHIFT_MAX
 from qsilicon.quant.nonlinear import RECIP_BITS
 
+from .vector import requant_expr, saturate_expr
+
 __all__ = ["ROW_LN", "ROW_SOFTMAX", "RowUnit", "ln_param_layout"]
 
 ROW_LN, ROW_SOFTMAX = 0, 1
@@ -38,11 +40,6 @@ _MAX_N_BITS = 12  # rows of up to 4095 elements: sum((x * 2**f - mean)^2) < 2**6
 def ln_param_layout() -> data.StructLayout:
     """LayerNorm's per-element parameters, ``gamma`` and ``beta`` in units of ``2**-frac_bits``."""
     return data.StructLayout({"gamma": signed(16), "beta": signed(16)})
-
-
-def _sat(v, bits: int):
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return Mux(v < lo, lo, Mux(v > hi, hi, v))
 
 
 def _bit_length(v, width: int):
@@ -230,10 +227,10 @@ class RowUnit(wiring.Component):
                         d = (x[i] << f) - mean[i]
                         normed = (d * inv[i]) >> (sh[i] - f)[:7]
                         y = ((normed * g) >> f) + b
-                        r = ((((y * self.m0) << 1) >> self.shift) + 1) >> 1
+                        r = requant_expr(y, self.m0, self.shift)
                         p = (shift_exp(i) * inv[i]) >> (sh[i] - ob)[:7]
                         prob = Mux(p > (1 << ob) - 1, (1 << ob) - 1, p)
-                        m.d.sync += self.o_y.payload[i].eq(Mux(ln, _sat(r, 8), prob))
+                        m.d.sync += self.o_y.payload[i].eq(Mux(ln, saturate_expr(r, 8), prob))
                     with m.If(cnt == self.n - 1):
                         m.d.sync += [cnt.eq(0), self.busy.eq(0)]
                         for i in range(L):

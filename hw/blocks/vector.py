@@ -22,10 +22,25 @@ from amaranth.lib.wiring import In, Out
 
 from qsilicon.quant.intops import M0_BITS, SHIFT_MAX
 
-__all__ = ["OP_ADD", "OP_GELU", "OP_REQUANT", "ElementwiseUnit", "vector_in_layout", "vector_out_layout"]
+__all__ = [
+    "OP_ADD", "OP_GELU", "OP_REQUANT", "ElementwiseUnit", "requant_expr", "saturate_expr", "vector_in_layout",
+    "vector_out_layout",
+]
 
 OP_REQUANT, OP_GELU, OP_ADD = 0, 1, 2
 _WIDE = 48  # |gelu| < 2**31 (the reference's requantization bound) times M0 < 2**16 fits
+
+
+def requant_expr(v, m0, shift):
+    """``round_shift(v * m0, shift)`` of :func:`qsilicon.quant.requantize` (round half up, exact for
+    ``shift = 0``) as ``((2 v m0 >> shift) + 1) >> 1``, without saturation."""
+    return ((((v * m0) << 1) >> shift) + 1) >> 1
+
+
+def saturate_expr(v, bits: int):
+    """``v`` clamped to the signed ``bits``-bit range."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return Mux(v < lo, lo, Mux(v > hi, hi, v))
 
 
 def vector_in_layout(lanes: int) -> data.StructLayout:
@@ -100,10 +115,9 @@ class ElementwiseUnit(wiring.Component):
                 gelu = b * (erf + self.gelu_one)
                 m.d.sync += val[i].eq(Mux(self.op == OP_GELU, -gelu, b))
                 # Stage 3: round half up ((2v >> s) + 1) >> 1, saturate, and the residual add.
-                r = ((((val[i] * self.m0) << 1) >> self.shift) + 1) >> 1
-                r8 = Mux(r < -128, -128, Mux(r > 127, 127, r))
-                r16 = Mux(r < -32768, -32768, Mux(r > 32767, 32767, r))
+                r = requant_expr(val[i], self.m0, self.shift)
+                r8, r16 = saturate_expr(r, 8), saturate_expr(r, 16)
                 s = a2[i] + r16
-                s16 = Mux(s < -32768, -32768, Mux(s > 32767, 32767, s))
+                s16 = saturate_expr(s, 16)
                 m.d.sync += self.o_y.payload.y[i].eq(Mux(self.op == OP_ADD, s16, r8))
         return m
