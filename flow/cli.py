@@ -596,6 +596,90 @@ def cmd_supernet_export(args) -> int:
     return 0
 
 
+DEFAULT_DEPTH = Path(__file__).resolve().parents[1] / "checkpoints" / "depth_synth.pt"
+DEPTH_SPLITS = {"train": 3000, "calib": 256, "test": 300}
+
+
+def _depth_split(split: str, n: int):
+    try:
+        from qsilicon.quant.depth_data import depth_split
+
+        return depth_split(split, n, progress=_progress)
+    except ImportError as e:
+        raise CliError(str(e)) from None
+
+
+def cmd_data_depth(args) -> int:
+    from qsilicon.quant.depth_data import scene_cache_path
+
+    sizes = {"train": args.train, "calib": args.calib, "test": args.test}
+    for split, n in sizes.items():
+        if n < 1:
+            raise CliError(f"--{split} must be a positive number of scenes, not {n}")
+    report = {}
+    for split, n in sizes.items():
+        _progress(f"{split}: {n} scenes")
+        x, d = _depth_split(split, n)
+        valid = d > 0
+        report[split] = {"scenes": n, "cache": str(scene_cache_path(split, n)),
+                         "valid_pixels": round(float(valid.float().mean()), 4),
+                         "depth_min": round(float(d[valid].min()), 3), "depth_max": round(float(d[valid].max()), 3)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for split, r in report.items():
+            print(f"{split}: {r['scenes']} synthetic RGB-D scenes (64x64), depth {r['depth_min']}-{r['depth_max']} m, "
+                  f"{100 * r['valid_pixels']:.1f}% valid pixels; {r['cache']}")
+    return 0
+
+
+def cmd_train_depth(args) -> int:
+    import torch
+
+    from qsilicon.quant.models.depthnet import DepthNet, evaluate_depth, save_depth, train_depth
+
+    if not 1 <= args.epochs <= 200:
+        raise CliError(f"--epochs must be from 1 to 200, not {args.epochs}")
+    x, d = _depth_split("train", args.scenes)
+    xt, dt = _depth_split("test", DEPTH_SPLITS["test"])
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    model = DepthNet()
+    _progress(f"training the depth network ({sum(p.numel() for p in model.parameters())} parameters) on "
+              f"{len(x)} scenes for {args.epochs} epochs")
+    stats = train_depth(model, x, d, epochs=args.epochs, seed=args.seed, log=_progress)
+    m = evaluate_depth(model, xt, dt)
+    meta = {"data": f"synthetic RGB-D, {len(x)} train scenes", "epochs": args.epochs, "seed": args.seed,
+            "seconds": round(stats["seconds"], 1), "test": m}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(args.output).with_suffix(".tmp")
+    save_depth(model, tmp, meta)
+    tmp.replace(args.output)
+    print(f"depth: AbsRel {m['abs_rel']:.4f}, RMSE {m['rmse']:.3f} m, delta<1.25 {m['delta1']:.4f} on "
+          f"{m['images']} synthetic test scenes (median-aligned); {stats['seconds']:.0f} s; saved {args.output}")
+    return 0
+
+
+def cmd_eval_depth(args) -> int:
+    from qsilicon.quant.depth_data import motorcycle
+    from qsilicon.quant.models.depthnet import evaluate_depth, load_depth
+
+    if not Path(args.checkpoint).exists():
+        raise CliError(f"checkpoint {args.checkpoint} not found: run 'qsilicon train depth' first")
+    model, _ = load_depth(args.checkpoint)
+    xt, dt = _depth_split("test", DEPTH_SPLITS["test"])
+    report = {"synthetic test": evaluate_depth(model, xt, dt)}
+    mx, md = motorcycle()
+    report["Middlebury Motorcycle"] = evaluate_depth(model, mx, md)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for name, m in report.items():
+            print(f"{name}: AbsRel {m['abs_rel']:.4f}, RMSE {m['rmse']:.3f} m, delta<1.25 {m['delta1']:.4f} "
+                  f"({m['images']} images, median-aligned)")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -694,9 +778,27 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--seed", type=int, default=0)
     tv.add_argument("-o", "--output", default=str(DEFAULT_VIT), help="checkpoint path")
     tv.set_defaults(func=cmd_train_vit)
+    td = ts.add_parser("depth", help="the depth network on synthetic RGB-D scenes")
+    td.add_argument("--epochs", type=int, default=15)
+    td.add_argument("--seed", type=int, default=0)
+    td.add_argument("--scenes", type=int, default=DEPTH_SPLITS["train"], help="training scenes")
+    td.add_argument("-o", "--output", default=str(DEFAULT_DEPTH), help="checkpoint path")
+    td.set_defaults(func=cmd_train_depth)
+
+    dd = sub.add_parser("data", help="generate (and cache) datasets")
+    dds = dd.add_subparsers(dest="dataset", required=True, parser_class=_Parser)
+    ddp = dds.add_parser("depth", help="procedural RGB-D scenes rendered with pybullet (train / calib / test)")
+    for split, n in DEPTH_SPLITS.items():
+        ddp.add_argument(f"--{split}", type=int, default=n, help=f"{split} scenes (default {n})")
+    ddp.add_argument("--json", action="store_true")
+    ddp.set_defaults(func=cmd_data_depth)
 
     e = sub.add_parser("eval", help="evaluate a model at a precision")
     es = e.add_subparsers(dest="model", required=True, parser_class=_Parser)
+    ed = es.add_parser("depth", help="the depth network on the synthetic test scenes and Middlebury Motorcycle")
+    ed.add_argument("--checkpoint", default=str(DEFAULT_DEPTH))
+    ed.add_argument("--json", action="store_true")
+    ed.set_defaults(func=cmd_eval_depth)
     ev = es.add_parser("vit", help="the small ViT on the Fashion-MNIST test split")
     ev.add_argument("--precision", choices=("fp32", "w8a8", "w4a8", "mixed"), required=True)
     ev.add_argument("--ratio8", type=float, default=None, help="share of int8 rows per layer for mixed (default 0.5)")
