@@ -779,7 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("-o", "--output", default=str(DEFAULT_VIT), help="checkpoint path")
     tv.set_defaults(func=cmd_train_vit)
     td = ts.add_parser("depth", help="the depth network on synthetic RGB-D scenes")
-    td.add_argument("--epochs", type=int, default=15)
+    td.add_argument("--epochs", type=int, default=40)
     td.add_argument("--seed", type=int, default=0)
     td.add_argument("--scenes", type=int, default=DEPTH_SPLITS["train"], help="training scenes")
     td.add_argument("-o", "--output", default=str(DEFAULT_DEPTH), help="checkpoint path")

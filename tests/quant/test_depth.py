@@ -66,3 +66,17 @@ def test_cli_data_depth_bad_input():
                        text=True)
     assert p.returncode == 2 and "--train must be a positive number of scenes, not 0" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_committed_depth_checkpoint():
+    """The committed network (qsilicon train depth, 40 epochs) on the first 100 synthetic test
+    scenes: median-aligned AbsRel below 0.15 and delta < 1.25 above 0.8."""
+    from pathlib import Path
+
+    from qsilicon.quant.models.depthnet import load_depth
+
+    model, meta = load_depth(Path(__file__).resolve().parents[2] / "checkpoints" / "depth_synth.pt")
+    x, d = depth_split("test", 100)
+    m = evaluate_depth(model, x, d)
+    assert m["abs_rel"] < 0.15 and m["delta1"] > 0.8, m
+    assert meta["epochs"] == 40
