@@ -39,6 +39,15 @@ def _progress(msg: str) -> None:
     print(f"[qsilicon] {msg}", file=sys.stderr, flush=True)
 
 
+def _save_atomic(save_fn, model, path, meta: dict) -> None:
+    """``save_fn(model, tmp, meta)`` beside ``path``, then moved into place: no half-written checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_fn(model, tmp, meta)
+    tmp.replace(path)
+
+
 # --------------------------------------------------------------------------- output directories
 
 
@@ -294,10 +303,8 @@ def cmd_train_vit(args) -> int:
               f"({args.epochs} epochs, seed {args.seed})")
     train(model, x, y, epochs=args.epochs, seed=args.seed, log=_progress)
     acc = evaluate(model, xt, yt)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    save(model, tmp, {"dataset": "fashion-mnist", "epochs": args.epochs, "seed": args.seed, "test_accuracy": acc})
-    tmp.replace(out)
+    _save_atomic(save, model, out, {"dataset": "fashion-mnist", "epochs": args.epochs, "seed": args.seed,
+                                    "test_accuracy": acc})
     print(f"test accuracy {acc:.2f}% (fp32); checkpoint {out}")
     return 0
 
@@ -535,10 +542,7 @@ def cmd_supernet_train(args) -> int:
     acc = {name: sv.accuracy(getattr(space, name)(), xt, yt) for name in ("largest", "smallest")}
     meta = {"dataset": "fashion-mnist", "epochs": args.epochs, "seed": args.seed, "init": init,
             "random_subnets": args.random, "seconds": round(stats["seconds"], 1), "test_accuracy": acc}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(args.output).with_suffix(".tmp")
-    save_supernet(sv, tmp, meta)
-    tmp.replace(args.output)
+    _save_atomic(save_supernet, sv, args.output, meta)
     print(f"supernet: largest {acc['largest']:.2f}%, smallest {acc['smallest']:.2f}% on {len(xt)} test images; "
           f"{stats['seconds']:.0f} s; saved {args.output}")
     return 0
@@ -651,10 +655,7 @@ def cmd_train_depth(args) -> int:
     m = evaluate_depth(model, xt, dt)
     meta = {"data": f"synthetic RGB-D, {len(x)} train scenes", "epochs": args.epochs, "seed": args.seed,
             "seconds": round(stats["seconds"], 1), "test": m}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(args.output).with_suffix(".tmp")
-    save_depth(model, tmp, meta)
-    tmp.replace(args.output)
+    _save_atomic(save_depth, model, args.output, meta)
     print(f"depth: AbsRel {m['abs_rel']:.4f}, RMSE {m['rmse']:.3f} m, delta<1.25 {m['delta1']:.4f} on "
           f"{m['images']} synthetic test scenes (median-aligned); {stats['seconds']:.0f} s; saved {args.output}")
     return 0
@@ -750,7 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
     vb.add_argument("--image", type=int, default=0, help="index of the Fashion-MNIST test image (default 0)")
     vb.add_argument("--lanes", type=int, choices=(8, 16), default=8, help="MAC array side and vector lanes")
     vb.add_argument("--sim", choices=("verilator",), default="verilator",
-                    help="verilator (Icarus needs more than 25 minutes for one block of this design)")
+                    help="verilator (Icarus did not finish one block of this design in 15 minutes)")
     vb.add_argument("--ready-p", type=float, default=1.0,
                     help="probability that the memory model takes or returns a beat in a cycle (default 1)")
     vb.add_argument("--seed", type=int, default=0)
