@@ -14,9 +14,9 @@ PYTEST_ARGS ?=
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
-	@if ! command -v iverilog >/dev/null 2>&1 || [ ! -d /usr/share/datasets/fashion-mnist ]; then \
-		echo "[setup] installing Icarus Verilog and Fashion-MNIST (apt)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog dataset-fashion-mnist >/dev/null; \
+	@if ! command -v iverilog >/dev/null 2>&1 || [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -f /usr/share/doc/opencv-doc/examples/data/aloeGT.png ]; then \
+		echo "[setup] installing Icarus Verilog, Fashion-MNIST and opencv-doc (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog dataset-fashion-mnist opencv-doc >/dev/null; \
 	fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "[setup] torch==2.13.0 (CPU wheel) first, so that nothing pulls a CUDA build"

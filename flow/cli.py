@@ -662,22 +662,120 @@ def cmd_train_depth(args) -> int:
 
 
 def cmd_eval_depth(args) -> int:
-    from qsilicon.quant.depth_data import motorcycle
     from qsilicon.quant.models.depthnet import evaluate_depth, load_depth
 
     if not Path(args.checkpoint).exists():
         raise CliError(f"checkpoint {args.checkpoint} not found: run 'qsilicon train depth' first")
     model, _ = load_depth(args.checkpoint)
-    xt, dt = _depth_split("test", DEPTH_SPLITS["test"])
+    if args.quantized:
+        model = _load_int_depth(args.quantized)
+    if not 1 <= args.test <= 100_000:
+        raise CliError(f"--test must be from 1 to 100000 scenes, not {args.test}")
+    xt, dt = _depth_split("test", args.test)
     report = {"synthetic test": evaluate_depth(model, xt, dt)}
-    mx, md = motorcycle()
-    report["Middlebury Motorcycle"] = evaluate_depth(model, mx, md)
+    for name, (x, d) in _real_depth_images().items():
+        report[name] = evaluate_depth(model, x, d)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         for name, m in report.items():
             print(f"{name}: AbsRel {m['abs_rel']:.4f}, RMSE {m['rmse']:.3f} m, delta<1.25 {m['delta1']:.4f} "
                   f"({m['images']} images, median-aligned)")
+    return 0
+
+
+def _real_depth_images() -> dict:
+    from qsilicon.quant.depth_data import aloe, motorcycle
+
+    out = {"Middlebury Motorcycle": motorcycle()}
+    try:
+        out["Middlebury Aloe"] = aloe()
+    except FileNotFoundError as e:
+        raise CliError(str(e)) from None
+    return out
+
+
+INT_GRAPH = "int_graph.pt"
+
+
+class _IntDepth:
+    """An exported integer depth graph as a model returning float log depth (for the metrics)."""
+
+    def __init__(self, ig) -> None:
+        self.ig = ig
+
+    def eval(self):
+        return self
+
+    def __call__(self, x):
+        return self.ig.log_depth(x).float()
+
+
+def _load_int_depth(path):
+    import torch
+
+    from qsilicon.quant.ptq.export import IntGraph
+
+    f = Path(path) / INT_GRAPH if Path(path).is_dir() else Path(path)
+    if not f.exists():
+        raise CliError(f"{f} not found: write one with 'qsilicon quantize depth -o DIR'")
+    return _IntDepth(IntGraph.from_dict(torch.load(f, weights_only=True)))
+
+
+def cmd_quantize_depth(args) -> int:
+    import torch
+
+    from qsilicon.quant.models.depthnet import evaluate_depth, load_depth
+    from qsilicon.quant.ptq import fold_depthnet, method_config, quantize_graph
+    from qsilicon.quant.ptq.export import OUT_SCALE, export_graph
+
+    if not Path(args.checkpoint).exists():
+        raise CliError(f"checkpoint {args.checkpoint} not found: run 'qsilicon train depth' first")
+    if args.wbits != 4:
+        raise CliError(f"--wbits must be 4 (QuartDepth's W4A4 / W4A8), not {args.wbits}")
+    if not 1 <= args.calib <= 100_000:
+        raise CliError(f"--calib must be from 1 to 100000 scenes, not {args.calib}")
+    if not 1 <= args.test <= 100_000:
+        raise CliError(f"--test must be from 1 to 100000 scenes, not {args.test}")
+    out = OutputDir(args.output) if args.output else None
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    cfg = method_config(args.method, args.wbits, args.abits, seed=args.seed)
+    model, _ = load_depth(args.checkpoint)
+    xc, dc = _depth_split("calib", args.calib)
+    xt, dt = _depth_split("test", args.test)
+    _progress(f"quantizing with {args.method} (W{args.wbits}A{args.abits}, first/last layer W8A8) on "
+              f"{len(xc)} calibration scenes")
+    qg = quantize_graph(fold_depthnet(model), xc, dc, cfg, progress=_progress)
+    report = {"method": args.method, "precision": f"W{args.wbits}A{args.abits} (first/last layer W8A8)",
+              "seconds": round(qg.stats["seconds"], 1), "fp32": {"synthetic test": evaluate_depth(model, xt, dt)},
+              "fake_quant": {"synthetic test": evaluate_depth(qg, xt, dt)}}
+    for name, (x, d) in _real_depth_images().items():
+        report["fp32"][name] = evaluate_depth(model, x, d)
+        report["fake_quant"][name] = evaluate_depth(qg, x, d)
+    ig = export_graph(qg)
+    n_chk = min(len(xt), args.check)
+    diff = (qg(xt[:n_chk]) - ig.log_depth(xt[:n_chk])).abs().max() / OUT_SCALE
+    report["integer_check"] = {"scenes": n_chk, "max_diff_lsb": round(float(diff), 4), "lsb": OUT_SCALE}
+    if float(diff) > 1:
+        raise CliError(f"the integer export differs from the fake-quant model by {float(diff):.2f} LSB (> 1): "
+                       "a bug, please report it")
+    if out is not None:
+        with out as tmp:
+            torch.save(ig.to_dict(), tmp / INT_GRAPH)
+            manifest = {"kind": "quantized depth graph", "checkpoint": str(args.checkpoint),
+                        "config": vars(cfg) if hasattr(cfg, "__dict__") else str(cfg), **report,
+                        "files": [INT_GRAPH]}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        report["output"] = str(out.target)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for name in report["fp32"]:
+            f, q = report["fp32"][name], report["fake_quant"][name]
+            print(f"{name}: AbsRel {q['abs_rel']:.4f} (FP32 {f['abs_rel']:.4f}), delta<1.25 {q['delta1']:.4f} "
+                  f"(FP32 {f['delta1']:.4f})")
+        print(f"integer export: within {report['integer_check']['max_diff_lsb']:.2f} LSB of the fake-quant depth "
+              f"on {n_chk} scenes" + (f"; written to {out.target}" if out else ""))
     return 0
 
 
@@ -794,10 +892,32 @@ def build_parser() -> argparse.ArgumentParser:
     ddp.add_argument("--json", action="store_true")
     ddp.set_defaults(func=cmd_data_depth)
 
+    q = sub.add_parser("quantize", help="post-training quantization of a trained model")
+    qs = q.add_subparsers(dest="model", required=True, parser_class=_Parser)
+    qd = qs.add_parser("depth", help="the depth network: RTN, percentile or QuartDepth (polish, compensate, "
+                       "reconstruct)")
+    from qsilicon.quant.ptq.pipeline import METHODS
+
+    qd.add_argument("--method", choices=tuple(METHODS), required=True)
+    qd.add_argument("--wbits", type=int, default=4)
+    qd.add_argument("--abits", type=int, choices=(4, 8), required=True)
+    qd.add_argument("--checkpoint", default=str(DEFAULT_DEPTH))
+    qd.add_argument("--calib", type=int, default=DEPTH_SPLITS["calib"], help="calibration scenes")
+    qd.add_argument("--test", type=int, default=DEPTH_SPLITS["test"], help="test scenes")
+    qd.add_argument("--check", type=int, default=20, help="test scenes run by the integer model against fake-quant")
+    qd.add_argument("--seed", type=int, default=0)
+    qd.add_argument("-o", "--output", default=None, help="write the integer graph (int_graph.pt) and a manifest")
+    qd.add_argument("--json", action="store_true")
+    qd.set_defaults(func=cmd_quantize_depth)
+
     e = sub.add_parser("eval", help="evaluate a model at a precision")
     es = e.add_subparsers(dest="model", required=True, parser_class=_Parser)
-    ed = es.add_parser("depth", help="the depth network on the synthetic test scenes and Middlebury Motorcycle")
+    ed = es.add_parser("depth", help="the depth network (or its exported integer model) on the synthetic test "
+                       "scenes, Middlebury Motorcycle and Aloe")
     ed.add_argument("--checkpoint", default=str(DEFAULT_DEPTH))
+    ed.add_argument("--quantized", default=None,
+                    help="evaluate the integer model exported by 'qsilicon quantize depth -o DIR' instead")
+    ed.add_argument("--test", type=int, default=DEPTH_SPLITS["test"], help="synthetic test scenes")
     ed.add_argument("--json", action="store_true")
     ed.set_defaults(func=cmd_eval_depth)
     ev = es.add_parser("vit", help="the small ViT on the Fashion-MNIST test split")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["SPLIT_SEEDS", "depth_split", "motorcycle", "render_scene", "scene_cache_path"]
+__all__ = ["SPLIT_SEEDS", "aloe", "depth_split", "motorcycle", "render_scene", "scene_cache_path"]
 
 RES = 64
 NEAR, FAR = 0.1, 12.0
@@ -201,5 +201,32 @@ def motorcycle() -> tuple[torch.Tensor, torch.Tensor]:
     img = resize(img, (RES, RES), anti_aliasing=True)
     idx = (np.arange(RES) * h // RES + h // (2 * RES))
     depth = depth[np.ix_(idx, idx)]
+    return (torch.from_numpy(img).permute(2, 0, 1)[None].float(),
+            torch.from_numpy(depth.astype(np.float32))[None, None])
+
+
+ALOE_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
+
+
+def aloe() -> tuple[torch.Tensor, torch.Tensor]:
+    """Middlebury 2006 "Aloe" from Debian's ``opencv-doc``: the left image centre-cropped and resized to
+    64x64, and depth proportional to 1 / disparity (``aloeGT.png``; 0 = unknown stays invalid), scaled
+    to a median of 1 (the pair's focal length and baseline are not shipped: use scale-aligned metrics
+    only, AbsRel and delta1)."""
+    img_p, gt_p = ALOE_DIR / "aloeL.jpg", ALOE_DIR / "aloeGT.png"
+    if not (img_p.exists() and gt_p.exists()):
+        raise FileNotFoundError(f"{img_p} not found: install Debian's opencv-doc (apt-get install opencv-doc; "
+                                "make does it)")
+    from skimage import io
+    from skimage.transform import resize
+
+    left, disp = io.imread(img_p), io.imread(gt_p).astype(np.float64)
+    h, w = disp.shape
+    x0 = (w - h) // 2
+    img = resize(left[:, x0 : x0 + h], (RES, RES), anti_aliasing=True)
+    idx = np.arange(RES) * h // RES + h // (2 * RES)
+    d = disp[:, x0 : x0 + h][np.ix_(idx, idx)]
+    depth = np.where(d > 0, 1.0 / np.maximum(d, 1e-9), 0.0)
+    depth /= np.median(depth[depth > 0])
     return (torch.from_numpy(img).permute(2, 0, 1)[None].float(),
             torch.from_numpy(depth.astype(np.float32))[None, None])
