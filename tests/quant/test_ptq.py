@@ -18,9 +18,9 @@ from qsilicon.quant.ptq import (
     fold_depthnet,
     method_config,
     quantize_graph,
+    recon,
     run_graph,
 )
-from qsilicon.quant.ptq import recon
 from qsilicon.quant.ptq.export import OUT_SCALE, IntGraph, export_graph
 from qsilicon.quant.ptq.quantizers import fake_quant_weight, mse_weight_scale, weight_scale
 
@@ -272,7 +272,7 @@ def test_cli_quantize_and_eval_integer_depth(tmp_path):
     assert r["integer_check"]["max_diff_lsb"] <= 1
     assert r["fake_quant"]["synthetic test"]["abs_rel"] < 0.2  # 3 calibration scenes only
     assert {"Middlebury Motorcycle", "Middlebury Aloe"} <= set(r["fake_quant"])
-    assert (out / "int_graph.pt").exists() and json.loads((out / "manifest.json").read_text())["method"] == "quartdepth"
+    assert (out / "int_graph.pt").exists() and json.loads((out / "qsilicon.json").read_text())["method"] == "quartdepth"
     p = _cli("eval", "depth", "--quantized", str(out), "--test", "100", "--json")
     assert p.returncode == 0, p.stderr
     e = json.loads(p.stdout)
