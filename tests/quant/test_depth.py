@@ -40,14 +40,13 @@ def test_motorcycle_is_real_metric_depth():
 
 
 def test_metrics_are_scale_aligned():
-    g = torch.rand(2, 1, 8, 8) * 4 + 1
+    g = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 4 + 1
     g[0, 0, 0, 0] = 0  # invalid pixel ignored
     perfect = depth_metrics(g.clone(), g)
     assert perfect["abs_rel"] == 0 and perfect["rmse"] == 0 and perfect["delta1"] == 1
     assert depth_metrics(3 * g, g)["abs_rel"] < 1e-6  # scale does not count (up to float32 rounding of 3g)
     off = g.clone()
-    off[1] *= 1.5
-    off[1, 0, :4] /= 1.5  # half the pixels off by 1.5x after alignment
+    off[1, 0, :3] *= 2.0  # 3 of 8 rows off by 2x: whatever the median alignment does, some pixels stay off
     assert depth_metrics(off, g)["delta1"] < 1.0
 
 
