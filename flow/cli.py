@@ -13,6 +13,7 @@ Conventions every command follows (users script against them):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -679,7 +680,8 @@ def cmd_eval_depth(args) -> int:
         print(json.dumps(report, indent=2))
     else:
         for name, m in report.items():
-            print(f"{name}: AbsRel {m['abs_rel']:.4f}, RMSE {m['rmse']:.3f} m, delta<1.25 {m['delta1']:.4f} "
+            unit = "(relative depth)" if "Aloe" in name else "m"  # Aloe's depth is known up to scale only
+            print(f"{name}: AbsRel {m['abs_rel']:.4f}, RMSE {m['rmse']:.3f} {unit}, delta<1.25 {m['delta1']:.4f} "
                   f"({m['images']} images, median-aligned)")
     return 0
 
@@ -763,7 +765,7 @@ def cmd_quantize_depth(args) -> int:
         with out as tmp:
             torch.save(ig.to_dict(), tmp / INT_GRAPH)
             manifest = {"kind": "quantized depth graph", "checkpoint": str(args.checkpoint),
-                        "config": vars(cfg) if hasattr(cfg, "__dict__") else str(cfg), **report,
+                        "config": dataclasses.asdict(cfg), **report,
                         "files": [INT_GRAPH]}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         report["output"] = str(out.target)

@@ -23,8 +23,8 @@ import torch
 from torch.nn import functional as F
 
 from ..intops import IntFormat, int_linear, quantize_bias, quantize_multiplier
-from .graph import INPUT
-from .quantizers import FINE_BITS, PolishedAct, UniformAct
+from .graph import INPUT, upsample2x
+from .quantizers import FINE_BITS, PolishedAct, UniformAct, decode_table, encode_thresholds
 
 __all__ = ["OUT_BITS", "OUT_SCALE", "IntConv", "IntGraph", "IntTensor", "export_graph"]
 
@@ -50,17 +50,12 @@ class IntTensor:
         return FINE_BITS if self.kind == "polished" else self.bits
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        if self.kind != "polished":
-            return codes
-        c = codes.shape[1]
-        flat = codes.long() + (torch.arange(c) * self.table.shape[1])[None, :, None, None]
-        return self.table.reshape(-1)[flat]
+        """Stored codes -> MAC operands (identity unless polished)."""
+        return decode_table(codes, self.table) if self.kind == "polished" else codes
 
     def encode(self, fine: torch.Tensor) -> torch.Tensor:
         """Fine-grid integers -> stored codes (identity unless polished)."""
-        if self.kind != "polished":
-            return fine
-        return (fine[:, :, None] >= self.thresholds[None, :, :, None, None]).sum(2)
+        return encode_thresholds(fine, self.thresholds) if self.kind == "polished" else fine
 
     @property
     def requant_fmt(self) -> IntFormat:
@@ -102,7 +97,7 @@ class IntGraph:
         for t, up in node.inputs:
             v = self.tensors[t].decode(env[t])
             bits.add(self.tensors[t].mac_bits)
-            parts.append(v.repeat_interleave(2, -2).repeat_interleave(2, -1) if up else v)
+            parts.append(upsample2x(v) if up else v)
         return (parts[0] if len(parts) == 1 else torch.cat(parts, 1)), max(bits)
 
     def conv(self, node: IntConv, env: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,9 +16,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["INPUT", "ConvNode", "channels", "consumers", "fold_conv_bn", "fold_depthnet", "im2col", "run_graph"]
+__all__ = ["INPUT", "ConvNode", "channels", "consumers", "fold_conv_bn", "fold_depthnet", "im2col", "run_graph",
+           "upsample2x"]
 
 INPUT = "img"
+
+
+def upsample2x(v: torch.Tensor) -> torch.Tensor:
+    """Nearest 2x upsampling of ``[B, C, H, W]`` (float or integer: pure data movement)."""
+    return v.repeat_interleave(2, -2).repeat_interleave(2, -1)
 
 
 @dataclass
@@ -39,7 +45,7 @@ class ConvNode:
         parts = []
         for t, up in self.inputs:
             v = env[t]
-            parts.append(v.repeat_interleave(2, -2).repeat_interleave(2, -1) if up else v)
+            parts.append(upsample2x(v) if up else v)
         return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
 
     def conv(self, x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None):

@@ -41,7 +41,8 @@ from .quantizers import (
     weight_scale,
 )
 
-__all__ = ["METHODS", "PTQConfig", "QuantGraph", "fisher_grads", "quantize_graph"]
+__all__ = ["METHODS", "PTQConfig", "QuantGraph", "calibrate_activations", "fisher_grads", "method_config",
+           "quantize_graph"]
 
 
 @dataclass(frozen=True)
@@ -303,12 +304,16 @@ def quantize_graph(nodes: list[ConvNode], x: torch.Tensor, depth: torch.Tensor |
         c = torch.zeros(k + 1, k + 1, dtype=torch.float64)
         h = torch.zeros(k + 1, k + 1, dtype=torch.float64)
         cur = qg.weights()
+        ada_in = []  # (float, quantized) inputs of AdaRound's images, kept from the same pass
         with torch.no_grad():
             for i in range(0, len(x), cfg.batch):
                 xb = x[i : i + cfg.batch]
                 _, fp = run_graph(nodes, xb, capture_inputs={node.name}, stop_after=node.name)
                 _, qi = run_graph(nodes, xb, weights=cur, quant=acts, capture_inputs={node.name},
                                   stop_after=node.name)
+                if cfg.recon == "adaround" and i < cfg.ada_images:
+                    keep = cfg.ada_images - i
+                    ada_in.append((fp[node.name][:keep], qi[node.name][:keep]))
                 xf, xq = _cols_with_ones(fp[node.name], node), _cols_with_ones(qi[node.name], node)
                 c += xf @ xq.T
                 h += xq @ xq.T
@@ -323,12 +328,8 @@ def quantize_graph(nodes: list[ConvNode], x: torch.Tensor, depth: torch.Tensor |
         if cfg.recon == "gptq":
             q = recon.gptq(w_new, h[:-1, :-1], scale, bits, cfg.damp_gptq)
         elif cfg.recon == "adaround":
-            with torch.no_grad():
-                xa = x[: cfg.ada_images]
-                _, fp = run_graph(nodes, xa, capture_inputs={node.name}, stop_after=node.name)
-                _, qi = run_graph(nodes, xa, weights=cur, quant=acts, capture_inputs={node.name},
-                                  stop_after=node.name)
-            xf, xq = im2col(fp[node.name], node).double(), im2col(qi[node.name], node).double()
+            xf = im2col(torch.cat([f for f, _ in ada_in]), node).double()
+            xq = im2col(torch.cat([q for _, q in ada_in]), node).double()
             gr = fisher[node.name]  # [B, N, Ho, Wo]
             f = gr.transpose(0, 1).reshape(gr.shape[1], -1).double() ** 2
             idx = torch.randperm(xf.shape[1], generator=g)[: cfg.ada_columns]
@@ -352,5 +353,3 @@ def method_config(method: str, wbits: int = 4, abits: int = 4, **overrides) -> P
         raise ValueError(f"Unknown PTQ method {method!r}: use one of {', '.join(METHODS)}")
     return replace(METHODS[method], wbits=wbits, abits=abits, **overrides)
 
-
-__all__ += ["calibrate_activations", "method_config"]

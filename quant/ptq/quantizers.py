@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["FINE_BITS", "LEVELS", "PolishedAct", "UniformAct", "check_bits", "encode_thresholds", "fake_quant_weight",
-           "mse_weight_scale", "round_half_up", "TIE_NUDGE", "weight_scale"]
+__all__ = ["FINE_BITS", "LEVELS", "TIE_NUDGE", "PolishedAct", "UniformAct", "check_bits", "decode_table",
+           "encode_thresholds", "fake_quant_weight", "mse_weight_scale", "round_half_up", "weight_scale"]
 
 #: Levels of a polished activation (4-bit codes).
 LEVELS = 16
@@ -155,10 +155,7 @@ class PolishedAct:
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
         """4-bit codes -> fine-grid integers through the per-channel table."""
-        c = code.shape[1]
-        tab = self.table.to(torch.int64)
-        flat = code.long() + (torch.arange(c) * LEVELS)[None, :, None, None]
-        return tab.reshape(-1)[flat]
+        return decode_table(code, self.table)
 
     def __call__(self, y: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(self.fine(y))).to(y.dtype) * self.scale
@@ -174,6 +171,14 @@ def encode_thresholds(v: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor
     shape = [1, c] + [1] * (v.dim() - 2)
     vv = (v.to(torch.int64) + off.reshape(shape)).contiguous()
     return torch.bucketize(vv, bounds, right=True) - (torch.arange(c) * n).reshape(shape)
+
+
+def decode_table(code: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``table[c, code[b, c, ...]]``: codes ``[B, C, ...]`` through per-channel tables ``[C, L]``."""
+    c, n = table.shape
+    shape = [1, c] + [1] * (code.dim() - 2)
+    flat = code.long() + (torch.arange(c) * n).reshape(shape)
+    return table.to(torch.int64).reshape(-1)[flat]
 
 
 # --------------------------------------------------------------------------- weights

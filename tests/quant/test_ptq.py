@@ -65,6 +65,21 @@ def test_polished_codes_round_trip_and_beat_uniform_on_heavy_tails():
         PolishedAct(1.0, torch.tensor([[3] + [2] * 14]), torch.zeros(1, 16, dtype=torch.int64))
 
 
+def test_threshold_encoder_counts_thresholds_at_or_below():
+    """The sorted-search encoder against its definition, ``#{k : v >= T[c, k]}``, and the table decoder."""
+    from qsilicon.quant.ptq.quantizers import decode_table, encode_thresholds
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        c = int(torch.randint(1, 20, (1,), generator=g))
+        t = torch.sort(torch.randint(0, 2**FINE_BITS + 1, (c, 15), generator=g), 1).values
+        v = torch.randint(0, 2**FINE_BITS, (3, c, 5, 7), generator=g)
+        code = encode_thresholds(v, t)
+        assert torch.equal(code, (v[:, :, None] >= t[None, :, :, None, None]).sum(2))
+        tab = torch.randint(0, 2**FINE_BITS, (c, 16), generator=g)
+        assert torch.equal(decode_table(code, tab), torch.gather(tab[None, :, :, None].expand(3, c, 16, 7), 2, code))
+
+
 def test_weight_scales():
     w = torch.tensor([[1.0, -0.5, 0.25], [0.0, 0.0, 0.0], [-2.0, 0.1, 0.3]])
     s = weight_scale(w, 4)
@@ -227,7 +242,7 @@ def test_integer_export_reproduces_fake_quant_within_one_lsb(small, quantized, n
 
 
 def test_integer_accumulators_are_checked():
-    """A weight scaled so large that a layer's int32 accumulator overflows is refused by name."""
+    """A bias so large that a layer's int32 accumulator overflows is refused, naming the layer."""
     from qsilicon.quant.intops import AccumulatorOverflowError
 
     model, _ = load_depth(CKPT)
