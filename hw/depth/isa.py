@@ -205,6 +205,9 @@ def check(insn: dict, cfg: EngineConfig) -> None:
     def bad(msg):
         raise IllegalInstruction(msg)
 
+    if (op == OP_LOAD and (insn["pop_prev"] or insn["push_prev"])) or \
+            (op == OP_STORE and (insn["pop_next"] or insn["push_next"])):
+        bad("token flags towards a unit that does not exist (load has no previous unit, store no next)")
     if op == OP_LOAD:
         if insn["mode"] > MODE_NIBBLE_S:
             bad(f"LOAD mode {insn['mode']}")
