@@ -255,6 +255,8 @@ def compile_graph(g: IntGraph, cfg: EngineConfig = EngineConfig(), *, height: in
         okind = kinds[L.output]
         fmt = FMT_S16 if okind.kind == "output" else (FMT_U8 if okind.kind == "polished" or okind.bits == 8 else FMT_U4)
         enc = okind.kind == "polished"
+        if L.decode is False:  # a copy (unfused upsampling): codes in, the same codes out
+            fmt, enc = (FMT_U4 if bits(L.output) == 4 else FMT_U8), False
         in_kinds = [kinds[t] for t, _ in L.inputs]
         in_bits = {bits(t) for t, _ in L.inputs}
         if 16 in in_bits or len(in_bits) > 1:

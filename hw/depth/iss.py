@@ -174,7 +174,7 @@ class _Machine:
         par = self.par[(i["par"] + np.arange(i["n_co"])) % cfg.par_depth]
         bias = par[:, 0:4].copy().view("<i4").astype(np.int64)[:, 0]
         m0 = par[:, 4:6].copy().view("<u2").astype(np.int64)[:, 0]
-        shift = par[:, 6].astype(np.int64)
+        shift = par[:, 6].astype(np.int64) & 63  # the 6-bit field the hardware reads
         acc = ((acc + bias[:, None, None] + 2**31) % 2**32) - 2**31  # int32 wrap, as the accumulators
         bits, signed = FMT_BITS[i["fmt"]]
         y = requantize(torch.from_numpy(acc).permute(1, 2, 0), torch.from_numpy(m0), torch.from_numpy(shift), 0,
