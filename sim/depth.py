@@ -66,7 +66,7 @@ def rtl_run(cfg: EngineConfig, memory: bytes | bytearray, prog_addr: int, *, sim
                   {int(k): v for k, v in res["beats_by_tag"].items()})
 
 
-def random_program(cfg: EngineConfig, seed: int, n: int = 24) -> tuple[bytearray, int]:
+def random_program(cfg: EngineConfig, seed: int, n: int = 40) -> tuple[bytearray, int]:
     """A random program of legal instructions over random data (every instruction a barrier, so the
     units' concurrency cannot change the result): ``(memory image, program address)``.
 
@@ -93,7 +93,7 @@ def random_program(cfg: EngineConfig, seed: int, n: int = 24) -> tuple[bytearray
     rng = random.Random(seed)
     prog_bytes = (n + 1) * 32
     data_at, data_len = 4096, 16384
-    par_at, par_words = data_at + data_len, 64
+    par_at, par_words = data_at + data_len, 128
     out_at, out_len = par_at + par_words * PAR_BYTES, 16384
     mem = bytearray(out_at + out_len)
     mem[data_at : data_at + data_len] = bytes(rng.getrandbits(8) for _ in range(data_len))
@@ -105,52 +105,54 @@ def random_program(cfg: EngineConfig, seed: int, n: int = 24) -> tuple[bytearray
         w[7:22] = bytes(sorted(rng.randint(0, 255) for _ in range(15)))
         mem[par_at + i * PAR_BYTES : par_at + (i + 1) * PAR_BYTES] = w
     assert prog_bytes <= data_at
+    def load(mid, sram):
+        if mid == MEM_PAR:
+            run = 4 * rng.randint(cfg.co // 2, cfg.co)  # whole parameter words
+            base = par_at + PAR_BYTES * rng.randrange(par_words - run // 4)
+            return {"op": OP_LOAD, "mem": mid, "mode": 0, "flush": rng.randrange(2), "nbytes": PAR_BYTES,
+                    "sram": sram, "dram": {"base": base, "run": run, "n0": 1, "n1": 1}}
+        run, n0, n1 = rng.randint(1, 4), rng.randint(1, 6), rng.randint(1, 6)
+        s0, s1 = 8 * rng.randint(0, 8), 8 * rng.randint(0, 40)
+        span = (run - 1) * 8 + (n0 - 1) * s0 + (n1 - 1) * s1 + 8
+        base = data_at + 8 * rng.randrange((data_len - span) // 8)
+        return {"op": OP_LOAD, "mem": mid, "mode": rng.randrange(MODE_NIBBLE_S + 1), "flush": rng.randrange(2),
+                "nbytes": rng.randint(1, cfg.word_bytes(mid)), "sram": sram,
+                "dram": {"base": base, "run": run, "n0": n0, "n1": n1, "s0": s0, "s1": s1}}
+
     insns = []
-    for _ in range(n):
-        kind = rng.choices((OP_LOAD, OP_COMPUTE, OP_STORE), (3, 2, 1))[0]
-        if kind == OP_LOAD:
-            mid = rng.randrange(4)
-            if mid == MEM_PAR:
-                run = 4 * rng.randint(1, 4)  # whole parameter words
-                base = par_at + PAR_BYTES * rng.randrange(par_words - run // 4)
-                insns.append({"op": OP_LOAD, "mem": mid, "mode": 0, "flush": rng.randrange(2), "nbytes": PAR_BYTES,
-                              "sram": rng.randrange(cfg.par_depth),
-                              "dram": {"base": base, "run": run, "n0": 1, "n1": 1}})
-                continue
-            run, n0, n1 = rng.randint(1, 4), rng.randint(1, 4), rng.randint(1, 4)
-            s0, s1 = 8 * rng.randint(0, 8), 8 * rng.randint(0, 40)
-            span = (run - 1) * 8 + (n0 - 1) * s0 + (n1 - 1) * s1 + 8
-            base = data_at + 8 * rng.randrange((data_len - span) // 8)
-            insns.append({"op": OP_LOAD, "mem": mid, "mode": rng.randrange(MODE_NIBBLE_S + 1), "flush": rng.randrange(2),
-                          "nbytes": rng.randint(1, cfg.word_bytes(mid)), "sram": rng.randrange(cfg.depth(mid)),
-                          "dram": {"base": base, "run": run, "n0": n0, "n1": n1, "s0": s0, "s1": s1}})
-        elif kind == OP_COMPUTE:
-            stride = rng.choice((1, 2))
-            fmt = rng.randrange(FMT_S16 + 1)
-            enc = int(fmt == FMT_U8 and rng.random() < 0.5)
+    while len(insns) < n:
+        # a round: fill the memories around random anchors, compute from them, store the result
+        anchors = [rng.randrange(cfg.depth(mid)) for mid in range(4)]
+        for mid in rng.sample(range(4), 4):
+            for _ in range(rng.randint(1, 2)):
+                off = 0 if mid == MEM_PAR else rng.randint(0, 4)
+                insns.append(load(mid, (anchors[mid] + off) % cfg.depth(mid)))
+        stride = rng.choice((1, 2))
+        fmt = rng.randrange(FMT_S16 + 1)
+        enc = int(fmt == FMT_U8 and rng.random() < 0.5)
 
-            def seg(present):
-                if not present:
-                    return {"ch": 0}
-                up = int(stride == 1 and rng.random() < 0.4)
-                return {"ch": rng.randint(1, 5), "up": up, "in_h": rng.randint(1, 12),
-                        "in_w": rng.randint(1, cfg.max_width), "row0": rng.randint(0, 3), "band": rng.randint(1, 6),
-                        "base": rng.randrange(cfg.act_depth)}
+        def seg(present):
+            if not present:
+                return {"ch": 0}
+            up = int(stride == 1 and rng.random() < 0.4)
+            return {"ch": rng.randint(1, 4), "up": up, "in_h": rng.randint(1, 12), "in_w": rng.randint(1, cfg.max_width),
+                    "row0": rng.randint(0, 3), "band": rng.randint(1, 4), "base": (anchors[0] + rng.randint(0, 3))
+                    % cfg.act_depth}
 
-            insns.append({"op": OP_COMPUTE, "k": rng.choice((1, 3)), "stride": stride, "decode": rng.randrange(2),
-                          "encode": enc, "fmt": fmt, "n_co": rng.randint(1, cfg.co), "oy0": rng.randint(0, 6),
-                          "out_h": rng.randint(1, 3), "out_w": rng.randint(1, cfg.max_width),
-                          "wgt": rng.randrange(cfg.wgt_depth), "par": rng.randrange(cfg.par_depth),
-                          "tab": rng.randrange(cfg.tab_depth), "out": rng.randrange(cfg.out_depth),
-                          "seg0": seg(True), "seg1": seg(rng.random() < 0.5), "tag": rng.randrange(256)})
-        else:
-            run, n0, n1 = rng.randint(1, 4), rng.randint(1, 3), rng.randint(1, 3)
-            s0, s1 = 8 * rng.randint(4, 8), 8 * rng.randint(30, 60)
-            span = (n0 - 1) * s0 + (n1 - 1) * s1 + run * 8
-            base = out_at + 8 * rng.randrange((out_len - span) // 8)
-            insns.append({"op": OP_STORE, "fmt": rng.randrange(FMT_S16 + 1), "width": rng.randint(1, cfg.max_width),
-                          "out": rng.randrange(cfg.out_depth),
-                          "dram": {"base": base, "run": run, "n0": n0, "n1": n1, "s0": s0, "s1": s1}})
+        out = rng.randrange(cfg.out_depth)
+        out_h = rng.randint(1, 3)
+        n_co = rng.randint(1, cfg.co)
+        insns.append({"op": OP_COMPUTE, "k": rng.choice((1, 3)), "stride": stride, "decode": rng.randrange(2),
+                      "encode": enc, "fmt": fmt, "n_co": n_co, "oy0": rng.randint(0, 6), "out_h": out_h,
+                      "out_w": rng.randint(1, cfg.max_width), "wgt": anchors[1], "par": anchors[2], "tab": anchors[3],
+                      "out": out, "seg0": seg(True), "seg1": seg(rng.random() < 0.5), "tag": rng.randrange(256)})
+        run, n0, n1 = rng.randint(1, 4), out_h, n_co
+        s0, s1 = 8 * rng.randint(4, 8), 8 * rng.randint(30, 60)
+        span = (n0 - 1) * s0 + (n1 - 1) * s1 + run * 8
+        base = out_at + 8 * rng.randrange((out_len - span) // 8)
+        insns.append({"op": OP_STORE, "fmt": rng.randrange(FMT_S16 + 1), "width": rng.randint(1, cfg.max_width),
+                      "out": out, "dram": {"base": base, "run": run, "n0": n0, "n1": n1, "s0": s0, "s1": s1}})
+    insns = insns[:n]
     insns.append({"op": OP_END})
     for i, ins in enumerate(insns):
         ins["barrier"] = 1
