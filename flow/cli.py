@@ -724,6 +724,227 @@ def _load_int_depth(path):
     return _IntDepth(IntGraph.from_dict(torch.load(f, weights_only=True)))
 
 
+
+# --------------------------------------------------------------------------- QuartDepth engine
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    from qsilicon.hw.depth.isa import EngineConfig
+
+    d = EngineConfig()
+    p.add_argument("--co", type=int, default=d.co, help=f"MAC-array rows: output channels at once (default {d.co})")
+    p.add_argument("--px", type=int, default=d.px, help=f"MAC-array columns: pixels at once (default {d.px})")
+    p.add_argument("--max-width", type=int, default=d.max_width, help=f"widest row in pixels (default {d.max_width})")
+    for name in ("act", "wgt", "out", "par", "tab"):
+        v = getattr(d, f"{name}_depth")
+        p.add_argument(f"--{name}-depth", type=int, default=v, help=f"words of the {name} buffer (default {v})")
+
+
+def _engine_config(args):
+    from qsilicon.hw.depth.isa import EngineConfig
+
+    try:
+        return EngineConfig(args.co, args.px, args.max_width, args.act_depth, args.wgt_depth, args.out_depth,
+                            args.par_depth, args.tab_depth)
+    except ValueError as e:
+        raise CliError(f"engine configuration: {e}") from None
+
+
+def _depth_program(ig, cfg, size: int, fuse: bool = True):
+    from qsilicon.hw.depth.compiler import CompileError, compile_graph
+
+    try:
+        return compile_graph(ig, cfg, height=size, width=size, fuse=fuse)
+    except CompileError as e:
+        raise CliError(f"{e}") from None
+
+
+def _depth_model(path):
+    """``(integer graph, input size, one test image)`` of an exported model, or of the reduced network."""
+    if path is None:
+        from qsilicon.quant.ptq.toy import reduced_depth_graph
+
+        _progress("quantizing the reduced depth network (random weights, widths 8/16, 16x16 input)")
+        ig, x = reduced_depth_graph(seed=0)
+        return ig, 16, x[:1], "reduced network (widths 8, 16; 16x16)"
+    ig = _load_int_depth(path).ig
+    xt, _ = _depth_split("test", 1)
+    return ig, xt.shape[-1], xt[:1], f"{path} (64x64)"
+
+
+def cmd_compile_depth(args) -> int:
+    import torch
+
+    from qsilicon import __version__
+    from qsilicon.hw.depth.iss import run_program
+
+    cfg = _engine_config(args)
+    out = OutputDir(args.output)
+    ig, size, img, what = _depth_model(args.model)
+    prog = _depth_program(ig, cfg, size, fuse=not args.no_fuse)
+    mem = prog.with_input(ig.image_codes(img)[0])
+    stats = run_program(mem, prog.prog_addr, cfg)
+    exact = bool(torch.equal(prog.read(mem), ig.forward(img)))
+    if not exact:
+        raise CliError("the instruction-set simulator's output differs from the integer graph: compiler bug")
+    report = {"model": what, "engine": cfg.to_dict(), "fused": not args.no_fuse, "instructions": len(prog.insns),
+              "memory_bytes": len(prog.memory), "program_addr": prog.prog_addr,
+              "layers": [{"tag": s.tag, "name": s.name, "macs": s.macs, "jobs": s.jobs, "band_rows": s.band_rows}
+                         for s in prog.layers],
+              "tensors": {k: {"base": t.base, "shape": [t.channels, t.height, t.width], "bits": t.bits}
+                          for k, t in prog.tensors.items()},
+              "iss": {"bit_exact": exact, "dram_read_bytes": stats.dram_read, "dram_written_bytes": stats.dram_written,
+                      "mac_beats": sum(stats.beats.values())}}
+    with out as tmp:
+        (tmp / "memory.bin").write_bytes(bytes(prog.memory))
+        (tmp / "program.json").write_text(json.dumps({**report, "insns": prog.insns}, indent=1) + "\n")
+        (tmp / MANIFEST).write_text(json.dumps({"qsilicon": __version__, "component": "depth-program",
+                                                "files": ["memory.bin", "program.json"]}, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"compiled {what} for {cfg.tag}: {len(prog.insns)} instructions, memory image {len(prog.memory)} bytes "
+          f"(program at {prog.prog_addr:#x}, input '{prog.input}' at {prog.tensors[prog.input].base:#x}, "
+          f"output '{prog.output}' at {prog.tensors[prog.output].base:#x}); written to {out.target}")
+    print(f"  ISS on one test image: bit-exact to the integer graph; external memory read {stats.dram_read} B, "
+          f"written {stats.dram_written} B, {sum(stats.beats.values())} MAC-array beats")
+    for s in prog.layers:
+        print(f"  {s.name:<8} {s.macs:>10} MACs  {s.jobs:>3} jobs of {s.band_rows} rows")
+    return 0
+
+
+def cmd_verify_depth(args) -> int:
+    import torch
+
+    from qsilicon.hw.depth.iss import run_program
+    from qsilicon.sim.depth import rtl_run
+    from qsilicon.sim.runner import SimulationError, SimulatorMissingError, check_simulator
+
+    cfg = _engine_config(args)
+    if not 0 < args.ready_p <= 1:
+        raise CliError(f"--ready-p must be in (0, 1], not {args.ready_p}")
+    try:
+        check_simulator(args.sim)
+    except SimulatorMissingError as e:
+        raise CliError(str(e)) from None
+    ig, size, img, what = _depth_model(args.model)
+    prog = _depth_program(ig, cfg, size)
+    mem = prog.with_input(ig.image_codes(img)[0])
+    iss = bytearray(mem)
+    run_program(iss, prog.prog_addr, cfg)
+    ref = ig.forward(img)
+    _progress(f"running {len(prog.insns)} instructions on the {cfg.tag} RTL in {args.sim} (the first build of a "
+              "configuration takes a few minutes)")
+    with tempfile.TemporaryDirectory(prefix="qs-verify-") as tmp:
+        log = Path(tmp) / "sim.log"
+        try:
+            rtl = rtl_run(cfg, mem, prog.prog_addr, sim=args.sim, ready_p=args.ready_p, seed=args.seed, log_file=log)
+        except SimulationError as e:
+            tail = log.read_text(errors="replace").splitlines()[-30:] if log.exists() else []
+            print("\n".join(tail), file=sys.stderr)
+            raise CliError(str(e).split(" (log:")[0]) from None
+    got = prog.read(rtl.memory)
+    layers = [{"name": s.name, "cycles": rtl.busy_by_tag.get(s.tag, 0), "macs": s.macs,
+               "pe_utilization": round(s.macs / max(1, rtl.busy_by_tag.get(s.tag, 0) * cfg.macs), 4)}
+              for s in prog.layers]
+    report = {"model": what, "engine": cfg.to_dict(), "sim": args.sim, "ready_p": args.ready_p,
+              "bit_exact_vs_integer_graph": bool(torch.equal(got, ref)),
+              "memory_equal_to_iss": rtl.memory == bytes(iss), "cycles": rtl.cycles, "registers": rtl.regs,
+              "pe_utilization": round(sum(s.macs for s in prog.layers) / (rtl.cycles * cfg.macs), 4),
+              "layers": layers}
+    ok = report["bit_exact_vs_integer_graph"] and report["memory_equal_to_iss"]
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{'PASS' if ok else 'FAIL'}: {what} on the {cfg.tag} engine ({args.sim}): output "
+              f"{'equal' if report['bit_exact_vs_integer_graph'] else 'NOT equal'} to the integer graph, memory image "
+              f"{'equal' if report['memory_equal_to_iss'] else 'NOT equal'} to the ISS's")
+        print(f"  {rtl.cycles} cycles ({rtl.cycles / 1e5:.2f} ms at 100 MHz), PE utilization "
+              f"{100 * report['pe_utilization']:.1f}%, {rtl.regs['RD_WORDS'] * 8} B read, {rtl.regs['WR_WORDS'] * 8} B "
+              "written")
+        for r in layers:
+            print(f"  {r['name']:<8} {r['cycles']:>9} cycles  PE utilization {100 * r['pe_utilization']:5.1f}%")
+    return 0 if ok else 1
+
+
+def cmd_verilog_depth_engine(args) -> int:
+    from qsilicon import __version__
+    from qsilicon.hw.depth.engine import REGS, DepthEngine
+    from qsilicon.hw.depth.isa import isa_table
+    from qsilicon.sim.depth import depth_engine_verilog
+
+    cfg = _engine_config(args)
+    board = _board(args.board) if args.board else None
+    out = OutputDir(args.output)
+    with out as tmp:
+        _progress(f"elaborating the QuartDepth engine {cfg.tag}")
+        (tmp / "depth_engine.v").write_text(depth_engine_verilog(cfg))
+        (tmp / "ISA.md").write_text("# QuartDepth engine instruction set\n\n" + isa_table() + "\n")
+        files = ["depth_engine.v", "ISA.md"]
+        if board is not None:
+            from qsilicon.boards import build_plan
+            from qsilicon.hw.shell import SelfTestShell
+
+            _progress(f"writing the {board.name} build plan ({board.part})")
+            written = build_plan(board.name, SelfTestShell(DepthEngine(cfg)), tmp / board.name, name="top")
+            files += [str(Path(p).relative_to(tmp)) for p in written]
+        manifest = {"qsilicon": __version__, "component": "depth-engine", "config": cfg.to_dict(),
+                    "board": board.to_dict() if board else None,
+                    "axi4_master": {"prefix": "m_axi__", "data_bits": 64, "addr_bits": 32},
+                    "axi4_lite_slave": {"prefix": "s_axil__", "registers": REGS}, "irq": "irq",
+                    "files": sorted(files)}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"wrote {len(files)} files to {out.target}")
+    for f in sorted(files):
+        print(f"  {f}")
+    return 0
+
+
+def cmd_synth_engine(args) -> int:
+    from qsilicon.hw.depth.engine import DepthEngine
+    from qsilicon.hw.synth import SynthError, area_estimate, place_and_route, synthesize
+
+    cfg = _engine_config(args)
+    board = None
+    if args.pnr:
+        board = _board(args.board or "ulx3s")
+        if args.target != "ecp5" or board.family != "ecp5":
+            raise CliError(f"--pnr places and routes on ECP5 boards: use --target ecp5 --board ulx3s, "
+                           f"not --target {args.target} --board {board.name}")
+    elif args.board:
+        raise CliError("--board goes with --pnr")
+    target = "generic_sram" if args.target == "generic" else args.target
+    _progress(f"synthesizing the QuartDepth engine {cfg.tag} for {args.target} with yosys (minutes)")
+    try:
+        res = synthesize(DepthEngine(cfg), "depth_engine", target)
+        pnr = None
+        if board is not None:
+            from qsilicon.hw.shell import SelfTestShell
+
+            _progress(f"placing and routing the self-test shell on {board.name} ({board.part}) with nextpnr")
+            pnr = place_and_route(SelfTestShell(DepthEngine(cfg)), board.name)
+    except SynthError as e:
+        raise CliError(str(e)) from None
+    report = {"component": "depth-engine", "config": cfg.to_dict(), **res.to_dict(),
+              "pnr": pnr.to_dict() if pnr else None}
+    if args.target == "generic":
+        report["area"] = area_estimate(res.cells, 8 * sum(cfg.sram_bytes().values()))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"depth engine {cfg.tag} on {args.target}{' (cached)' if res.cached else ''}: "
+          + ", ".join(f"{k} {v}" for k, v in res.counts.items()))
+    if "area" in report:
+        a = report["area"]
+        print(f"  area estimate: {a['kGE']} kGE logic ({a['logic_mm2']} mm^2) + {a['sram_bits']} SRAM bits "
+              f"({a['sram_mm2']} mm^2) = {a['total_mm2']} mm^2 ({a['assumptions']})")
+    print(f"  tool: {res.tool}")
+    if pnr is not None:
+        print(f"  {pnr.board}: fmax {pnr.fmax_mhz:.1f} MHz (constraint {pnr.target_mhz:g} MHz); "
+              + ", ".join(f"{k} {u}/{a}" for k, (u, a) in pnr.utilisation.items() if u))
+    return 0
+
+
 def cmd_quantize_depth(args) -> int:
     import torch
 
@@ -811,6 +1032,12 @@ def build_parser() -> argparse.ArgumentParser:
     vv.add_argument("-o", "--output", required=True, help="output directory")
     vv.set_defaults(func=cmd_verilog_vit_block)
 
+    vd = vs.add_parser("depth-engine", help="the QuartDepth engine (AXI4 master, AXI4-Lite registers), ISA table")
+    _add_engine_args(vd)
+    vd.add_argument("--board", help="also write a build plan (engine in a self-test shell) for this board")
+    vd.add_argument("-o", "--output", required=True, help="output directory")
+    vd.set_defaults(func=cmd_verilog_depth_engine)
+
     f = sub.add_parser("verify", help="run a generator's RTL in cocotb against the integer reference")
     fs = f.add_subparsers(dest="component", required=True, parser_class=_Parser)
     for comp in ("gemm", "mpgemm"):
@@ -859,6 +1086,18 @@ def build_parser() -> argparse.ArgumentParser:
     vb.add_argument("--json", action="store_true")
     vb.set_defaults(func=cmd_verify_vit_block)
 
+    fd = fs.add_parser("depth", help="a compiled depth network on the QuartDepth engine's RTL")
+    fd.add_argument("--model", default=None, help="int_graph.pt or its directory (from 'qsilicon quantize depth -o'); "
+                    "default: the reduced network, quantized on the spot")
+    _add_engine_args(fd)
+    fd.add_argument("--sim", choices=("verilator",), default="verilator",
+                    help="verilator (the whole engine is too big for Icarus)")
+    fd.add_argument("--ready-p", type=float, default=1.0,
+                    help="probability that the memory model takes or returns a beat in a cycle (default 1)")
+    fd.add_argument("--seed", type=int, default=0)
+    fd.add_argument("--json", action="store_true")
+    fd.set_defaults(func=cmd_verify_depth)
+
     y = sub.add_parser("synth", help="synthesize a generator with yosys (and place and route on ECP5)")
     ys = y.add_subparsers(dest="component", required=True, parser_class=_Parser)
     for comp in ("gemm", "mpgemm"):
@@ -871,6 +1110,26 @@ def build_parser() -> argparse.ArgumentParser:
         yg.add_argument("--board", default=None, help="board for --pnr (default ulx3s)")
         yg.add_argument("--json", action="store_true")
         yg.set_defaults(func=cmd_synth_gemm)
+
+    ye = ys.add_parser("engine", help="the QuartDepth engine: generic (gates + SRAM, area estimate), xcup, ecp5")
+    _add_engine_args(ye)
+    ye.add_argument("--target", choices=("generic", "xcup", "ecp5"), required=True,
+                    help="generic: two-input gates with memories as SRAM macros and an area estimate")
+    ye.add_argument("--pnr", action="store_true", help="also place and route it in its self-test shell (ECP5) for fmax")
+    ye.add_argument("--board", default=None, help="board for --pnr (default ulx3s)")
+    ye.add_argument("--json", action="store_true")
+    ye.set_defaults(func=cmd_synth_engine)
+
+    cp = sub.add_parser("compile", help="compile a quantized model to an accelerator's program and memory image")
+    cps = cp.add_subparsers(dest="model", required=True, parser_class=_Parser)
+    cd = cps.add_parser("depth", help="an exported integer depth network -> QuartDepth engine program")
+    cd.add_argument("--model", default=None, help="int_graph.pt or its directory (from 'qsilicon quantize depth -o'); "
+                    "default: the reduced network")
+    _add_engine_args(cd)
+    cd.add_argument("--no-fuse", action="store_true", help="materialise upsampled tensors (the unfused baseline)")
+    cd.add_argument("-o", "--output", required=True, help="output directory")
+    cd.add_argument("--json", action="store_true")
+    cd.set_defaults(func=cmd_compile_depth)
 
     t = sub.add_parser("train", help="train a model on the CPU from a fixed seed")
     ts = t.add_subparsers(dest="model", required=True, parser_class=_Parser)

@@ -1,4 +1,5 @@
-"""A self-test shell that puts a stream component on a board by itself.
+"""A self-test shell that puts a component (stream ports, or plain ports such as AXI buses) on a board
+by itself.
 
 Vendor synthesis removes logic whose inputs are undriven or whose outputs go nowhere, so a
 bare engine cannot be built for a board without a system around it.  The shell drives every
@@ -28,15 +29,13 @@ class SelfTestShell(Elaboratable):
     Parameters
     ----------
     core : wiring.Component
-        Every member must be a ``stream.Signature`` port.
+        Stream ports get LFSR beats (valid always, ready always); plain input signals get free-running
+        LFSR bits; every output bit is folded.
     led : str
         Platform resource that receives the folded output bit (``led`` 0 by default).
     """
 
     def __init__(self, core, led: str = "led") -> None:
-        for name, member in core.signature.members.items():
-            if not (member.is_signature and isinstance(member.signature, stream.Signature)):
-                raise TypeError(f"SelfTestShell needs stream ports only; member {name!r} is not a stream")
         self._core = core
         self._led = led
 
@@ -46,7 +45,25 @@ class SelfTestShell(Elaboratable):
         fold = Signal(attrs={"keep": 1, "DONT_TOUCH": "TRUE"})
         folded = []
         seed = 1
+        streams = {n for n, mb in core.signature.members.items()
+                   if mb.is_signature and isinstance(mb.signature, stream.Signature)}
+        # Plain ports (e.g. AXI buses): inputs from free-running LFSR bits, outputs folded.
+        for path, member, value in core.signature.flatten(core):
+            if path[0] in streams:
+                continue
+            label = "_".join(map(str, path))
+            if member.flow == Flow.In:
+                s = Signal(32, init=(0x9E3779B9 * seed) & 0xFFFFFFFF or 1, name=f"lfsr_{label}")
+                seed += 1
+                m.d.sync += s.eq(Cat(s[1:], 0) ^ (s[0].replicate(32) & _TAPS))
+                m.d.comb += value.eq(s.replicate(-(-len(value) // 32))[: len(value)])
+            else:
+                acc = Signal(name=f"fold_{label}")
+                m.d.sync += acc.eq(acc ^ value.xor())
+                folded.append(acc)
         for name, member in core.signature.members.items():
+            if name not in streams:
+                continue
             port = getattr(core, name)
             width = len(port.payload.as_value())
             if member.flow == Flow.In:

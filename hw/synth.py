@@ -25,7 +25,8 @@ from qsilicon.paths import cache_root
 from .export import to_rtlil
 
 __all__ = [
-    "TARGETS", "PnrResult", "SynthError", "SynthResult", "place_and_route", "synthesize", "yosys_version",
+    "GE_PER_CELL", "TARGETS", "PnrResult", "SynthError", "SynthResult", "area_estimate", "place_and_route", "synthesize",
+    "yosys_version",
 ]
 
 #: Yosys script per target; ``{top}`` is the top module.
@@ -39,6 +40,9 @@ TARGETS: Mapping[str, str] = {
     "ice40": "synth_ice40 -dsp -top {top}",
     # ASIC-style gate counts: generic synthesis mapped to simple two-input gates and muxes.
     "generic": "synth -flatten -top {top}; abc -g AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX; opt_clean",
+    # The same with memories kept as SRAM macros ($mem_v2 cells) instead of flip-flops (ASIC flow).
+    "generic_sram": ("synth -flatten -top {top} -run :fine; opt -full; techmap; opt -fast; "
+                     "abc -g AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX; opt_clean"),
 }
 
 # cell type -> category, per target family
@@ -57,7 +61,35 @@ _CATEGORIES: Mapping[str, list[tuple[str, str]]] = {
               (r"^SB_RAM40_4K", "bram"), (r"^SB_SPRAM256KA$", "spram"), (r"^SB_CARRY$", "carry")],
     "generic": [(r"^\$_(S?DFFE?|DFFSRE?|ALDFFE?|DLATCH)", "ff"), (r"^\$_MUX_$", "mux"),
                 (r"^\$_(AND|NAND|OR|NOR|XOR|XNOR|ANDNOT|ORNOT|NOT|BUF)_$", "gate")],
+    "generic_sram": [(r"^\$_(S?DFFE?|DFFSRE?|ALDFFE?|DLATCH)", "ff"), (r"^\$_MUX_$", "mux"),
+                     (r"^\$_(AND|NAND|OR|NOR|XOR|XNOR|ANDNOT|ORNOT|NOT|BUF)_$", "gate"), (r"^\$mem", "sram")],
 }
+
+#: Gate equivalents (NAND2 = 1) of the generic cells, typical of standard-cell libraries: the area
+#: table of the ASIC estimate (``area_estimate``).  Flip-flops with enable or reset count as DFF + MUX.
+GE_PER_CELL: Mapping[str, float] = {
+    "$_NOT_": 0.67, "$_BUF_": 1.0, "$_NAND_": 1.0, "$_NOR_": 1.0, "$_AND_": 1.33, "$_OR_": 1.33,
+    "$_ANDNOT_": 1.33, "$_ORNOT_": 1.33, "$_XOR_": 2.0, "$_XNOR_": 2.0, "$_MUX_": 2.33, "dff": 4.33,
+    "dff_en_or_reset": 6.67,
+}
+#: Assumed NAND2 area and SRAM macro area per bit (periphery included), 28 nm-class figures.
+NAND2_UM2 = 0.49
+SRAM_UM2_PER_BIT = 0.25
+
+
+def area_estimate(cells: Mapping[str, int], sram_bits: int) -> dict:
+    """Gate equivalents of generic cells (:data:`GE_PER_CELL`) and an area in mm^2 with the SRAM."""
+    ge = 0.0
+    for cell, n in cells.items():
+        if cell in GE_PER_CELL:
+            ge += GE_PER_CELL[cell] * n
+        elif re.search(r"^\$_(S?DFFE?|DFFSRE?|ALDFFE?)", cell):
+            ge += GE_PER_CELL["dff" if re.fullmatch(r"\$_DFF_[NP]_", cell) else "dff_en_or_reset"] * n
+    logic_mm2 = ge * NAND2_UM2 / 1e6
+    sram_mm2 = sram_bits * SRAM_UM2_PER_BIT / 1e6
+    return {"kGE": round(ge / 1e3, 1), "logic_mm2": round(logic_mm2, 4), "sram_bits": sram_bits,
+            "sram_mm2": round(sram_mm2, 4), "total_mm2": round(logic_mm2 + sram_mm2, 4),
+            "assumptions": f"NAND2 {NAND2_UM2} um^2, SRAM {SRAM_UM2_PER_BIT} um^2/bit"}
 
 
 class SynthError(RuntimeError):
@@ -118,6 +150,7 @@ _REPORTED = {
     "ecp5": ("lut", "ff", "dsp", "bram", "carry"),
     "ice40": ("lut", "ff", "dsp", "bram", "carry"),
     "generic": ("gate", "mux", "ff"),
+    "generic_sram": ("gate", "mux", "ff", "sram"),
 }
 
 
