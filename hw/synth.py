@@ -25,8 +25,8 @@ from qsilicon.paths import cache_root
 from .export import to_rtlil
 
 __all__ = [
-    "GE_PER_CELL", "TARGETS", "PnrResult", "SynthError", "SynthResult", "area_estimate", "place_and_route", "synthesize",
-    "yosys_version",
+    "GE_PER_CELL", "TARGETS", "PnrResult", "SynthError", "SynthResult", "area_estimate", "place_and_route",
+    "synthesize", "yosys_version",
 ]
 
 #: Yosys script per target; ``{top}`` is the top module.

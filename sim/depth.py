@@ -131,13 +131,13 @@ def random_program(cfg: EngineConfig, seed: int, n: int = 40) -> tuple[bytearray
         fmt = rng.randrange(FMT_S16 + 1)
         enc = int(fmt == FMT_U8 and rng.random() < 0.5)
 
-        def seg(present):
+        def seg(present, stride=stride, act0=anchors[0]):
             if not present:
                 return {"ch": 0}
             up = int(stride == 1 and rng.random() < 0.4)
-            return {"ch": rng.randint(1, 4), "up": up, "in_h": rng.randint(1, 12), "in_w": rng.randint(1, cfg.max_width),
-                    "row0": rng.randint(0, 3), "band": rng.randint(1, 4), "base": (anchors[0] + rng.randint(0, 3))
-                    % cfg.act_depth}
+            return {"ch": rng.randint(1, 4), "up": up, "in_h": rng.randint(1, 12),
+                    "in_w": rng.randint(1, cfg.max_width), "row0": rng.randint(0, 3), "band": rng.randint(1, 4),
+                    "base": (act0 + rng.randint(0, 3)) % cfg.act_depth}
 
         out = rng.randrange(cfg.out_depth)
         out_h = rng.randint(1, 3)

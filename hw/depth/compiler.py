@@ -175,9 +175,11 @@ def _align(n: int, a: int = 64) -> int:
     return -(-n // a) * a
 
 
-def compile_graph(g: IntGraph, cfg: EngineConfig = EngineConfig(), *, height: int = 64, width: int = 64,
+def compile_graph(g: IntGraph, cfg: EngineConfig | None = None, *, height: int = 64, width: int = 64,
                   fuse: bool = True) -> DepthProgram:
-    """Lower ``g`` (input ``[1, C, height, width]``) to a program for an engine of ``cfg``."""
+    """Lower ``g`` (input ``[1, C, height, width]``) to a program for an engine of ``cfg`` (default
+    :class:`EngineConfig()`)."""
+    cfg = EngineConfig() if cfg is None else cfg
     layers = [_Layer(n.name, tuple(n.inputs), n.output, n.w, n.w_bits, n.bias, n.m0, n.shift, n.stride)
               for n in g.nodes]
     kinds = {t: v for t, v in g.tensors.items()}
@@ -265,7 +267,7 @@ def compile_graph(g: IntGraph, cfg: EngineConfig = EngineConfig(), *, height: in
         dec = polished if L.decode is None else L.decode
         pad = k // 2
 
-        def rows_needed(oy0, T, t, up):
+        def rows_needed(oy0, T, t, up, k=k, s=s, pad=pad):
             _, ih, _ = shape[t]
             if up:
                 lo, hi = max(0, oy0 - pad), min(2 * ih - 1, oy0 + T - 1 - pad + k - 1)
@@ -273,7 +275,7 @@ def compile_graph(g: IntGraph, cfg: EngineConfig = EngineConfig(), *, height: in
             lo, hi = max(0, oy0 * s - pad), min(ih - 1, (oy0 + T - 1) * s - pad + k - 1)
             return lo, hi
 
-        def footprint(T):
+        def footprint(T, L=L, oh=oh, rows_needed=rows_needed):
             worst = 0
             for oy0 in range(0, oh, T):
                 tt = min(T, oh - oy0)
@@ -363,7 +365,8 @@ def compile_graph(g: IntGraph, cfg: EngineConfig = EngineConfig(), *, height: in
                               "wgt": slot * wgt_half, "par": slot * par_half, "tab": 0, "out": slot * out_half,
                               "seg0": segs[0], "seg1": seg1, "pop_prev": 1, "pop_next": int(job >= 2),
                               "push_prev": 1, "push_next": 1})
-                insns.append({"op": OP_STORE, "tag": tag, "fmt": FMT_U4 if enc else fmt, "width": ow, "out": slot * out_half,
+                insns.append({"op": OP_STORE, "tag": tag, "fmt": FMT_U4 if enc else fmt, "width": ow,
+                              "out": slot * out_half,
                               "pop_prev": 1, "push_prev": 1,
                               "dram": {"tensor": (L.output, oy0, co0), "n0": tt, "n1": n_co}})
                 job += 1

@@ -53,7 +53,7 @@ from __future__ import annotations
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
 from ..blocks.axi import AddrGen, AxiLiteRegs, AxiReadMux, AxiWriter, axi4_lite_signature, axi4_signature
 from ..blocks.mac_array import MacArray
@@ -117,7 +117,8 @@ class DepthEngine(wiring.Component):
         Tag of the COMPUTE running, compute unit busy, MAC-array beat taken (observation only).
     """
 
-    def __init__(self, cfg: EngineConfig = EngineConfig()) -> None:
+    def __init__(self, cfg: EngineConfig | None = None) -> None:
+        cfg = EngineConfig() if cfg is None else cfg
         if not isinstance(cfg, EngineConfig):
             raise TypeError(f"cfg must be an EngineConfig, not {cfg!r}")
         self._cfg = cfg
@@ -215,7 +216,7 @@ class DepthEngine(wiring.Component):
         fetch, fdata = rmux.i_burst_1, rmux.o_data_1
         m.d.comb += [fetch.payload.addr.eq(pc), fetch.payload.beats.eq(INSN_BYTES // 8)]
         axi_err = rmux.error | writer.error
-        for op_, q in queues.items():
+        for q in queues.values():
             m.d.comb += q.w_data.eq(ibits)
 
         with m.FSM(name="dispatch"):
@@ -246,10 +247,9 @@ class DepthEngine(wiring.Component):
                 with m.Elif(~legal):
                     m.d.sync += cause.eq(ERR_FIELD)
                     m.next = "DRAIN_ERROR"
-                with m.Elif(op == OP_END):
-                    with m.If(unit_idle):
-                        m.d.sync += [busy.eq(0), done.eq(1), insns.eq(insns + 1)]
-                        m.next = "IDLE"
+                with m.Elif(op == OP_END), m.If(unit_idle):
+                    m.d.sync += [busy.eq(0), done.eq(1), insns.eq(insns + 1)]
+                    m.next = "IDLE"
                 with m.Elif(~L.barrier | unit_idle):
                     for op_, q in queues.items():
                         with m.If(op == op_):
@@ -259,10 +259,9 @@ class DepthEngine(wiring.Component):
                                 m.next = "FETCH"
                 with m.If(axi_err):
                     m.next = "AXI_ERROR"
-            with m.State("DRAIN_ERROR"):
-                with m.If(unit_idle | axi_err):
-                    m.d.sync += [busy.eq(0), done.eq(1), error.eq(1)]
-                    m.next = "IDLE"
+            with m.State("DRAIN_ERROR"), m.If(unit_idle | axi_err):
+                m.d.sync += [busy.eq(0), done.eq(1), error.eq(1)]
+                m.next = "IDLE"
             with m.State("AXI_ERROR"):
                 m.d.sync += [busy.eq(0), done.eq(1), error.eq(1), cause.eq(Mux(rmux.error, ERR_READ, ERR_WRITE))]
                 m.next = "IDLE"
@@ -328,11 +327,10 @@ class DepthEngine(wiring.Component):
                             m.d.sync += l0.eq(l0 + 1)
                     with m.Else():
                         m.d.sync += lw.eq(lw + 1)
-            with m.State("FINISH"):
-                with m.If(g_ld.done):
-                    m.d.comb += inc["ld2cp"].eq(li.push_next)
-                    m.d.sync += ld_busy.eq(0)
-                    m.next = "IDLE"
+            with m.State("FINISH"), m.If(g_ld.done):
+                m.d.comb += inc["ld2cp"].eq(li.push_next)
+                m.d.sync += ld_busy.eq(0)
+                m.next = "IDLE"
         with m.If(ld_busy):
             m.d.sync += ld_busy_c.eq(ld_busy_c + 1)
 
@@ -480,18 +478,16 @@ class DepthEngine(wiring.Component):
         cp_busy = Signal()
         cci_ok = cq.r_rdy & (~cq_view.pop_prev | (tok["ld2cp"] != 0)) & (~cq_view.pop_next | (tok["st2cp"] != 0))
         with m.FSM(name="compute"):
-            with m.State("IDLE"):
-                with m.If(cci_ok):
-                    m.d.comb += [cq.r_en.eq(1), dec["ld2cp"].eq(cq_view.pop_prev), dec["st2cp"].eq(cq_view.pop_next)]
-                    m.d.sync += [ci.eq(cq_view), t.eq(0), ox0.eq(0), sg.eq(0), ch.eq(0), cg.eq(0), ky.eq(0),
-                                 kx.eq(0), wptr.eq(0), cbase.eq(cq_view.seg0.base), issuing.eq(1), cp_busy.eq(1),
-                                 drow.eq(0), dt.eq(0), dox0.eq(0), ddone.eq(0)]
-                    m.next = "RUN"
-            with m.State("RUN"):
-                with m.If(ddone & ~p1v & ~p2v & ~p3v & ~p4v):
-                    m.d.comb += [inc["cp2ld"].eq(ci.push_prev), inc["cp2st"].eq(ci.push_next)]
-                    m.d.sync += cp_busy.eq(0)
-                    m.next = "IDLE"
+            with m.State("IDLE"), m.If(cci_ok):
+                m.d.comb += [cq.r_en.eq(1), dec["ld2cp"].eq(cq_view.pop_prev), dec["st2cp"].eq(cq_view.pop_next)]
+                m.d.sync += [ci.eq(cq_view), t.eq(0), ox0.eq(0), sg.eq(0), ch.eq(0), cg.eq(0), ky.eq(0),
+                             kx.eq(0), wptr.eq(0), cbase.eq(cq_view.seg0.base), issuing.eq(1), cp_busy.eq(1),
+                             drow.eq(0), dt.eq(0), dox0.eq(0), ddone.eq(0)]
+                m.next = "RUN"
+            with m.State("RUN"), m.If(ddone & ~p1v & ~p2v & ~p3v & ~p4v):
+                m.d.comb += [inc["cp2ld"].eq(ci.push_prev), inc["cp2st"].eq(ci.push_next)]
+                m.d.sync += cp_busy.eq(0)
+                m.next = "IDLE"
         with m.If(cp_busy):
             m.d.sync += cp_busy_c.eq(cp_busy_c + 1)
         m.d.comb += self.o_cp_busy.eq(cp_busy)
@@ -552,11 +548,10 @@ class DepthEngine(wiring.Component):
                                 m.next = "FINISH"
                         with m.Else():
                             m.d.sync += s0c.eq(s0c + 1)
-            with m.State("FINISH"):
-                with m.If(g_st.done & writer.idle):
-                    m.d.comb += inc["st2cp"].eq(si.push_prev)
-                    m.d.sync += st_busy.eq(0)
-                    m.next = "IDLE"
+            with m.State("FINISH"), m.If(g_st.done & writer.idle):
+                m.d.comb += inc["st2cp"].eq(si.push_prev)
+                m.d.sync += st_busy.eq(0)
+                m.next = "IDLE"
         with m.If(st_busy):
             m.d.sync += st_busy_c.eq(st_busy_c + 1)
 

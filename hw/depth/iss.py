@@ -23,7 +23,6 @@ from .isa import (
     INSN_BYTES,
     MEM_ACT,
     MEM_PAR,
-    MEM_TAB,
     MEM_WGT,
     MODE_BYTES,
     MODE_NIBBLE_S,
@@ -194,10 +193,8 @@ class _Machine:
         cfg, p = self.cfg, i["dram"]
         bits, _ = FMT_BITS[i["fmt"]]
         per = 64 // bits
-        n = 0
-        for start in _pattern_runs(p):
+        for n, start in enumerate(_pattern_runs(p)):
             row = self.out[(i["out"] + n) % cfg.out_depth].copy()
-            n += 1
             row[i["width"] :] = 0
             lanes = np.zeros(p["run"] * per, np.int64)
             m = min(len(lanes), cfg.max_width)

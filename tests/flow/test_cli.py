@@ -206,3 +206,46 @@ def test_verilog_vit_block(tmp_path):
     assert manifest["axi4_lite_slave"]["registers"]["CTRL"] == 0 and manifest["axi4_master"]["data_bits"] == 64
     text = (tmp_path / "vb" / "vit_block.v").read_text()
     assert "module vit_block(" in text and "m_axi__araddr" in text and "s_axil__wdata" in text
+
+
+SMALL_ENGINE = ["--co", "8", "--px", "4", "--max-width", "16", "--act-depth", "128", "--out-depth", "32",
+                "--wgt-depth", "512", "--par-depth", "16", "--tab-depth", "64"]
+
+
+def test_compile_and_verify_depth_reduced_network(tmp_path):
+    p = run("compile", "depth", *SMALL_ENGINE, "-o", str(tmp_path / "prog"), "--json")
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(p.stdout[p.stdout.index("{"):])
+    assert rep["iss"]["bit_exact"] and rep["instructions"] > 10
+    prog = json.loads((tmp_path / "prog" / "program.json").read_text())
+    assert (tmp_path / "prog" / "memory.bin").stat().st_size == prog["memory_bytes"]
+    assert prog["insns"][-1]["op"] == 0 and len(prog["insns"]) == rep["instructions"]
+    p = run("verify", "depth", *SMALL_ENGINE, "--ready-p", "0.8", "--json")
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(p.stdout[p.stdout.index("{"):])
+    assert rep["bit_exact_vs_integer_graph"] and rep["memory_equal_to_iss"]
+    assert rep["cycles"] > 0 and [r["name"] for r in rep["layers"]] == ["stem", "d0a", "d0b", "u0", "head"]
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["compile", "depth", "--co", "5", "-o", "X"], "engine configuration: co must be one of 4, 8, 16, not 5"),
+    (["compile", "depth", "--act-depth", "100", "-o", "X"], "act_depth must be a power of two"),
+    (["compile", "depth", "--model", "nowhere", "-o", "X"], "nowhere not found: write one with"),
+    (["verify", "depth", "--ready-p", "2"], "--ready-p must be in (0, 1], not 2.0"),
+    (["synth", "engine", "--target", "xcup", "--pnr"], "--pnr places and routes on ECP5 boards"),
+    (["verilog", "depth-engine", "--board", "nosuch", "-o", "X"], "nosuch"),
+])
+def test_depth_engine_bad_input(args, msg, tmp_path):
+    args = [str(tmp_path / a) if a == "X" else a for a in args]
+    p = run(*args)
+    assert p.returncode == 2 and msg in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not (tmp_path / "X").exists()
+
+
+def test_verilog_depth_engine(tmp_path):
+    p = run("verilog", "depth-engine", *SMALL_ENGINE, "-o", str(tmp_path / "de"))
+    assert p.returncode == 0, p.stderr
+    manifest = json.loads((tmp_path / "de" / "qsilicon.json").read_text())
+    assert manifest["axi4_lite_slave"]["registers"]["STATUS"] == 4 and manifest["config"]["co"] == 8
+    assert "module depth_engine(" in (tmp_path / "de" / "depth_engine.v").read_text()
+    assert "| COMPUTE | 2 |" in (tmp_path / "de" / "ISA.md").read_text()
