@@ -19,7 +19,8 @@ on its unit (four deep).  Units:
   :class:`~qsilicon.hw.blocks.mac_array.MacArray` (rows = output channels, columns = pixels,
   signed 8-bit weights x unsigned 8-bit operands, int32 accumulation); drains each channel row
   through the post-op pipeline (bias, requantization ``round_half_up(acc M0 / 2**shift)``,
-  clamp to u4/u8/s16, which is also the ReLU, polished encode by 15 thresholds) into ``out``.
+  clamp to u4/u8/s16, which is also the ReLU, optional residual add of an ``act`` row with
+  saturation, polished encode by 15 thresholds) into ``out``.
 * **store**: packs ``out`` rows (u4/u8/s16) onto the AXI4 write channels.
 
 The units synchronise with the instructions' token flags; all memories are
@@ -153,6 +154,7 @@ class DepthEngine(wiring.Component):
             return mm, mm.read_port(), mm.write_port(granularity=gran)
 
         act, act_r, act_w = mem("act", 8 * MW, cfg.act_depth)
+        act_res = act.read_port()  # residual operands of the post-op pipeline
         wgt, wgt_r, wgt_w = mem("wgt", 8 * CO, cfg.wgt_depth)
         par, par_r, par_w = mem("par", 8 * PAR_BYTES, cfg.par_depth)
         tab, tab_r, tab_w = mem("tab", 8 * TAB_BYTES, cfg.tab_depth)
@@ -273,22 +275,23 @@ class DepthEngine(wiring.Component):
         ld_busy = Signal()
         lw, l0, l1 = Signal(16), Signal(16), Signal(16)  # word in run, run index i0, i1
         lcount = Signal(16)  # words written to the on-chip memory
+        WB = max(MW, CO, PAR_BYTES, TAB_BYTES)  # widest on-chip word (bytes)
         lpos = Signal(7)
-        lreg = Signal(8 * 80)
+        lreg = Signal(8 * (WB + 16))
         lin = rmux.o_data_0
         # unpacker (each value one signal: Amaranth re-emits an expression wherever it is used)
         w_in = lin.payload
-        nib, elems, merged, word = Signal(128), Signal(128), Signal(8 * 80), Signal(8 * 64)
+        nib, elems, merged, word = Signal(128), Signal(128), Signal(8 * (WB + 16)), Signal(8 * WB)
         newpos, emit, run_end = Signal(8), Signal(), Signal()
         m.d.comb += [
             nib.eq(Cat(*(Cat(w_in[4 * i : 4 * i + 4], Mux(li.mode == MODE_NIBBLE_S, w_in[4 * i + 3].replicate(4),
                                                           Const(0, 4))) for i in range(16)))),
             elems.eq(Mux(li.mode == MODE_BYTES, w_in, nib)),  # 8 or 16 bytes
             newpos.eq(lpos + Mux(li.mode == MODE_BYTES, 8, 16)),
-            merged.eq(lreg | (elems << (lpos * 8))[: 8 * 80]),
+            merged.eq(lreg | (elems << (lpos * 8))[: 8 * (WB + 16)]),
             run_end.eq(lw == li.dram.run - 1),
             emit.eq((newpos >= li.nbytes) | (run_end & li.flush & (newpos != 0))),
-            word.eq(Cat(*(Mux(i < li.nbytes, merged[8 * i : 8 * i + 8], 0) for i in range(64)))),
+            word.eq(Cat(*(Mux(i < li.nbytes, merged[8 * i : 8 * i + 8], 0) for i in range(WB)))),
         ]
         lq_view = _view(OP_LOAD, lq.r_data)
         with m.FSM(name="load"):
@@ -427,17 +430,18 @@ class DepthEngine(wiring.Component):
         ddone = Signal()
         acc = mac.o_acc
         m.d.comb += [acc.ready.eq(1), par_r.addr.eq(ci.par + drow), par_r.en.eq(1)]
-        p1v, p2v, p3v, p4v = (Signal(name=f"p{i}v") for i in range(1, 5))
+        p1v, p2v, p3v, p4v, p5v = (Signal(name=f"p{i}v") for i in range(1, 6))
         meta_l = data.StructLayout({"co": range(CO), "t": 8, "ox0": 8})
-        p1m, p2m, p3m, p4m = (Signal(meta_l, name=f"p{i}m") for i in range(1, 5))
+        p1m, p2m, p3m, p4m, p5m = (Signal(meta_l, name=f"p{i}m") for i in range(1, 6))
         p1a = Signal(data.ArrayLayout(signed(32), PX))
         p2s = Signal(data.ArrayLayout(signed(32), PX))
         p2_m0, p2_shift, p3_shift = Signal(16), Signal(6), Signal(6)
         p3p = Signal(data.ArrayLayout(signed(49), PX))
         p4y = Signal(data.ArrayLayout(signed(17), PX))
+        p5y = Signal(data.ArrayLayout(signed(17), PX))
         thr_l = data.ArrayLayout(8, 15)
-        p2thr, p3thr, p4thr = (Signal(thr_l, name=f"p{i}thr") for i in (2, 3, 4))
-        m.d.sync += [p1v.eq(acc.valid), p2v.eq(p1v), p3v.eq(p2v), p4v.eq(p3v)]
+        p2thr, p3thr, p4thr, p5thr = (Signal(thr_l, name=f"p{i}thr") for i in (2, 3, 4, 5))
+        m.d.sync += [p1v.eq(acc.valid), p2v.eq(p1v), p3v.eq(p2v), p4v.eq(p3v), p5v.eq(p4v)]
         with m.If(acc.valid):
             m.d.sync += [p1a.eq(acc.payload.data), p1m.co.eq(drow), p1m.t.eq(dt), p1m.ox0.eq(dox0)]
             with m.If(acc.payload.last):
@@ -453,7 +457,7 @@ class DepthEngine(wiring.Component):
         pr = par_r.data
         bias, m0, shift = pr[0:32].as_signed(), pr[32:48], pr[48:54]
         m.d.sync += [p2m.eq(p1m), p2_m0.eq(m0), p2_shift.eq(shift), p3_shift.eq(p2_shift), p2thr.eq(pr[56:176]),
-                     p3thr.eq(p2thr), p4thr.eq(p3thr), p3m.eq(p2m), p4m.eq(p3m)]
+                     p3thr.eq(p2thr), p4thr.eq(p3thr), p5thr.eq(p4thr), p3m.eq(p2m), p4m.eq(p3m), p5m.eq(p4m)]
         for j in range(PX):
             m.d.sync += [p2s[j].eq((p1a[j] + bias)[:32].as_signed()),
                          p3p[j].eq(p2s[j] * p2_m0)]
@@ -464,17 +468,26 @@ class DepthEngine(wiring.Component):
             # requant_expr's rule (round half up: ((2 v M0 >> shift) + 1) >> 1), the product registered first
             m.d.comb += r.eq((((p3p[j] << 1) >> p3_shift) + 1) >> 1)
             m.d.sync += p4y[j].eq(Mux(r < lo, lo, Mux(r > hi, hi, r)))
-        # stage 5: encode and write
+        # stage 5: residual add (the act row of this channel and output row, read during stage 4)
+        nblk = MW // PX
+        m.d.comb += [act_res.addr.eq(ci.res_base + p3m.co * ci.out_h + p3m.t), act_res.en.eq(1)]
+        res_blocks = Array(act_res.data[8 * PX * b : 8 * PX * (b + 1)] for b in range(nblk))
+        res_row = Signal(8 * PX)
+        m.d.comb += res_row.eq(res_blocks[(p4m.ox0 // PX)[: max(1, (nblk - 1).bit_length())]])
+        for j in range(PX):
+            s_ = Signal(signed(18), name=f"res_sum{j}")
+            m.d.comb += s_.eq(p4y[j] + Mux(ci.res, res_row[8 * j : 8 * j + 8], 0))
+            m.d.sync += p5y[j].eq(Mux(s_ < lo, lo, Mux(s_ > hi, hi, s_)))
+        # stage 6: encode and write
         lanes = []
         for j in range(PX):
-            code = sum((p4y[j] >= p4thr[i]).as_unsigned() for i in range(15))
-            lanes.append(Mux(ci.encode, code, p4y[j])[:16])
+            code = sum((p5y[j] >= p5thr[i]).as_unsigned() for i in range(15))
+            lanes.append(Mux(ci.encode, code, p5y[j])[:16])
         block = Cat(*lanes)
-        lane_en = Cat(*((p4m.ox0 + j < ci.out_w) & (p4m.co < ci.n_co) for j in range(PX)))
-        nblk = MW // PX
-        blk = (p4m.ox0 // PX)[: max(1, (nblk - 1).bit_length())]
-        m.d.comb += [out_w.addr.eq(ci.out + p4m.co * ci.out_h + p4m.t), out_w.data.eq(block.replicate(nblk)),
-                     out_w.en.eq(Mux(p4v, (lane_en << (blk * PX))[:MW], 0))]
+        lane_en = Cat(*((p5m.ox0 + j < ci.out_w) & (p5m.co < ci.n_co) for j in range(PX)))
+        blk = (p5m.ox0 // PX)[: max(1, (nblk - 1).bit_length())]
+        m.d.comb += [out_w.addr.eq(ci.out + p5m.co * ci.out_h + p5m.t), out_w.data.eq(block.replicate(nblk)),
+                     out_w.en.eq(Mux(p5v, (lane_en << (blk * PX))[:MW], 0))]
         cp_busy = Signal()
         cci_ok = cq.r_rdy & (~cq_view.pop_prev | (tok["ld2cp"] != 0)) & (~cq_view.pop_next | (tok["st2cp"] != 0))
         with m.FSM(name="compute"):
@@ -484,7 +497,7 @@ class DepthEngine(wiring.Component):
                              kx.eq(0), wptr.eq(0), cbase.eq(cq_view.seg0.base), issuing.eq(1), cp_busy.eq(1),
                              drow.eq(0), dt.eq(0), dox0.eq(0), ddone.eq(0)]
                 m.next = "RUN"
-            with m.State("RUN"), m.If(ddone & ~p1v & ~p2v & ~p3v & ~p4v):
+            with m.State("RUN"), m.If(ddone & ~p1v & ~p2v & ~p3v & ~p4v & ~p5v):
                 m.d.comb += [inc["cp2ld"].eq(ci.push_prev), inc["cp2st"].eq(ci.push_next)]
                 m.d.sync += cp_busy.eq(0)
                 m.next = "IDLE"

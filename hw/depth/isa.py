@@ -68,7 +68,8 @@ FIELDS: dict[int, list] = {
     OP_LOAD: _HEADER + [("mem", 2), ("mode", 2), ("flush", 1), ("nbytes", 7), ("sram", 16), ("dram", _PATTERN)],
     OP_COMPUTE: _HEADER + [
         ("k", 2), ("stride", 2), ("decode", 1), ("encode", 1), ("fmt", 2), ("n_co", 8), ("oy0", 8), ("out_h", 8),
-        ("out_w", 8), ("wgt", 16), ("par", 12), ("tab", 12), ("out", 12), ("seg0", _SEG), ("seg1", _SEG)],
+        ("out_w", 8), ("wgt", 16), ("par", 12), ("tab", 12), ("out", 12), ("seg0", _SEG), ("seg1", _SEG),
+        ("res", 1), ("res_base", 16)],
     OP_STORE: _HEADER + [("fmt", 2), ("width", 8), ("out", 12), ("dram", _PATTERN)],
 }
 
@@ -246,7 +247,8 @@ def isa_table() -> str:
                  "from word `sram` on",
         OP_COMPUTE: "conv over `out_h` rows x `out_w` pixels x `n_co` channels: k 1/3, stride 1/2, padding k//2, "
                     "two input segments (concat; each optionally nearest-2x upsampled) with decode tables; fused "
-                    "bias, requant, ReLU/clamp to u4/u8/s16, polished encode -> out",
+                    "bias, requant, ReLU/clamp to u4/u8/s16, residual add (act rows from `res_base`), polished "
+                    "encode -> out",
         OP_STORE: "out rows -> pack u4/u8/s16 -> DRAM address pattern",
     }
     rows = ["| op | code | unit | does | fields after the header (bits) |", "|---|---|---|---|---|"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from qsilicon.quant.intops import IntFormat, requantize
+from qsilicon.quant.intops import IntFormat, requantize, saturate
 from qsilicon.quant.ptq.quantizers import encode_thresholds
 
 from .isa import (
@@ -178,6 +178,10 @@ class _Machine:
         bits, signed = FMT_BITS[i["fmt"]]
         y = requantize(torch.from_numpy(acc).permute(1, 2, 0), torch.from_numpy(m0), torch.from_numpy(shift), 0,
                        IntFormat(bits, signed)).permute(2, 0, 1).to(torch.int64)
+        if i["res"]:  # residual add: act rows laid out like the output (channel, row), saturated again
+            raddr = (i["res_base"] + np.arange(i["n_co"])[:, None] * i["out_h"] + np.arange(i["out_h"])[None, :])
+            r = torch.from_numpy(self.act[raddr % cfg.act_depth][:, :, : i["out_w"]])
+            y = saturate(y + r, IntFormat(bits, signed))
         if i["encode"]:
             thr = torch.from_numpy(par[:, 7:22].astype(np.int64))
             y = encode_thresholds(y[None], thr)[0]
