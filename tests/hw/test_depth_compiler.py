@@ -156,3 +156,12 @@ def test_iss_catches_deadlock_and_stale_reads(toy):
     assert run_program(bytearray(encode({"op": OP_END})), 0, SMALL).insns == 1
     with pytest.raises(IllegalInstruction, match="opcode"):
         run_program(bytearray(b"\x0f" + bytes(31)), 0, SMALL)
+
+
+def test_area_table_counts_gate_equivalents():
+    from qsilicon.hw.synth import GE_PER_CELL, area_estimate
+
+    a = area_estimate({"$_NAND_": 1000, "$_XOR_": 500, "$_DFF_P_": 100, "$_SDFFE_PP0P_": 10, "$mem_v2": 3}, 8192)
+    ge = 1000 * GE_PER_CELL["$_NAND_"] + 500 * GE_PER_CELL["$_XOR_"] + 100 * GE_PER_CELL["dff"] \
+        + 10 * GE_PER_CELL["dff_en_or_reset"]
+    assert a["kGE"] == round(ge / 1e3, 1) and a["sram_bits"] == 8192 and a["total_mm2"] > a["logic_mm2"] > 0

@@ -43,3 +43,18 @@ def test_ecp5_place_and_route_reports_fmax():
 def test_synth_result_roundtrip():
     r = SynthResult("generic", {"ff": 1}, {"$_DFF_P_": 1}, "Yosys 0.70")
     assert SynthResult(**r.to_dict()) == r
+
+
+@pytest.mark.slow
+def test_depth_engine_synthesizes_with_srams_and_dsps():
+    from qsilicon.hw.depth.engine import DepthEngine
+    from qsilicon.hw.depth.isa import EngineConfig
+    from qsilicon.hw.synth import area_estimate
+
+    cfg = EngineConfig(co=8, px=4, max_width=16, act_depth=128, out_depth=32, wgt_depth=512, par_depth=16,
+                       tab_depth=64)
+    gen = synthesize(DepthEngine(cfg), "depth_engine", "generic_sram")
+    assert gen.counts["sram"] >= 5 and gen.counts["gate"] > 10_000  # act, wgt, par, tab, out (+ FIFOs)
+    assert area_estimate(gen.cells, 8 * sum(cfg.sram_bytes().values()))["kGE"] > 10
+    xc = synthesize(DepthEngine(cfg), "depth_engine", "xcup")
+    assert xc.counts["dsp"] >= cfg.co * cfg.px
