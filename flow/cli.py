@@ -738,6 +738,8 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     for name in ("act", "wgt", "out", "par", "tab"):
         v = getattr(d, f"{name}_depth")
         p.add_argument(f"--{name}-depth", type=int, default=v, help=f"words of the {name} buffer (default {v})")
+    p.add_argument("--packing", choices=("none", "dsp2"), default="none",
+                   help="MAC lanes: none (a multiplier per PE) or dsp2 (2 MACs per DSP48E2)")
 
 
 def _engine_config(args):
@@ -745,7 +747,7 @@ def _engine_config(args):
 
     try:
         return EngineConfig(args.co, args.px, args.max_width, args.act_depth, args.wgt_depth, args.out_depth,
-                            args.par_depth, args.tab_depth)
+                            args.par_depth, args.tab_depth, args.packing)
     except ValueError as e:
         raise CliError(f"engine configuration: {e}") from None
 

@@ -6,7 +6,9 @@ products at once; the fields are separated and sign-corrected afterwards (the te
 WP486 for INT8 and WP521 for INT4).  What fits, for products of a ``p``-bit result each:
 
 * ``dsp2``: one activation times two weights, ``(w0 + w1 * 2**18) * a``: the 18-bit spacing holds
-  any int8/uint8 x int8 (or narrower) product.  Two MACs per DSP for W8A8 and W4A8.
+  any int8/uint8 x int8 (or narrower) product.  Two MACs per DSP for W8A8 and W4A8.  The column
+  operands may also be unsigned 8-bit (int8 x uint8 products; the QuartDepth engine puts weights
+  on the rows and activations on the columns).
 * ``dsp4``: two activations times two weights (a 2x2 outer product),
   ``(w0 + w1 * 2**22) * (a0 + a1 * 2**11)``: four products at 0, 11, 22 and 33; 11-bit fields hold
   the 8-bit int4/uint4 x int4 products.  Four MACs per DSP for W4A4.  Wider operands do not fit
@@ -57,8 +59,9 @@ def check_lane(packing: str, a_shape, w_shape) -> tuple[Shape, Shape]:
     if packing not in PACKINGS:
         raise ValueError(f"Packing must be one of {', '.join(PACKINGS)}, not {packing!r}")
     a_shape, w_shape = Shape.cast(a_shape), Shape.cast(w_shape)
-    if not w_shape.signed:
-        raise ValueError("Weights must be signed")
+    if not w_shape.signed and packing not in ("none", "dsp2"):
+        # shift-and-add weighs the top bit negative; dsp4's 11-bit fields are sized for int4 x int4.
+        raise ValueError("Weights must be signed (unsigned column operands: none or dsp2 packing only)")
     limit = {"dsp2": 8, "dsp4": 4}.get(packing)
     if limit is not None and (a_shape.width > limit or w_shape.width > limit):
         raise ValueError(f"{packing} packing takes operands of up to {limit} bits, "

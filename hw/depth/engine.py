@@ -36,7 +36,7 @@ Registers (AXI4-Lite, 32 bits, byte offsets)
 0x0C    CYCLES      cycles of the last run; read-only
 0x10    INSNS       instructions dispatched (END included); read-only
 0x14    PC          address of the instruction being dispatched (or that stopped the run)
-0x18    INFO        co in bits 7:0, px in 15:8, max_width in 23:16; read-only
+0x18    INFO        co in bits 7:0, px in 15:8, max_width in 23:16, 1 in 31:24 for dsp2 packing
 0x1C    BEATS       MAC-array beats (co x px MACs each)
 0x20    LD_BUSY     cycles the load unit worked
 0x24    CP_BUSY     cycles the compute unit worked
@@ -141,7 +141,8 @@ class DepthEngine(wiring.Component):
         m.submodules.writer = writer = AxiWriter(data_width=W, depth=32)
         m.submodules.g_ld = g_ld = AddrGen(8)
         m.submodules.g_st = g_st = AddrGen(8)
-        m.submodules.mac = mac = MacArray(CO, PX, signed(8), signed(9))  # operands: 0..255 as signed 9-bit
+        # rows = output channels (int8 weights), columns = pixels (uint8 operands)
+        m.submodules.mac = mac = MacArray(CO, PX, signed(8), unsigned(8), packing=cfg.packing)
         queues = {}
         for op in (OP_LOAD, OP_COMPUTE, OP_STORE):
             queues[op] = q = fifo.SyncFIFOBuffered(width=IB, depth=4)
@@ -183,7 +184,8 @@ class DepthEngine(wiring.Component):
         reg = regs.reg_i
         m.d.comb += [
             reg[1].eq(Cat(busy, done, error, Const(0, 5), cause)), reg[2].eq(regs.reg_o[2]), reg[3].eq(cycles),
-            reg[4].eq(insns), reg[5].eq(pc), reg[6].eq(Cat(Const(CO, 8), Const(PX, 8), Const(MW, 8))),
+            reg[4].eq(insns), reg[5].eq(pc),
+            reg[6].eq(Cat(Const(CO, 8), Const(PX, 8), Const(MW, 8), Const(cfg.packing == "dsp2", 8))),
             reg[7].eq(beats), reg[8].eq(ld_busy_c), reg[9].eq(cp_busy_c), reg[10].eq(st_busy_c),
             reg[11].eq(rd_words), reg[12].eq(wr_words), self.irq.eq(done),
         ]
@@ -387,7 +389,7 @@ class DepthEngine(wiring.Component):
         row_bytes = Array(act_r.data[8 * i : 8 * i + 8] for i in range(MW))
         table = Array(tab_r.data[8 * i : 8 * i + 8] for i in range(16))
         opa = Signal(data.ArrayLayout(signed(8), CO))
-        opw = Signal(data.ArrayLayout(signed(9), PX))
+        opw = Signal(data.ArrayLayout(unsigned(8), PX))
         op_last = Signal()
         with m.If(adv):
             m.d.sync += [op_valid.eq(s1_valid), op_last.eq(s1_last), opa.as_value().eq(wgt_r.data)]

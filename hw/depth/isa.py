@@ -100,6 +100,9 @@ class EngineConfig:
         Widest feature-map row (pixels) the row buffers hold (16, 32 or 64).
     act_depth, wgt_depth, out_depth, par_depth, tab_depth : int
         Words of the on-chip memories (powers of two).
+    packing : str
+        The MAC array's multiplier lanes (:mod:`qsilicon.hw.blocks.packed`): ``none`` (one int8 x
+        uint8 multiplier per PE) or ``dsp2`` (one DSP48E2 multiplication for two PEs of a row).
     """
 
     co: int = 16
@@ -110,8 +113,11 @@ class EngineConfig:
     out_depth: int = 256
     par_depth: int = 64
     tab_depth: int = 256
+    packing: str = "none"
 
     def __post_init__(self) -> None:
+        if self.packing not in ("none", "dsp2"):
+            raise ValueError(f"packing must be none or dsp2, not {self.packing!r}")
         for name, allowed in (("co", (4, 8, 16)), ("px", (4, 8, 16)), ("max_width", (16, 32, 64))):
             v = getattr(self, name)
             if v not in allowed or isinstance(v, bool):
@@ -133,7 +139,7 @@ class EngineConfig:
 
     @property
     def tag(self) -> str:
-        return f"depth_c{self.co}p{self.px}w{self.max_width}"
+        return f"depth_c{self.co}p{self.px}w{self.max_width}" + ("" if self.packing == "none" else f"_{self.packing}")
 
     def depth(self, mem: int) -> int:
         return (self.act_depth, self.wgt_depth, self.par_depth, self.tab_depth)[mem]

@@ -58,6 +58,14 @@ def test_dsp2_every_int4_int4_int8_triple():
     assert check_all("dsp2", signed(8), signed(8), cases) == []
 
 
+def test_dsp2_every_int8_by_uint8_pair_in_each_position():
+    """Signed row operand x unsigned column operands (the QuartDepth engine's weights x activations)."""
+    others = rng_values(0, 255, 10, seed=7)
+    low = [((a,), (w, others[(a + w) % len(others)])) for a in range(-128, 128) for w in range(256)]
+    high = [((a,), (others[(a * 3 + w) % len(others)], w)) for a in range(-128, 128) for w in range(256)]
+    assert check_all("dsp2", signed(8), unsigned(8), low + high) == []
+
+
 @pytest.mark.parametrize("a_signed", [True, False], ids=["int8", "uint8"])
 def test_dsp2_every_int8_pair_in_each_position(a_signed):
     """Every activation x weight pair in the low and in the high product, the other weight of the
@@ -90,7 +98,7 @@ def test_lut_every_int4_weight_product(a_shape):
 @pytest.mark.parametrize("args,msg", [
     (("dsp3", signed(8), signed(8)), "Packing must be one of none, dsp2, dsp4, lut, not 'dsp3'"),
     (("dsp4", signed(8), signed(4)), "dsp4 packing takes operands of up to 4 bits, not 8-bit activations"),
-    (("dsp2", signed(8), unsigned(8)), "Weights must be signed"),
+    (("lut", signed(8), unsigned(4)), "Weights must be signed"),
 ])
 def test_lane_rejects_bad_parameters(args, msg):
     with pytest.raises(ValueError, match=msg):

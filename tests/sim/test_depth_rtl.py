@@ -4,6 +4,7 @@ legal programs equal to the ISS, illegal instructions stopping with the sticky e
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -39,10 +40,12 @@ def _check_network(ig, img, cfg, height, width, ready_p, seed):
     return prog, rtl
 
 
-@pytest.mark.parametrize("method, abits", [("polish", 4), ("rtn", 8)], ids=["w4a4-polished", "w4a8"])
-def test_reduced_network_bit_exact_on_verilator_with_stalls(method, abits):
+@pytest.mark.parametrize("method, abits, packing", [("polish", 4, "none"), ("rtn", 8, "none"), ("polish", 4, "dsp2")],
+                         ids=["w4a4-polished", "w4a8", "w4a4-dsp2"])
+def test_reduced_network_bit_exact_on_verilator_with_stalls(method, abits, packing):
     ig, x = reduced_depth_graph(seed=0, method=method, abits=abits)
-    prog, rtl = _check_network(ig, x[:1], SMALL, 16, 16, ready_p=0.6, seed=5)
+    cfg = SMALL if packing == "none" else dataclasses.replace(SMALL, packing=packing)
+    prog, rtl = _check_network(ig, x[:1], cfg, 16, 16, ready_p=0.6, seed=5)
     assert rtl.cycles > rtl.regs["BEATS"]  # bubbles between tiles and AXI stalls cost cycles
     assert rtl.regs["RD_WORDS"] * 8 >= sum(p.nbytes for p in prog.tensors.values() if p.name != "out") // 2
 
