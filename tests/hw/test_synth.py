@@ -58,3 +58,15 @@ def test_depth_engine_synthesizes_with_srams_and_dsps():
     assert area_estimate(gen.cells, 8 * sum(cfg.sram_bytes().values()))["kGE"] > 10
     xc = synthesize(DepthEngine(cfg), "depth_engine", "xcup")
     assert xc.counts["dsp"] >= cfg.co * cfg.px
+
+
+def test_critical_path_is_read_from_the_nextpnr_log():
+    from qsilicon.hw.synth import _critical_path
+
+    log = ("Info: Critical path report for clock 'clk' (posedge -> posedge):\n"
+           "Info:   clk-to-q  0.52  0.52 Source core.a_DFF.Q\n"
+           "Info:    routing  0.95  1.47 Net core.foo budget 0\n"
+           "Info:      setup  0.00 10.00 Sink core.b_DFF.D\n\n"
+           "Info: Max frequency for clock 'clk': 44.63 MHz (PASS at 25.00 MHz)\n")
+    assert _critical_path(log) == "core.a_DFF.Q -> core.b_DFF.D"
+    assert _critical_path("no report") == ""
