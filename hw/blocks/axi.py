@@ -112,8 +112,11 @@ class AddrGen(wiring.Component):
         a1, a2, cur = Signal(32), Signal(32), Signal(32)
         off, i0, i1, i2 = Signal(16), Signal(16), Signal(16), Signal(16)
         addr = (cur + (off << lw))[:32]
-        to_edge = MAX_BURST - addr[lw : lw + 4]  # beats to the next 16-word boundary
-        left = c.run - off
+        # Beats to the next 16-word boundary: only the address's 4 word-index bits matter, so a 4-bit
+        # sum replaces the 32-bit one on this path (the burst decision is the block's critical path).
+        # (Expressions, not combinational signals: Icarus skips blocks whose inputs never change.)
+        to_edge = MAX_BURST - (cur[lw : lw + 4] + off[:4])[:4]
+        left = (c.run - off)[:16]
         beats = Mux(left < to_edge, left, to_edge)
         m.d.comb += [self.o_burst.payload.addr.eq(addr), self.o_burst.payload.beats.eq(beats)]
 
@@ -123,7 +126,7 @@ class AddrGen(wiring.Component):
                          off.eq(0), i0.eq(0), i1.eq(0), i2.eq(0), self.done.eq(empty),
                          self.o_burst.valid.eq(~empty)]
         with m.Elif(self.o_burst.valid & self.o_burst.ready):
-            with m.If(off + beats < c.run):
+            with m.If(to_edge < left):  # off + beats < run, without the adder
                 m.d.sync += off.eq(off + beats)
             with m.Else():
                 m.d.sync += off.eq(0)
