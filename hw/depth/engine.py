@@ -470,15 +470,17 @@ class DepthEngine(wiring.Component):
             # requant_expr's rule (round half up: ((2 v M0 >> shift) + 1) >> 1), the product registered first
             m.d.comb += r.eq((((p3p[j] << 1) >> p3_shift) + 1) >> 1)
             m.d.sync += p4y[j].eq(Mux(r < lo, lo, Mux(r > hi, hi, r)))
-        # stage 5: residual add (the act row of this channel and output row, read during stage 4)
+        # stage 5: residual add.  The act row of this channel and output row is addressed in stage 2,
+        # read during stage 3 and its lanes registered beside the requantized values (p4res), so the
+        # SRAM's clock-to-out stays out of the adder's path.
         nblk = MW // PX
-        m.d.comb += [act_res.addr.eq(ci.res_base + p3m.co * ci.out_h + p3m.t), act_res.en.eq(1)]
+        m.d.comb += [act_res.addr.eq(ci.res_base + p2m.co * ci.out_h + p2m.t), act_res.en.eq(1)]
         res_blocks = Array(act_res.data[8 * PX * b : 8 * PX * (b + 1)] for b in range(nblk))
-        res_row = Signal(8 * PX)
-        m.d.comb += res_row.eq(res_blocks[(p4m.ox0 // PX)[: max(1, (nblk - 1).bit_length())]])
+        p4res = Signal(8 * PX)
+        m.d.sync += p4res.eq(Mux(ci.res, res_blocks[(p3m.ox0 // PX)[: max(1, (nblk - 1).bit_length())]], 0))
         for j in range(PX):
             s_ = Signal(signed(18), name=f"res_sum{j}")
-            m.d.comb += s_.eq(p4y[j] + Mux(ci.res, res_row[8 * j : 8 * j + 8], 0))
+            m.d.comb += s_.eq(p4y[j] + p4res[8 * j : 8 * j + 8])
             m.d.sync += p5y[j].eq(Mux(s_ < lo, lo, Mux(s_ > hi, hi, s_)))
         # stage 6: encode and write
         lanes = []
