@@ -443,7 +443,9 @@ class DepthEngine(wiring.Component):
         p5y = Signal(data.ArrayLayout(signed(17), PX))
         thr_l = data.ArrayLayout(8, 15)
         p2thr, p3thr, p4thr, p5thr = (Signal(thr_l, name=f"p{i}thr") for i in (2, 3, 4, 5))
-        m.d.sync += [p1v.eq(acc.valid), p2v.eq(p1v), p3v.eq(p2v), p4v.eq(p3v), p5v.eq(p4v)]
+        qv, qm, qthr = Signal(name="qv"), Signal(meta_l, name="qm"), Signal(thr_l, name="qthr")  # stage 3b
+        qt = Signal(data.ArrayLayout(signed(50), PX))
+        m.d.sync += [p1v.eq(acc.valid), p2v.eq(p1v), p3v.eq(p2v), qv.eq(p3v), p4v.eq(qv), p5v.eq(p4v)]
         with m.If(acc.valid):
             m.d.sync += [p1a.eq(acc.payload.data), p1m.co.eq(drow), p1m.t.eq(dt), p1m.ox0.eq(dox0)]
             with m.If(acc.payload.last):
@@ -459,25 +461,28 @@ class DepthEngine(wiring.Component):
         pr = par_r.data
         bias, m0, shift = pr[0:32].as_signed(), pr[32:48], pr[48:54]
         m.d.sync += [p2m.eq(p1m), p2_m0.eq(m0), p2_shift.eq(shift), p3_shift.eq(p2_shift), p2thr.eq(pr[56:176]),
-                     p3thr.eq(p2thr), p4thr.eq(p3thr), p5thr.eq(p4thr), p3m.eq(p2m), p4m.eq(p3m), p5m.eq(p4m)]
+                     p3thr.eq(p2thr), qthr.eq(p3thr), p4thr.eq(qthr), p5thr.eq(p4thr), p3m.eq(p2m), qm.eq(p3m),
+                     p4m.eq(qm), p5m.eq(p4m)]
         for j in range(PX):
             m.d.sync += [p2s[j].eq((p1a[j] + bias)[:32].as_signed()),
                          p3p[j].eq(p2s[j] * p2_m0)]
         lo = Mux(ci.fmt == FMT_S16, -(1 << 15), 0)
         hi = Mux(ci.fmt == FMT_S16, (1 << 15) - 1, Mux(ci.fmt == FMT_U8, 255, 15))
         for j in range(PX):
+            # requant_expr's rule (round half up: ((2 v M0 >> shift) + 1) >> 1), over three stages:
+            # the product, the shift (stage 3b), the rounding increment and the clamp
+            m.d.sync += qt[j].eq((p3p[j] << 1) >> p3_shift)
             r = Signal(signed(50), name=f"rq{j}")
-            # requant_expr's rule (round half up: ((2 v M0 >> shift) + 1) >> 1), the product registered first
-            m.d.comb += r.eq((((p3p[j] << 1) >> p3_shift) + 1) >> 1)
+            m.d.comb += r.eq((qt[j] + 1) >> 1)
             m.d.sync += p4y[j].eq(Mux(r < lo, lo, Mux(r > hi, hi, r)))
-        # stage 5: residual add.  The act row of this channel and output row is addressed in stage 2,
-        # read during stage 3 and its lanes registered beside the requantized values (p4res), so the
+        # stage 5: residual add.  The act row of this channel and output row is addressed in stage 3,
+        # read during stage 3b and its lanes registered beside the requantized values (p4res), so the
         # SRAM's clock-to-out stays out of the adder's path.
         nblk = MW // PX
-        m.d.comb += [act_res.addr.eq(ci.res_base + p2m.co * ci.out_h + p2m.t), act_res.en.eq(1)]
+        m.d.comb += [act_res.addr.eq(ci.res_base + p3m.co * ci.out_h + p3m.t), act_res.en.eq(1)]
         res_blocks = Array(act_res.data[8 * PX * b : 8 * PX * (b + 1)] for b in range(nblk))
         p4res = Signal(8 * PX)
-        m.d.sync += p4res.eq(Mux(ci.res, res_blocks[(p3m.ox0 // PX)[: max(1, (nblk - 1).bit_length())]], 0))
+        m.d.sync += p4res.eq(Mux(ci.res, res_blocks[(qm.ox0 // PX)[: max(1, (nblk - 1).bit_length())]], 0))
         for j in range(PX):
             s_ = Signal(signed(18), name=f"res_sum{j}")
             m.d.comb += s_.eq(p4y[j] + p4res[8 * j : 8 * j + 8])
@@ -501,7 +506,7 @@ class DepthEngine(wiring.Component):
                              kx.eq(0), wptr.eq(0), cbase.eq(cq_view.seg0.base), issuing.eq(1), cp_busy.eq(1),
                              drow.eq(0), dt.eq(0), dox0.eq(0), ddone.eq(0)]
                 m.next = "RUN"
-            with m.State("RUN"), m.If(ddone & ~p1v & ~p2v & ~p3v & ~p4v & ~p5v):
+            with m.State("RUN"), m.If(ddone & ~p1v & ~p2v & ~p3v & ~qv & ~p4v & ~p5v):
                 m.d.comb += [inc["cp2ld"].eq(ci.push_prev), inc["cp2st"].eq(ci.push_next)]
                 m.d.sync += cp_busy.eq(0)
                 m.next = "IDLE"
