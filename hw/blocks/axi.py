@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 __all__ = [
     "MAX_BURST", "AddrGen", "AxiLiteRegs", "AxiReadMux", "AxiWriter", "addr_pattern_layout", "axi4_lite_signature",
-    "axi4_signature", "burst_layout", "pattern_bursts",
+    "axi4_signature", "burst_layout", "join_axi_master", "pattern_bursts",
 ]
 
 #: Longest burst issued (beats).
@@ -54,6 +54,19 @@ def axi4_lite_signature(addr_width: int = 8) -> wiring.Signature:
         "araddr": In(addr_width), "arvalid": In(1), "arready": Out(1),
         "rdata": Out(32), "rresp": Out(2), "rvalid": Out(1), "rready": In(1),
     })
+
+
+def join_axi_master(m: Module, port, rmux, writer) -> None:
+    """Drive one AXI4 master ``port`` from an :class:`AxiReadMux` (read channels) and an
+    :class:`AxiWriter` (write channels)."""
+    for name in ("araddr", "arlen", "arsize", "arburst", "arvalid", "rready"):
+        m.d.comb += getattr(port, name).eq(getattr(rmux.axi, name))
+    for name in ("arready", "rdata", "rresp", "rlast", "rvalid"):
+        m.d.comb += getattr(rmux.axi, name).eq(getattr(port, name))
+    for name in ("awaddr", "awlen", "awsize", "awburst", "awvalid", "wdata", "wstrb", "wlast", "wvalid", "bready"):
+        m.d.comb += getattr(port, name).eq(getattr(writer.axi, name))
+    for name in ("awready", "wready", "bresp", "bvalid"):
+        m.d.comb += getattr(writer.axi, name).eq(getattr(port, name))
 
 
 def addr_pattern_layout() -> data.StructLayout:

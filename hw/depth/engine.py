@@ -56,7 +56,15 @@ from amaranth.lib import data, fifo, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import Out
 
-from ..blocks.axi import AddrGen, AxiLiteRegs, AxiReadMux, AxiWriter, axi4_lite_signature, axi4_signature
+from ..blocks.axi import (
+    AddrGen,
+    AxiLiteRegs,
+    AxiReadMux,
+    AxiWriter,
+    axi4_lite_signature,
+    axi4_signature,
+    join_axi_master,
+)
 from ..blocks.mac_array import MacArray
 from .isa import (
     FIELDS,
@@ -163,15 +171,7 @@ class DepthEngine(wiring.Component):
 
         # ------------------------------------------------------------------ bus wiring
         wiring.connect(m, wiring.flipped(self.s_axil), regs.bus)
-        axi = self.m_axi
-        for name in ("araddr", "arlen", "arsize", "arburst", "arvalid", "rready"):
-            m.d.comb += getattr(axi, name).eq(getattr(rmux.axi, name))
-        for name in ("arready", "rdata", "rresp", "rlast", "rvalid"):
-            m.d.comb += getattr(rmux.axi, name).eq(getattr(axi, name))
-        for name in ("awaddr", "awlen", "awsize", "awburst", "awvalid", "wdata", "wstrb", "wlast", "wvalid", "bready"):
-            m.d.comb += getattr(axi, name).eq(getattr(writer.axi, name))
-        for name in ("awready", "wready", "bresp", "bvalid"):
-            m.d.comb += getattr(writer.axi, name).eq(getattr(axi, name))
+        join_axi_master(m, self.m_axi, rmux, writer)
         wiring.connect(m, g_ld.o_burst, rmux.i_burst_0)
         wiring.connect(m, g_st.o_burst, writer.i_burst)
 

@@ -49,6 +49,7 @@ from ..blocks.axi import (
     addr_pattern_layout,
     axi4_lite_signature,
     axi4_signature,
+    join_axi_master,
 )
 from ..blocks.rowunit import ROW_LN, ROW_SOFTMAX, RowUnit
 from ..blocks.vector import OP_ADD, OP_GELU, ElementwiseUnit
@@ -175,15 +176,7 @@ class VitBlockEngine(wiring.Component):
 
         # ------------------------------------------------------------------ bus wiring
         wiring.connect(m, wiring.flipped(self.s_axil), regs.bus)
-        axi = self.m_axi
-        for name in ("araddr", "arlen", "arsize", "arburst", "arvalid", "rready"):
-            m.d.comb += getattr(axi, name).eq(getattr(rmux.axi, name))
-        for name in ("arready", "rdata", "rresp", "rlast", "rvalid"):
-            m.d.comb += getattr(rmux.axi, name).eq(getattr(axi, name))
-        for name in ("awaddr", "awlen", "awsize", "awburst", "awvalid", "wdata", "wstrb", "wlast", "wvalid", "bready"):
-            m.d.comb += getattr(axi, name).eq(getattr(writer.axi, name))
-        for name in ("awready", "wready", "bresp", "bvalid"):
-            m.d.comb += getattr(writer.axi, name).eq(getattr(axi, name))
+        join_axi_master(m, self.m_axi, rmux, writer)
         for i, g in enumerate((g_rd0, g_rd1, g_rd2)):
             wiring.connect(m, g.o_burst, getattr(rmux, f"i_burst_{i}"))
 
