@@ -35,6 +35,7 @@ from qsilicon.quant.ptq.export import IntGraph
 from qsilicon.quant.ptq.graph import INPUT
 
 from .isa import (
+    FIELDS,
     FMT_S16,
     FMT_U4,
     FMT_U8,
@@ -55,6 +56,7 @@ from .isa import (
     WORD_BYTES,
     EngineConfig,
     check,
+    decode,
     encode,
 )
 
@@ -407,6 +409,5 @@ def compile_graph(g: IntGraph, cfg: EngineConfig | None = None, *, height: int =
 
 
 def _defaults(op: int) -> dict:
-    from .isa import FIELDS, decode
-
+    """Every field of ``op`` at 0 (what :func:`check` sees for fields an instruction leaves out)."""
     return decode(encode({"op": op})) if op in FIELDS else {}
