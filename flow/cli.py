@@ -143,6 +143,16 @@ def cmd_boards(args) -> int:
     return 0
 
 
+def _board_plan(board, engine, tmp: Path) -> list[str]:
+    """Write ``board``'s build plan of ``engine`` in the self-test shell under ``tmp/<board>``."""
+    from qsilicon.boards import build_plan
+    from qsilicon.hw.shell import SelfTestShell
+
+    _progress(f"writing the {board.name} build plan ({board.part})")
+    written = build_plan(board.name, SelfTestShell(engine), tmp / board.name, name="top")
+    return [str(Path(p).relative_to(tmp)) for p in written]
+
+
 def cmd_verilog_gemm(args) -> int:
     cfg = _gemm_config(args)
     board = _board(args.board) if args.board else None
@@ -156,12 +166,7 @@ def cmd_verilog_gemm(args) -> int:
         (tmp / "gemm_engine.v").write_text(to_verilog(GemmEngine(cfg), "gemm_engine"))
         files = ["gemm_engine.v"]
         if board is not None:
-            from qsilicon.boards import build_plan
-            from qsilicon.hw.shell import SelfTestShell
-
-            _progress(f"writing the {board.name} build plan ({board.part})")
-            written = build_plan(board.name, SelfTestShell(GemmEngine(cfg)), tmp / board.name, name="top")
-            files += [str(Path(p).relative_to(tmp)) for p in written]
+            files += _board_plan(board, GemmEngine(cfg), tmp)
         manifest = {
             "qsilicon": __version__, "component": "mpgemm" if cfg.mixed else "gemm", "config": cfg.to_dict(),
             "board": board.to_dict() if board else None, "files": sorted(files),
@@ -892,12 +897,7 @@ def cmd_verilog_depth_engine(args) -> int:
         (tmp / "ISA.md").write_text("# QuartDepth engine instruction set\n\n" + isa_table() + "\n")
         files = ["depth_engine.v", "ISA.md"]
         if board is not None:
-            from qsilicon.boards import build_plan
-            from qsilicon.hw.shell import SelfTestShell
-
-            _progress(f"writing the {board.name} build plan ({board.part})")
-            written = build_plan(board.name, SelfTestShell(DepthEngine(cfg)), tmp / board.name, name="top")
-            files += [str(Path(p).relative_to(tmp)) for p in written]
+            files += _board_plan(board, DepthEngine(cfg), tmp)
         manifest = {"qsilicon": __version__, "component": "depth-engine", "config": cfg.to_dict(),
                     "board": board.to_dict() if board else None,
                     "axi4_master": {"prefix": "m_axi__", "data_bits": 64, "addr_bits": 32},

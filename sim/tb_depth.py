@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from collections import defaultdict
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from qsilicon.sim.tb_vit import AxiLiteHost, AxiMemory
+from qsilicon.sim.tb_vit import read_registers, start_engine
 
 REGS = {"STATUS": 0x04, "CYCLES": 0x0C, "INSNS": 0x10, "PC": 0x14, "BEATS": 0x1C, "LD_BUSY": 0x20, "CP_BUSY": 0x24,
         "ST_BUSY": 0x28, "RD_WORDS": 0x2C, "WR_WORDS": 0x30}
@@ -25,17 +23,7 @@ REGS = {"STATUS": 0x04, "CYCLES": 0x0C, "INSNS": 0x10, "PC": 0x14, "BEATS": 0x1C
 
 @cocotb.test()
 async def depth_engine_runs(dut):
-    with open(os.environ["QS_MEM"], "rb") as f:
-        mem = bytearray(f.read())
-    rng = random.Random(int(os.environ.get("QS_SEED", "0")))
-    memory = AxiMemory(dut, mem, float(os.environ.get("QS_READY_P", "1")), rng)
-    host = AxiLiteHost(dut)
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.rst.value = 1
-    for _ in range(3):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    host.queue.extend([("w", 0x08, int(os.environ["QS_PROG"])), ("w", 0x00, 1)])
+    mem, memory, host = await start_engine(dut)
     busy_by_tag: dict = defaultdict(int)
     beats_by_tag: dict = defaultdict(int)
     max_cycles = int(os.environ.get("QS_MAX_CYCLES", "5000000"))
@@ -56,15 +44,7 @@ async def depth_engine_runs(dut):
         if not host.queue and host.busy is None and int(dut.irq.value) == 1:
             finished = True
             break
-    regs = {}
-    for name, reg in REGS.items():
-        host.queue.append(("r", reg, None))
-        while host.queue or host.busy is not None:
-            await RisingEdge(dut.clk)
-            host.drive()
-            await ReadOnly()
-            host.sample()
-        regs[name] = host.result
+    regs = await read_registers(dut, host, REGS)
     with open(os.environ["QS_DUMP"], "wb") as f:
         f.write(mem)
     with open(os.environ["QS_RESULT"], "w") as f:

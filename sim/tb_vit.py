@@ -129,8 +129,9 @@ class AxiLiteHost:
                 self.busy = None
 
 
-@cocotb.test()
-async def vit_block_runs(dut):
+async def start_engine(dut) -> tuple[bytearray, AxiMemory, AxiLiteHost]:
+    """Load ``QS_MEM``, start the clock, reset, and queue the host's ``PROG_ADDR`` and ``CTRL``
+    writes (an engine with the shared register map's first three registers)."""
     with open(os.environ["QS_MEM"], "rb") as f:
         mem = bytearray(f.read())
     rng = random.Random(int(os.environ.get("QS_SEED", "0")))
@@ -142,8 +143,27 @@ async def vit_block_runs(dut):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
     host.queue.extend([("w", REG_PROG, int(os.environ["QS_PROG"])), ("w", REG_CTRL, 1)])
+    return mem, memory, host
+
+
+async def read_registers(dut, host: AxiLiteHost, regs: dict[str, int]) -> dict[str, int]:
+    """``{name: value}`` of the registers at ``regs`` (byte offsets), read one after another."""
+    out = {}
+    for name, reg in regs.items():
+        host.queue.append(("r", reg, None))
+        while host.queue or host.busy is not None:
+            await RisingEdge(dut.clk)
+            host.drive()
+            await ReadOnly()
+            host.sample()
+        out[name] = host.result
+    return out
+
+
+@cocotb.test()
+async def vit_block_runs(dut):
+    mem, memory, host = await start_engine(dut)
     status = None
-    regs = {}
     polling = False
     max_cycles = int(os.environ.get("QS_MAX_CYCLES", "2000000"))
     for _ in range(max_cycles):
@@ -165,14 +185,7 @@ async def vit_block_runs(dut):
             if not polling and int(dut.irq.value) == 1:
                 host.queue.append(("r", REG_STATUS, None))
                 polling = "status"
-    for name, reg in (("cycles", REG_CYCLES), ("ops", REG_OPS)):
-        host.queue.append(("r", reg, None))
-        while host.queue or host.busy is not None:
-            await RisingEdge(dut.clk)
-            host.drive()
-            await ReadOnly()
-            host.sample()
-        regs[name] = host.result
+    regs = await read_registers(dut, host, {"cycles": REG_CYCLES, "ops": REG_OPS})
     with open(os.environ["QS_DUMP"], "wb") as f:
         f.write(mem)
     with open(os.environ["QS_RESULT"], "w") as f:

@@ -243,8 +243,9 @@ def test_depth_engine_bad_input(args, msg, tmp_path):
 
 
 def test_verilog_depth_engine(tmp_path):
-    p = run("verilog", "depth-engine", *SMALL_ENGINE, "-o", str(tmp_path / "de"))
+    p = run("verilog", "depth-engine", *SMALL_ENGINE, "--board", "ulx3s", "-o", str(tmp_path / "de"))
     assert p.returncode == 0, p.stderr
+    assert (tmp_path / "de" / "ulx3s" / "top.lpf").exists()
     manifest = json.loads((tmp_path / "de" / "qsilicon.json").read_text())
     assert manifest["axi4_lite_slave"]["registers"]["STATUS"] == 4 and manifest["config"]["co"] == 8
     assert "module depth_engine(" in (tmp_path / "de" / "depth_engine.v").read_text()
