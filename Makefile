@@ -14,9 +14,9 @@ PYTEST_ARGS ?=
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
-	@if ! command -v iverilog >/dev/null 2>&1 || [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -f /usr/share/doc/opencv-doc/examples/data/aloeGT.png ]; then \
-		echo "[setup] installing Icarus Verilog, Fashion-MNIST and opencv-doc (apt)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog dataset-fashion-mnist opencv-doc >/dev/null; \
+	@if ! command -v iverilog >/dev/null 2>&1 || [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -f /usr/share/doc/opencv-doc/examples/data/aloeGT.png ] || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "[setup] installing Icarus Verilog, Fashion-MNIST, opencv-doc and PostgreSQL (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog dataset-fashion-mnist opencv-doc postgresql >/dev/null; \
 	fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "[setup] torch==2.13.0 (CPU wheel) first, so that nothing pulls a CUDA build"
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml Makefile
 	@touch $(STAMP)
 
 demo: setup
-	$(BIN)/qsilicon demo -o out/demo
+	$(BIN)/qsilicon flow
 
 test: setup
 	$(BIN)/ruff check .

@@ -1223,6 +1223,16 @@ def build_parser() -> argparse.ArgumentParser:
     sx.add_argument("-o", "--output", required=True)
     sx.set_defaults(func=cmd_supernet_export)
 
+    from .search_cli import add_parsers
+
+    add_parsers(sub, vs)
+
+    fl = sub.add_parser("flow", help="the whole flow from a YAML config (default: the embedded one, = make demo)")
+    fl.add_argument("config", nargs="?", default="default", help="flow YAML (default: flow/default_flow.yaml)")
+    fl.add_argument("-o", "--output", help="output directory (default: the config's output)")
+    fl.set_defaults(func=lambda a: __import__("qsilicon.flow.pipeline", fromlist=["run_flow"]).run_flow(
+        a.config, a.output))
+
     d = sub.add_parser("demo", help="the main job: engine for the ZCU102, verified on Verilator, report")
     d.add_argument("-o", "--output", default="out/demo", help="output directory (default out/demo)")
     d.add_argument("--full", action="store_true",

@@ -27,6 +27,16 @@ class RtlRun:
     regs: dict
     busy_by_tag: dict
     beats_by_tag: dict
+    first_by_tag: dict  # testbench cycle (from the start) of each tag's first compute beat
+    end_cycle: int  # testbench cycle at which the engine raised irq
+
+    def layer_cycles(self) -> dict:
+        """Cycles per tag: from the tag's first compute beat to the next tag's (the first tag from
+        the start, the last to the end of the run), so that they add up to the run's length.  A
+        layer's span thus holds its compute, its last stores and the next layer's first loads."""
+        tags = sorted(self.first_by_tag, key=self.first_by_tag.get)
+        bounds = [0, *(self.first_by_tag[t] for t in tags[1:]), self.end_cycle]
+        return {t: bounds[i + 1] - bounds[i] for i, t in enumerate(tags)}
 
     @property
     def cycles(self) -> int:
@@ -63,7 +73,8 @@ def rtl_run(cfg: EngineConfig, memory: bytes | bytearray, prog_addr: int, *, sim
         res = json.loads((tmp / "result.json").read_text())
         image = (tmp / "dump.bin").read_bytes()
     return RtlRun(image, res["regs"], {int(k): v for k, v in res["busy_by_tag"].items()},
-                  {int(k): v for k, v in res["beats_by_tag"].items()})
+                  {int(k): v for k, v in res["beats_by_tag"].items()},
+                  {int(k): v for k, v in res["first_by_tag"].items()}, res["end_cycle"])
 
 
 def random_program(cfg: EngineConfig, seed: int, n: int = 40) -> tuple[bytearray, int]:

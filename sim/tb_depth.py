@@ -26,9 +26,10 @@ async def depth_engine_runs(dut):
     mem, memory, host = await start_engine(dut)
     busy_by_tag: dict = defaultdict(int)
     beats_by_tag: dict = defaultdict(int)
+    first_by_tag: dict = {}  # cycle (from start) of each tag's first compute beat
     max_cycles = int(os.environ.get("QS_MAX_CYCLES", "5000000"))
     finished = False
-    for _ in range(max_cycles):
+    for cycle in range(max_cycles):
         await RisingEdge(dut.clk)
         memory.drive()
         host.drive()
@@ -37,6 +38,7 @@ async def depth_engine_runs(dut):
         host.sample()
         if int(dut.o_cp_busy.value):
             tag = int(dut.o_tag.value)
+            first_by_tag.setdefault(tag, cycle)
             busy_by_tag[tag] += 1
             beats_by_tag[tag] += int(dut.o_mac.value)
         if memory.errors:
@@ -44,12 +46,14 @@ async def depth_engine_runs(dut):
         if not host.queue and host.busy is None and int(dut.irq.value) == 1:
             finished = True
             break
+    end_cycle = cycle
     regs = await read_registers(dut, host, REGS)
     with open(os.environ["QS_DUMP"], "wb") as f:
         f.write(mem)
     with open(os.environ["QS_RESULT"], "w") as f:
         json.dump({"finished": finished, "errors": memory.errors, "regs": regs,
-                   "busy_by_tag": busy_by_tag, "beats_by_tag": beats_by_tag}, f)
+                   "busy_by_tag": busy_by_tag, "beats_by_tag": beats_by_tag,
+                   "first_by_tag": first_by_tag, "end_cycle": end_cycle}, f)
     assert not memory.errors, memory.errors[0]
     assert finished, f"the engine did not finish in {max_cycles} cycles"
     expect_error = os.environ.get("QS_EXPECT_ERROR", "0") == "1"

@@ -1,0 +1,442 @@
+"""``qsilicon search``, ``qsilicon latency`` and ``qsilicon verilog design``: the hardware-aware
+search's commands (the parser lives in :mod:`qsilicon.flow.cli`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .cli import DEFAULT_SUPERNET, MANIFEST, CliError, OutputDir, _board, _board_plan, _progress
+
+__all__ = ["cmd_latency_depth", "cmd_latency_gemm", "cmd_latency_vit", "cmd_search", "cmd_verilog_design",
+           "search_to_dir"]
+
+#: The search split: the first images of the Fashion-MNIST test set score subnets during the
+#: search; the rest (held out) score the Pareto front afterwards.
+SEARCH_IMAGES = 2000
+
+
+class AccuracyCache:
+    """Accuracy (percent, fake-quant, inherited weights) of supernet subnets on ``images`` test
+    images from ``start``, cached by subnet."""
+
+    def __init__(self, checkpoint, start: int = 0, images: int = SEARCH_IMAGES) -> None:
+        import torch
+
+        from qsilicon.quant.datasets import fashion_mnist
+        from qsilicon.quant.supernet import load_supernet
+
+        if not Path(checkpoint).exists():
+            raise CliError(f"supernet checkpoint {checkpoint} not found: run 'qsilicon supernet train' first")
+        torch.set_num_threads(1)
+        self.sv, _ = load_supernet(checkpoint)
+        xt, yt = fashion_mnist("test")
+        stop = len(xt) if images is None else start + images
+        self.x, self.y = xt[start:stop], yt[start:stop]
+        self.cache: dict[str, float] = {}
+
+    def __call__(self, subnet) -> float:
+        if subnet.spec not in self.cache:
+            self.cache[subnet.spec] = self.sv.accuracy(subnet, self.x, self.y)
+        return self.cache[subnet.spec]
+
+
+def _space(path):
+    from qsilicon.search.joint import SpaceError, load_space
+
+    try:
+        return load_space(path)
+    except SpaceError as e:
+        raise CliError(str(e)) from None
+
+
+def _storage_url(args, out: Path) -> str:
+    if args.storage:
+        if not args.storage.startswith(("sqlite://", "postgresql://", "postgresql+", "mysql://", "mysql+")):
+            raise CliError(f"--storage {args.storage}: expected sqlite:///FILE or postgresql://USER@HOST/DB")
+        return args.storage
+    out.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(out / 'study.db').resolve()}"
+
+
+def _plot(front: list[dict], records: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    feas = [r for r in records if r["feasible"]]
+    infeas = [r for r in records if not r["feasible"]]
+    if infeas:
+        ax.scatter([r["fps"] for r in infeas], [r["accuracy"] for r in infeas], s=8, c="#dddddd",
+                   label="infeasible (over budget)")
+    ax.scatter([r["fps"] for r in feas], [r["accuracy"] for r in feas], s=8, c="#aaaaaa", label="feasible trials")
+    sc = ax.scatter([r["fps"] for r in front], [r["accuracy"] for r in front], s=40,
+                    c=[100 * r["util"]["dsp"] for r in front], cmap="viridis", edgecolors="black", linewidths=0.5,
+                    label="Pareto front", zorder=3)
+    ax.plot([r["fps"] for r in front], [r["accuracy"] for r in front], c="black", lw=0.6, zorder=2)
+    fig.colorbar(sc, ax=ax, label="DSP share of the board (%)")
+    ax.set_xscale("log")
+    ax.set_xlabel("predicted frames per second (latency model)")
+    ax.set_ylabel("top-1 accuracy, search split (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def search_to_dir(board, space, out: Path, *, trials: int, storage: str | None, checkpoint, seed: int = 0,
+                  holdout: bool = True, images: int = SEARCH_IMAGES, progress=None) -> dict:
+    """Run or continue the search, then write ``pareto.json`` and ``pareto.png`` into ``out``
+    (atomically: a file is replaced only when complete).  Returns the Pareto document."""
+    import optuna
+
+    from qsilicon.search.joint import (
+        SpaceError,
+        convergence,
+        knee,
+        open_storage,
+        pareto_front,
+        run_search,
+        study_name,
+        trial_records,
+    )
+
+    if not 0 < images <= SEARCH_IMAGES:
+        raise CliError(f"--images must be in [1, {SEARCH_IMAGES}] (the search split), not {images}")
+    acc = AccuracyCache(checkpoint, 0, images)
+    url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = run_search(board, space, acc, trials=trials, storage=url, seed=seed, log=_progress,
+                             progress=progress)
+        study = optuna.load_study(study_name=study_name(board, space), storage=open_storage(url))
+    except SpaceError as e:
+        raise CliError(str(e)) from None
+    records = trial_records(study)
+    front = pareto_front(records)
+    if not front:
+        raise CliError(f"no feasible design among {len(records)} trials on {board.name}: raise "
+                       "constraints.util_cap or latency_ms, or add smaller hardware choices to the space")
+    pick = knee(front)
+    ref = min(r["accuracy"] for r in records) - 0.5
+    if holdout:
+        _progress(f"scoring {len(front)} Pareto points on the {10000 - SEARCH_IMAGES} held-out test images")
+        held = AccuracyCache(checkpoint, SEARCH_IMAGES, None)
+        from qsilicon.quant.supernet import Subnet
+
+        for r in front:
+            r["heldout_accuracy"] = held(Subnet.parse(r["subnet"], space.model))
+    doc = {
+        "board": board.name, "part": board.part, "study": summary["study"], "storage": url.split("@")[-1],
+        "space": space.to_dict(), "trials": len(records), "feasible": sum(r["feasible"] for r in records),
+        "resumed_from": summary["resumed_from"],
+        "workers": sorted({r["worker"] for r in records if r["worker"] is not None}),
+        "accuracy": f"fake-quant, inherited supernet weights, first {images} Fashion-MNIST test images "
+                    f"(held-out: the other {10000 - SEARCH_IMAGES})",
+        "assumptions": {"dram_gbps": board.dram_gbps, "util_cap": space.util_cap,
+                        "latency_ms": space.latency_ms, "clock": "per point (hw.clock_mhz), not a timing result",
+                        "fps": "batch 1, one image after another, latency model (search/accel.py)"},
+        "convergence": [{"trials": n, "hypervolume": hv} for n, hv in convergence(records, ref)],
+        "hypervolume_reference": {"accuracy": ref, "fps": 0.0},
+        "knee": pick, "front": front,
+    }
+    tmp = out / ".pareto.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(out / "pareto.json")
+    _plot(front, records, out / ".pareto.tmp.png",
+          f"{board.name}: {len(records)} trials, {len(front)} Pareto points (colour: DSP share)")
+    (out / ".pareto.tmp.png").replace(out / "pareto.png")
+    return doc
+
+
+def cmd_search(args) -> int:
+    from qsilicon.search.joint import SpaceError, check_board
+
+    board = _board(args.board)
+    try:
+        check_board(board)
+    except SpaceError as e:
+        raise CliError(str(e)) from None
+    space = _space(args.space)
+    if args.trials < 1:
+        raise CliError(f"--trials must be a positive integer, not {args.trials}")
+    out = Path(args.output)
+    storage = _storage_url(args, out)
+    from tqdm import tqdm
+
+    bar = tqdm(total=args.trials, desc="search", unit="trial", disable=args.json or None, leave=False)
+
+    def progress(done, total):
+        bar.n = min(done, total)
+        bar.refresh()
+
+    try:
+        doc = search_to_dir(board, space, out, trials=args.trials, storage=storage, checkpoint=args.checkpoint,
+                            seed=args.seed, holdout=not args.no_holdout, images=args.images, progress=progress)
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"{doc['trials']} trials ({doc['feasible']} feasible) in study {doc['study']} ({doc['storage']}); "
+          f"Pareto front: {len(doc['front'])} points")
+    print(f"{'#':>4} {'accuracy':>8} {'held-out':>8} {'FPS':>9} {'LUT%':>5} {'DSP%':>5} {'BRAM%':>5}  subnet / design")
+    for r in doc["front"]:
+        h = r["hw"]
+        print(f"{r['number']:>4} {r['accuracy']:>8.2f} {r.get('heldout_accuracy', float('nan')):>8.2f} "
+              f"{r['fps']:>9.0f} {100 * r['util']['lut']:>5.1f} {100 * r['util']['dsp']:>5.1f} "
+              f"{100 * r['util']['bram36']:>5.1f}  {r['subnet']}  r{h['rows']}c{h['cols']} {h['packing']} "
+              f"l{h['lanes']} w{h['wbuf_kib']}k a{h['abuf_kib']}k {h['clock_mhz']:g} MHz")
+    print(f"knee point: trial {doc['knee']['number']}; wrote {out / 'pareto.json'} and {out / 'pareto.png'}")
+    return 0
+
+
+# --------------------------------------------------------------------------- latency
+
+
+def _accel_config(args):
+    from qsilicon.search.accel import AccelConfig
+
+    try:
+        return AccelConfig(args.rows, args.cols, args.packing, args.lanes, args.wbuf_kib, args.abuf_kib,
+                           float(args.clock))
+    except (TypeError, ValueError) as e:
+        raise CliError(f"{e} (see qsilicon latency vit --help)") from None
+
+
+def cmd_latency_vit(args) -> int:
+    from qsilicon.search.accel import predict, resources, subnet_workload, utilization, workload_macs
+    from qsilicon.search.joint import SpaceError, check_board
+
+    board = _board(args.board)
+    cfg = _accel_config(args)
+    if args.shape:
+        from qsilicon.search.paper import DEIT
+
+        if args.shape not in DEIT:
+            raise CliError(f"--shape {args.shape}: expected one of {', '.join(DEIT)}")
+        try:
+            ops = DEIT[args.shape].workload(cfg.lanes, args.ratio8)
+        except ValueError as e:
+            raise CliError(str(e)) from None
+        what = f"{args.shape}-shaped ViT, int8 share {args.ratio8:g}"
+    else:
+        space = _space(args.space).model
+        from qsilicon.quant.supernet import Subnet
+
+        try:
+            s = Subnet.parse(args.subnet, space)
+            ops = subnet_workload(s, space, cfg.lanes)
+        except ValueError as e:
+            raise CliError(str(e)) from None
+        what = s.spec
+    p = predict(cfg, ops, board.dram_gbps, detail=True)
+    try:
+        check_board(board)
+        util = utilization(cfg, board)
+    except SpaceError:
+        util = None
+    report = {"model": what, "board": board.name, "config": cfg.to_dict(), "macs": workload_macs(ops),
+              **p.to_dict(), "latency_ms": 1e3 / p.fps, "resources": resources(cfg), "utilization": util}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    if args.per_op:
+        for name, kind, c, bound in p.per_op:
+            print(f"  {name:<14} {kind:<10} {c:>10} {bound}")
+    r = report["resources"]
+    print(f"{what} on {cfg.tag} ({board.name}, DRAM {board.dram_gbps:g} GB/s): {p.cycles} cycles, "
+          f"{1e3 / p.fps:.3f} ms, {p.fps:.1f} FPS; {report['macs'] / 1e6:.2f} M MACs; {p.memory_bound_ops} "
+          f"memory-bound GEMMs; LUT {r['lut']:.0f}, FF {r['ff']:.0f}, DSP {r['dsp']}, BRAM36 {r['bram36']:g}"
+          + (f" (max share {100 * max(util.values()):.1f}%)" if util else ""))
+    return 0
+
+
+def cmd_latency_gemm(args) -> int:
+    from qsilicon.search.latency import gemm_cycles, gemm_latency
+
+    from .cli import _gemm_config
+
+    cfg = _gemm_config(args)
+    board = _board(args.board)
+    try:
+        c = gemm_cycles(cfg, args.m, args.k, args.n, args.n8)
+        lat = gemm_latency(cfg, board, args.m, args.k, args.n, n8=args.n8)
+    except ValueError as e:
+        raise CliError(f"{e} (use --m/--k/--n >= 1; --n8 for a mixed engine)") from None
+    report = {"config": cfg.to_dict(), "m": args.m, "k": args.k, "n": args.n, "n8": args.n8,
+              "engine_cycles": c, "board": board.name, "traffic_bytes": lat.traffic_bytes,
+              "memory_cycles": lat.memory_cycles, "seconds": lat.seconds, "bound": lat.bound}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{cfg.tag} {args.m}x{args.k}x{args.n}: {c} engine cycles (= RTL); on {board.name}: "
+              f"{lat.traffic_bytes} B streamed, {lat.memory_cycles} memory cycles, {lat.bound}-bound, "
+              f"{1e6 * lat.seconds:.2f} us")
+    return 0
+
+
+def cmd_latency_depth(args) -> int:
+    from qsilicon.search.depth_latency import predict_program
+
+    from .cli import _depth_model, _depth_program, _engine_config
+
+    cfg = _engine_config(args)
+    ig, size, _, _ = _depth_model(args.model)
+    prog = _depth_program(ig, cfg, size)
+    pred = predict_program(prog)
+    f = args.clock * 1e6
+    report = {"config": cfg.tag, "size": size, "cycles": pred.cycles, "fps": f / pred.cycles,
+              "layers": [{"layer": n, "cycles": c} for n, c in pred.per_layer]}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for n, c in pred.per_layer:
+        print(f"  {n:<10} {c:>9}")
+    print(f"{cfg.tag} at {size}x{size}: {pred.cycles} cycles predicted, {f / pred.cycles:.1f} FPS at "
+          f"{args.clock:g} MHz")
+    return 0
+
+
+# --------------------------------------------------------------------------- verilog for a point
+
+
+def load_point(path, point: str) -> tuple[dict, dict]:
+    """``(pareto document, chosen record)``: ``knee`` or a trial number of the front."""
+    p = Path(path)
+    if not p.exists():
+        raise CliError(f"Pareto file {p} not found: run 'qsilicon search' first")
+    try:
+        doc = json.loads(p.read_text())
+        front = doc["front"]
+    except (ValueError, KeyError):
+        raise CliError(f"{p}: not a Pareto file written by 'qsilicon search'") from None
+    if point == "knee":
+        return doc, doc["knee"]
+    try:
+        n = int(point)
+    except ValueError:
+        raise CliError(f"--point {point}: expected 'knee' or a trial number of the front") from None
+    for r in front:
+        if r["number"] == n:
+            return doc, r
+    raise CliError(f"--point {n}: not on the Pareto front (its trials: {', '.join(str(r['number']) for r in front)})")
+
+
+def write_design(doc: dict, rec: dict, board, out_dir) -> list[str]:
+    """The chosen point's generators as Verilog (GEMM engine, row unit, element-wise unit), the
+    board's build plan of the GEMM engine, and ``design.json``."""
+    from qsilicon import __version__
+    from qsilicon.hw.blocks.rowunit import RowUnit
+    from qsilicon.hw.blocks.vector import ElementwiseUnit
+    from qsilicon.hw.export import to_verilog
+    from qsilicon.hw.gemm import GemmEngine
+    from qsilicon.search.accel import AccelConfig, predict, resources, subnet_workload
+    from qsilicon.search.joint import JointSpace
+
+    cfg = AccelConfig(**rec["hw"])
+    space = JointSpace.from_dict(doc["space"]).model
+    from qsilicon.quant.supernet import Subnet
+
+    subnet = Subnet.parse(rec["subnet"], space)
+    out = OutputDir(out_dir)
+    with out as tmp:
+        _progress(f"elaborating the design {cfg.tag}")
+        (tmp / "gemm_engine.v").write_text(to_verilog(GemmEngine(cfg.gemm), "gemm_engine"))
+        (tmp / f"rowunit_l{cfg.lanes}.v").write_text(to_verilog(RowUnit(cfg.lanes), f"rowunit_l{cfg.lanes}"))
+        (tmp / f"vector_l{cfg.lanes}.v").write_text(to_verilog(ElementwiseUnit(cfg.lanes), f"vector_l{cfg.lanes}"))
+        files = ["gemm_engine.v", f"rowunit_l{cfg.lanes}.v", f"vector_l{cfg.lanes}.v"]
+        files += _board_plan(board, GemmEngine(cfg.gemm), tmp)
+        pred = predict(cfg, subnet_workload(subnet, space, cfg.lanes), board.dram_gbps, detail=True)
+        design = {"qsilicon": __version__, "component": "vit-accelerator-design", "board": board.name,
+                  "subnet": subnet.spec, "accelerator": cfg.to_dict(), "gemm_config": cfg.gemm.to_dict(),
+                  "search_accuracy": rec["accuracy"], "heldout_accuracy": rec.get("heldout_accuracy"),
+                  "prediction": pred.to_dict(), "resources": resources(cfg), "study": doc.get("study"),
+                  "trial": rec["number"]}
+        (tmp / "design.json").write_text(json.dumps(design, indent=2) + "\n")
+        files.append("design.json")
+        (tmp / MANIFEST).write_text(json.dumps({"qsilicon": __version__, "component": "vit-accelerator-design",
+                                                "board": board.to_dict(), "files": sorted(files)}, indent=2) + "\n")
+    return sorted(files)
+
+
+def cmd_verilog_design(args) -> int:
+    doc, rec = load_point(args.pareto, args.point)
+    board = _board(args.board or doc["board"])
+    files = write_design(doc, rec, board, args.output)
+    print(f"trial {rec['number']} ({rec['subnet']}; r{rec['hw']['rows']}c{rec['hw']['cols']} {rec['hw']['packing']}) "
+          f"for {board.name}: wrote {len(files)} files to {args.output}")
+    for f in files:
+        print(f"  {f}")
+    return 0
+
+
+def add_parsers(sub, verilog_sub) -> None:
+    """Register ``search``, ``latency`` and ``verilog design`` on the CLI's subparsers."""
+    s = sub.add_parser("search", help="joint NSGA-II search of supernet subnets x accelerator designs for a board")
+    s.add_argument("--board", required=True, help="a Zynq UltraScale+ board of the registry (e.g. zcu102)")
+    s.add_argument("--space", default="default", help="joint search-space YAML, or 'default' "
+                   "(configs/search_space.yaml)")
+    s.add_argument("--trials", type=int, default=200, help="complete trials the study should hold (default 200)")
+    s.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUTPUT/study.db); postgresql://... "
+                   "lets several processes and machines share the study")
+    s.add_argument("--checkpoint", default=str(DEFAULT_SUPERNET), help="supernet checkpoint")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--images", type=int, default=SEARCH_IMAGES,
+                   help=f"test images that score subnets during the search (default {SEARCH_IMAGES})")
+    s.add_argument("--no-holdout", action="store_true", help="skip scoring the front on the held-out images")
+    s.add_argument("-o", "--output", default="out/search", help="output directory (default out/search)")
+    s.add_argument("--json", action="store_true", help="print the Pareto document")
+    s.set_defaults(func=cmd_search)
+
+    lat = sub.add_parser("latency", help="latency model predictions")
+    ls = lat.add_subparsers(dest="what", required=True)
+    lv = ls.add_parser("vit", help="a supernet subnet (or a DeiT-shaped ViT) on an accelerator design")
+    lv.add_argument("--board", default="zcu102")
+    lv.add_argument("--subnet", default="largest", help="subnet spec, 'largest' or 'smallest'")
+    lv.add_argument("--space", default="default")
+    lv.add_argument("--shape", help="instead of a subnet: deit-tiny, deit-small or deit-base")
+    lv.add_argument("--ratio8", type=float, default=0.5, help="int8 share of the DeiT shape's rows (default 0.5)")
+    lv.add_argument("--rows", type=int, default=8)
+    lv.add_argument("--cols", type=int, default=8)
+    lv.add_argument("--packing", choices=("none", "dsp2"), default="dsp2")
+    lv.add_argument("--lanes", type=int, default=8)
+    lv.add_argument("--wbuf-kib", type=int, default=32)
+    lv.add_argument("--abuf-kib", type=int, default=32)
+    lv.add_argument("--clock", type=float, default=150.0, help="MHz (default 150)")
+    lv.add_argument("--per-op", action="store_true", help="print every operation's cycles")
+    lv.add_argument("--json", action="store_true")
+    lv.set_defaults(func=cmd_latency_vit)
+    lg = ls.add_parser("gemm", help="one GEMM layer on the GEMM engine (RTL-exact cycles) and a board")
+    from .cli import _add_gemm_args
+
+    _add_gemm_args(lg)
+    lg.add_argument("--m", type=int, required=True)
+    lg.add_argument("--k", type=int, required=True)
+    lg.add_argument("--n", type=int, required=True)
+    lg.add_argument("--n8", type=int, help="int8 rows of a mixed layer")
+    lg.add_argument("--board", default="zcu102")
+    lg.add_argument("--json", action="store_true")
+    lg.set_defaults(func=cmd_latency_gemm, mixed=False)
+    ld = ls.add_parser("depth", help="a compiled depth network on the QuartDepth engine, per layer")
+    from .cli import _add_engine_args
+
+    ld.add_argument("--model", help="int_graph.pt or its directory (from 'qsilicon quantize depth -o'); default: "
+                    "the reduced network")
+    ld.add_argument("--clock", type=float, default=100.0, help="MHz (default 100)")
+    _add_engine_args(ld)
+    ld.add_argument("--json", action="store_true")
+    ld.set_defaults(func=cmd_latency_depth)
+
+    vd = verilog_sub.add_parser("design", help="a Pareto point of 'qsilicon search': its generators and the "
+                                "board's build plan")
+    vd.add_argument("--pareto", default="out/search/pareto.json")
+    vd.add_argument("--point", default="knee", help="'knee' (default) or a trial number of the front")
+    vd.add_argument("--board", help="default: the search's board")
+    vd.add_argument("-o", "--output", required=True)
+    vd.set_defaults(func=cmd_verilog_design)
+

@@ -1,0 +1,77 @@
+"""Paper comparison, on paper: DeiT-shaped ViTs with a Quasar-ViT-like precision mix on the ZCU102.
+
+Quasar-ViT (Li et al., 2024, arXiv:2407.18175) reports 101.5, 159.6 and 251.6 FPS on the
+AMD/Xilinx ZCU102 for its searched models of 80.4%, 78.6% and 74.9% ImageNet top-1 accuracy,
+which sit at DeiT-Base, DeiT-Small and DeiT-Tiny scale.  :func:`compare` searches the hardware
+space exhaustively for each DeiT shape (224x224 images, 16x16 patches: 197 tokens; head_dim 64;
+MLP 4x; 12 blocks) with every linear layer's rows ``ratio8`` int8 and the rest int4, under the
+board's resources times ``util_cap``, and reports the best predicted FPS.  These are predictions
+of the latency model (``search/accel.py``), not measurements, and the searched Quasar-ViT models
+are not exactly DeiT-shaped.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from .accel import AccelConfig, predict, utilization, vit_workload, workload_macs
+
+__all__ = ["DEIT", "PAPER_FPS", "DeitShape", "best_design", "compare"]
+
+#: Quasar-ViT's published FPS on the ZCU102 (abstract of arXiv:2407.18175), by model scale.
+PAPER_FPS = {"deit-tiny": 251.6, "deit-small": 159.6, "deit-base": 101.5}
+PAPER_TOP1 = {"deit-tiny": 74.9, "deit-small": 78.6, "deit-base": 80.4}
+
+
+@dataclass(frozen=True)
+class DeitShape:
+    dim: int
+    heads: int
+    depth: int = 12
+    head_dim: int = 64
+    tokens: int = 197
+    patches: int = 196
+    patch_dim: int = 3 * 16 * 16
+    classes: int = 1000
+
+    def workload(self, lanes: int = 8, ratio8: float = 0.5):
+        if not 0 <= ratio8 <= 1:
+            raise ValueError(f"ratio8 must be in [0, 1], not {ratio8!r}")
+        blocks = [(self.tokens, self.dim, self.heads, self.head_dim, 4 * self.dim, (ratio8,) * 4)] * self.depth
+        return vit_workload(blocks, patches=self.patches, patch_dim=self.patch_dim, classes=self.classes, lanes=lanes)
+
+
+DEIT = {"deit-tiny": DeitShape(192, 3), "deit-small": DeitShape(384, 6), "deit-base": DeitShape(768, 12)}
+
+#: The hardware grid of the comparison (a superset of the default search space's).
+GRID = {"rows": (8, 16, 32, 64), "cols": (8, 16, 32, 64), "packing": ("none", "dsp2"), "lanes": (8, 16),
+        "wbuf_kib": (32, 64, 128, 256, 512), "abuf_kib": (256, 512, 1024)}
+
+
+def best_design(shape: DeitShape, board, *, clock_mhz: float, util_cap: float, ratio8: float) -> dict:
+    """The highest predicted FPS over :data:`GRID` within ``util_cap`` of every resource."""
+    best = None
+    ops = {lanes: shape.workload(lanes, ratio8) for lanes in GRID["lanes"]}
+    for rows, cols, packing, lanes, wb, ab in itertools.product(*GRID.values()):
+        cfg = AccelConfig(rows, cols, packing, lanes, wb, ab, clock_mhz)
+        util = utilization(cfg, board)
+        if max(util.values()) > util_cap:
+            continue
+        p = predict(cfg, ops[lanes], board.dram_gbps)
+        if best is None or p.fps > best["fps"]:
+            best = {"config": cfg.to_dict(), "fps": p.fps, "cycles": p.cycles, "util": util,
+                    "memory_bound_ops": p.memory_bound_ops, "dram_bytes": p.dram_bytes}
+    if best is None:
+        raise ValueError(f"no design of the grid fits {util_cap:.0%} of {board.name}")
+    best["macs"] = workload_macs(ops[8])
+    return best
+
+
+def compare(board, *, clock_mhz: float = 150.0, util_cap: float = 0.8, ratio8: float = 0.5) -> list[dict]:
+    rows = []
+    for name, shape in DEIT.items():
+        b = best_design(shape, board, clock_mhz=clock_mhz, util_cap=util_cap, ratio8=ratio8)
+        rows.append({"model": name, "predicted_fps": b["fps"], "quasar_vit_fps": PAPER_FPS[name],
+                     "quasar_vit_top1": PAPER_TOP1[name], **b})
+    return rows

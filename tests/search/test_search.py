@@ -1,0 +1,241 @@
+"""The joint search: space files, the accelerator model, Optuna studies on SQLite (resumable after
+SIGKILL) and on a real PostgreSQL server shared by two worker processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from qsilicon.boards import get_board
+from qsilicon.search import accel
+from qsilicon.search.joint import (
+    JointSpace,
+    SpaceError,
+    evaluate,
+    load_space,
+    pareto_front,
+    sample_candidate,
+    study_name,
+)
+from qsilicon.search.latency import gemm_cycles
+
+ZCU = get_board("zcu102")
+CLI = [sys.executable, "-m", "qsilicon.flow"]
+
+
+def _write(tmp_path, text, name="space.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("hardware: {rows: [0, 8]}", r"hardware.rows: every value must be a int in \[1, 64\], not 0"),
+    ("hardware: {packing: [dsp4]}", "hardware.packing: expected a list of 'none' / 'dsp2'"),
+    ("hardware: {lanes: [12]}", "hardware.lanes: every value must be 8 or 16"),
+    ("hardware: {banks: [1]}", "hardware.banks: unknown key"),
+    ("constraints: {util_cap: 1.5}", r"constraints.util_cap: expected a number in \(0, 1\]"),
+    ("constraints: {latency_ms: -1}", "constraints.latency_ms: expected a positive number"),
+    ("model: {dims: [30]}", "model: search space: MLP width"),
+    ("search: 1", "search: unknown key"),
+    ("hardware: [1, 2", "not valid YAML"),
+])
+def test_malformed_space_files(tmp_path, text, msg):
+    with pytest.raises(SpaceError, match=msg):
+        load_space(_write(tmp_path, text))
+
+
+def test_default_space_and_supernet_file():
+    sp = load_space("default")
+    assert sp.util_cap == 0.8 and sp.model.dims == (32, 48, 64) and 64 in sp.hardware.cols
+    assert load_space(Path(accel.__file__).parents[1] / "configs" / "vit_space.yaml").model == sp.model
+
+
+def test_gemm_term_is_the_rtl_exact_model():
+    """On a board with unlimited bandwidth the accelerator's GEMM cycles are the engine's."""
+    cfg = accel.AccelConfig(8, 16, "dsp2", 8, 64, 64, 150.0)
+    ops = [accel.Op("x", "gemm", 17, 64, 96, 40)]
+    seq = accel._vec_model()["block"]
+    p = accel.predict(cfg, ops, 0.0)
+    assert p.cycles == gemm_cycles(cfg.gemm, 17, 64, 96, 40) + round(seq[0] + seq[1])
+
+
+def test_memory_terms():
+    ops = [accel.Op("fc", "gemm", 17, 512, 512, 256)]
+    big = accel.AccelConfig(16, 32, "dsp2", 8, 64, 64, 200.0)
+    fast = accel.predict(big, ops, 19.2, detail=True)
+    slow = accel.predict(big, ops, 0.5, detail=True)
+    assert fast.per_op[0][3] == "compute" and slow.per_op[0][3] == "memory" and slow.cycles > fast.cycles
+    # int4 rows stream half the weight bytes
+    all4 = accel.predict(big, [accel.Op("fc", "gemm", 17, 512, 512, 0)], 0.5)
+    assert all4.dram_bytes < slow.dram_bytes
+    # a weight buffer too small for one column tile re-reads the weights for every token tile
+    tiny = accel.AccelConfig(16, 32, "dsp2", 8, 8, 64, 200.0)
+    assert accel.predict(tiny, [accel.Op("fc", "gemm", 64, 512, 512, 256)], 19.2).dram_bytes > \
+        accel.predict(big, [accel.Op("fc", "gemm", 64, 512, 512, 256)], 19.2).dram_bytes
+
+
+def test_resources_grow_with_the_array():
+    small = accel.resources(accel.AccelConfig(8, 8, "dsp2", 8, 16, 16))
+    large = accel.resources(accel.AccelConfig(32, 64, "dsp2", 8, 16, 16))
+    plain = accel.resources(accel.AccelConfig(32, 64, "none", 8, 16, 16))
+    assert large["lut"] > small["lut"] and large["dsp"] > small["dsp"] and plain["dsp"] > large["dsp"]
+    assert accel.resources(accel.AccelConfig(8, 8, "dsp2", 8, 128, 16))["bram36"] > small["bram36"]
+
+
+def test_bad_accelerator_configs():
+    with pytest.raises(ValueError, match="packing must be one of none, dsp2"):
+        accel.AccelConfig(packing="dsp4")
+    with pytest.raises(ValueError, match="dsp2 packing needs an even number of columns"):
+        accel.AccelConfig(cols=5)
+    with pytest.raises(ValueError, match="lanes must be 8 or 16"):
+        accel.AccelConfig(lanes=4)
+
+
+def test_candidates_and_pareto():
+    import random
+
+    sp = load_space()
+    rng = random.Random(0)
+    recs = []
+    for i in range(200):
+        c = sample_candidate(sp, rng)
+        ev = evaluate(c, sp, ZCU)
+        assert ev["feasible"] == (ev["max_util"] <= sp.util_cap)
+        recs.append({"number": i, "subnet": c.subnet.spec, "hw": c.hw.to_dict(), "accuracy": rng.uniform(80, 90),
+                     "fps": ev["fps"], "max_util": ev["max_util"], "util": ev["util"], "feasible": ev["feasible"]})
+    front = pareto_front(recs)
+    assert front and all(r["feasible"] for r in front)
+    for r in front:  # nothing feasible dominates a front point
+        assert not any(o["feasible"] and o["accuracy"] > r["accuracy"] and o["fps"] > r["fps"]
+                       and o["max_util"] < r["max_util"] for o in recs)
+    # a latency target turns slow designs infeasible
+    tight = JointSpace(sp.model, sp.hardware, sp.util_cap, latency_ms=0.05)
+    assert sum(evaluate(sample_candidate(tight, random.Random(i)), tight, ZCU)["feasible"] for i in range(50)) < \
+        sum(evaluate(sample_candidate(sp, random.Random(i)), sp, ZCU)["feasible"] for i in range(50))
+
+
+def _complete(url, name):
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=name, storage=url)
+    except KeyError:
+        return []
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def test_search_resumes_after_sigkill(tmp_path):
+    """A search killed with SIGKILL keeps every finished trial; the restart continues to the target."""
+    out = tmp_path / "s"
+    url = f"sqlite:///{out / 'study.db'}"
+    name = study_name(ZCU, load_space())
+    args = [*CLI, "search", "--board", "zcu102", "--trials", "40", "--images", "200", "--no-holdout", "-o", str(out)]
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while len(_complete(url, name) if (out / "study.db").exists() else []) < 12:
+        assert p.poll() is None and time.time() < deadline, "the search ended or stalled before the kill"
+        time.sleep(0.5)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    before = {t.number: t.values for t in _complete(url, name)}
+    assert 12 <= len(before) < 40
+    r = subprocess.run(args + ["--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    after = {t.number: t.values for t in _complete(url, name)}
+    assert all(after[n] == v for n, v in before.items())  # nothing lost, nothing changed
+    assert len(after) >= 40 and doc["trials"] == len(after) and doc["resumed_from"] == len(before)
+    assert doc["front"] and (out / "pareto.png").stat().st_size > 1000
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    from qsilicon.search.pgserver import PostgresError, start, stop
+
+    d = tmp_path_factory.mktemp("pg")
+    try:
+        url = start(d)
+    except PostgresError as e:
+        pytest.skip(f"PostgreSQL server could not start: {e}")
+    yield url
+    stop(d)
+
+
+def test_two_workers_share_a_postgres_study(postgres, tmp_path):
+    """Two worker processes on one study in a real PostgreSQL server: every trial is recorded once."""
+    import sqlalchemy as sa
+
+    procs = [subprocess.Popen([*CLI, "search", "--board", "zcu102", "--trials", "30", "--images", "200",
+                               "--no-holdout", "--seed", str(i), "--storage", postgres, "-o", str(tmp_path / f"w{i}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    name = study_name(ZCU, load_space())
+    trials = _complete(postgres, name)
+    assert 30 <= len(trials) <= 31  # each worker stops once the study holds 30; at most one overshoot
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert workers == {p.pid for p in procs}
+    engine = sa.create_engine(postgres)
+    with engine.connect() as c:
+        dup = c.execute(sa.text("SELECT number, count(*) FROM trials t JOIN studies s ON s.study_id = t.study_id "
+                                "WHERE s.study_name = :n GROUP BY number HAVING count(*) > 1"), {"n": name}).all()
+        values = c.execute(sa.text("SELECT t.trial_id, count(v.trial_value_id) FROM trials t JOIN studies s ON "
+                                   "s.study_id = t.study_id LEFT JOIN trial_values v ON v.trial_id = t.trial_id "
+                                   "WHERE s.study_name = :n AND t.state = 'COMPLETE' GROUP BY t.trial_id"),
+                           {"n": name}).all()
+        total = c.execute(sa.text("SELECT count(*) FROM trials t JOIN studies s ON s.study_id = t.study_id "
+                                  "WHERE s.study_name = :n"), {"n": name}).scalar()
+    engine.dispose()
+    assert dup == [] and total == len(trials)
+    assert len(values) == len(trials) and all(n == 3 for _, n in values)  # three objectives, once each
+    # both workers wrote a Pareto file of the shared study
+    docs = [json.loads((tmp_path / f"w{i}" / "pareto.json").read_text()) for i in range(2)]
+    assert docs[0]["study"] == docs[1]["study"] == name
+
+
+def test_cli_errors_leave_nothing(tmp_path):
+    out = tmp_path / "o"
+    cases = [(["--board", "ulx3s"], "calibrated for Zynq UltraScale+"),
+             (["--board", "nope"], "nope"),
+             (["--board", "zcu102", "--space", str(_write(tmp_path, "hardware: {rows: [128]}"))], "hardware.rows"),
+             (["--board", "zcu102", "--trials", "0"], "--trials must be a positive integer"),
+             (["--board", "zcu102", "--storage", "redis://x"], "--storage redis://x: expected")]
+    for extra, msg in cases:
+        r = subprocess.run([*CLI, "search", *extra, "-o", str(out)], capture_output=True, text=True)
+        assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not out.exists()
+    r = subprocess.run([*CLI, "search", "--board", "zcu102", "--storage", "postgresql://nobody@127.0.0.1:1/none",
+                        "--trials", "1", "--images", "10", "-o", str(out)], capture_output=True, text=True)
+    assert r.returncode == 2 and "cannot open" in r.stderr, r.stderr
+
+
+def test_latency_cli():
+    r = subprocess.run([*CLI, "latency", "vit", "--subnet", "largest", "--rows", "16", "--cols", "32", "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["cycles"] == sum(o["cycles"] for o in doc["per_op"]) + round(accel._vec_model()["block"][1])
+    r = subprocess.run([*CLI, "latency", "gemm", "--rows", "8", "--cols", "8", "--wbits", "8", "--abits", "8",
+                        "--m", "64", "--k", "64", "--n", "64", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0 and json.loads(r.stdout)["engine_cycles"] == gemm_cycles(
+        accel.AccelConfig(8, 8, "none").gemm, 64, 64, 64, 64)
+    r = subprocess.run([*CLI, "latency", "vit", "--shape", "deit-huge"], capture_output=True, text=True)
+    assert r.returncode == 2 and "deit-tiny" in r.stderr
+
+
+def test_paper_comparison_fits_the_budget():
+    from qsilicon.search.paper import compare
+
+    rows = compare(ZCU, clock_mhz=150.0, util_cap=0.8, ratio8=0.5)
+    assert [r["model"] for r in rows] == ["deit-tiny", "deit-small", "deit-base"]
+    assert rows[0]["predicted_fps"] > rows[1]["predicted_fps"] > rows[2]["predicted_fps"] > 0
+    assert all(max(r["util"].values()) <= 0.8 for r in rows)
