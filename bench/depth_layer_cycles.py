@@ -2,7 +2,7 @@
 
 Writes ``search/data/depth_layer_cycles.json``: for each (network, input size, engine
 configuration) the per-layer spans measured by the testbench (:meth:`RtlRun.layer_cycles`) and the
-program's analytic features (:func:`qsilicon.search.depth_latency.layer_features`).  The whole
+program's instructions as the latency model reads them (:func:`qsilicon.search.depth_latency.program_ops`).  The whole
 64x64 network needs ``checkpoints/depth_synth.pt`` exported by ``qsilicon quantize depth``
 (``--whole DIR``); without it only the reduced networks run.
 
@@ -18,7 +18,7 @@ import time
 from qsilicon.hw.depth.compiler import compile_graph
 from qsilicon.hw.depth.isa import EngineConfig
 from qsilicon.quant.ptq.toy import reduced_depth_graph
-from qsilicon.search.depth_latency import CYCLES, layer_features
+from qsilicon.search.depth_latency import CYCLES, program_ops
 from qsilicon.sim.depth import rtl_run
 
 SMALL = EngineConfig(co=8, px=4, max_width=16, act_depth=128, out_depth=32, wgt_depth=512, par_depth=16,
@@ -36,19 +36,19 @@ RUNS = [  # (label, widths, size, config)
 
 
 def measure(label, ig, size, cfg) -> list[dict]:
+    """One run: the program's schedule features and the measured span of every layer."""
     prog = compile_graph(ig, cfg, height=size, width=size)
     t = time.time()
     run = rtl_run(cfg, prog.memory, prog.prog_addr)
     spans = run.layer_cycles()
-    feats = layer_features(prog)
-    rows = []
-    for info in prog.layers:
-        rows.append({"network": label, "size": size, "config": cfg.tag, "layer": info.name, "tag": info.tag,
-                     "measured": spans[info.tag], "features": feats[info.tag]})
+    row = {"network": label, "size": size, "config": cfg.tag, "ops": program_ops(prog),
+           "names": {str(info.tag): info.name for info in prog.layers},
+           "measured": {str(info.tag): spans[info.tag] for info in prog.layers}, "end_cycle": run.end_cycle,
+           "cycles_register": run.cycles}
     total = sum(spans.values())
     print(f"{label} {size}x{size} {cfg.tag}: {total} cycles (CYCLES register {run.cycles}), "
           f"{time.time() - t:.0f} s", flush=True)
-    return rows
+    return [row]
 
 
 def main() -> None:
@@ -64,7 +64,7 @@ def main() -> None:
 
         rows += measure("whole", _load_int_depth(args.whole).ig, 64, EngineConfig())
     CYCLES.write_text(json.dumps(rows, indent=1) + "\n")
-    print(f"wrote {CYCLES} ({len(rows)} layers)")
+    print(f"wrote {CYCLES} ({len(rows)} runs)")
 
 
 if __name__ == "__main__":

@@ -110,6 +110,7 @@ class Op:
     n: int = 0
     n8: int = 0
     features: tuple = ()
+    count: int = 1  # identical operations (one per attention head)
 
 
 def block_shapes(subnet, space) -> list[tuple[int, int, int, int, int, tuple]]:
@@ -141,10 +142,9 @@ def vit_workload(blocks, *, patches: int = 0, patch_dim: int = 0, classes: int =
         p = f"b{b}."
         ops.append(Op(p + "ln1", "layernorm", features=(mt * d, mt, 1.0)))
         ops.append(Op(p + "qkv", "gemm", t, d, 3 * e, _n8(3 * e, r8[0])))
-        for i in range(h):
-            ops.append(Op(f"{p}qk{i}", "matmul", t, hd, t, t))
-            ops.append(Op(f"{p}softmax{i}", "softmax", features=(mt * t, mt, 1.0)))
-            ops.append(Op(f"{p}av{i}", "matmul", t, t, hd, hd))
+        ops.append(Op(f"{p}qk", "matmul", t, hd, t, t, count=h))
+        ops.append(Op(f"{p}softmax", "softmax", features=(mt * t, mt, 1.0), count=h))
+        ops.append(Op(f"{p}av", "matmul", t, t, hd, hd, count=h))
         ops += [Op(p + "proj", "gemm", t, e, d, _n8(d, r8[1])), Op(p + "add1", "add", features=(3 * mt * d, 1.0)),
                 Op(p + "ln2", "layernorm", features=(mt * d, mt, 1.0)),
                 Op(p + "fc1", "gemm", t, d, mlp, _n8(mlp, r8[2])),
@@ -189,6 +189,11 @@ def _vec_model() -> dict:
     return load_model()
 
 
+@lru_cache(maxsize=65536)
+def _vec_cycles(kind: str, features: tuple) -> int:
+    return round(sum(a * f for a, f in zip(_vec_model()[kind], features, strict=True)))
+
+
 def _gemm_compute(rows: int, cols: int, m: int, k: int, n: int, n8: int) -> int:
     # the closed form of latency.gemm_cycles for a mixed engine (kept inline: the search's hot loop)
     mt = -(-m // rows)
@@ -206,12 +211,13 @@ def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool =
     param_bytes = PARAM_BITS_PER_COL / 8
     total, traffic, mem_bound = 0, 0, 0
     per = []
-    seq = vec["block"][0]
+    seq = round(vec["block"][0])
     for o in ops:
         bound = "compute"
-        if o.kind == "gemm" or o.kind == "matmul":
+        kind = o.kind
+        if kind == "gemm" or kind == "matmul":
             c = _gemm_compute(rows, cols, o.m, o.k, o.n, o.n8)
-            if o.kind == "gemm":
+            if kind == "gemm":
                 wbytes = o.k * (o.n8 + (o.n - o.n8) / 2) + o.n * param_bytes
                 reread = 1 if cols * o.k <= half_w else -(-o.m // rows)
                 act = 0 if o.m * (o.k + o.n) <= abuf else o.m * (o.k + o.n)
@@ -223,13 +229,12 @@ def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool =
                 c = math.ceil(max(c, mem) + first)
                 traffic += b
         else:
-            coef = vec[o.kind]
-            c = round(sum(a * f for a, f in zip(coef, o.features, strict=True)))
-        c += seq
+            c = _vec_cycles(kind, o.features)
+        c = (c + seq) * o.count
         total += c
         if detail:
-            per.append((o.name, o.kind, round(c), bound))
-    total = round(total + vec["block"][1])
+            per.append((o.name if o.count == 1 else f"{o.name} (x{o.count})", kind, c, bound))
+    total += round(vec["block"][1])
     return Prediction(total, cfg.clock_mhz * 1e6 / total, round(traffic), mem_bound, tuple(per))
 
 

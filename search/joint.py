@@ -34,6 +34,8 @@ __all__ = ["Candidate", "HardwareSpace", "JointSpace", "SpaceError", "evaluate",
 
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "configs" / "search_space.yaml"
 RESOURCES = ("lut", "ff", "dsp", "bram36")
+#: Optuna constraint names (<= 0 is feasible): every resource over the cap, the latency over the target.
+CONSTRAINTS = (*RESOURCES, "latency")
 
 
 class SpaceError(ValueError):
@@ -231,26 +233,47 @@ def _suggest(trial, space: JointSpace) -> Candidate:
     return Candidate(s, hw)
 
 
-def _constraints(trial) -> list[float]:
-    return trial.user_attrs["violations"]
+def open_storage(url: str, attempts: int = 5):
+    """Optuna RDB storage with heartbeats (a killed worker's trial is failed after the grace period
+    and retried); the first workers on a fresh database may race to create its tables, so opening
+    is retried a few times."""
+    import time
 
-
-def open_storage(url: str):
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    kwargs = {}
-    if url.startswith("sqlite"):
-        kwargs = {"connect_args": {"timeout": 60}}
-    try:
-        return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=2, grace_period=8,
-                          failed_trial_callback=RetryFailedTrialCallback(max_retry=2))
-    except Exception as e:  # sqlalchemy errors: connection refused, bad URL, missing driver
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise SpaceError(f"storage {url.split('@')[-1]}: cannot open ({msg}); check the URL and that the server "
-                         "runs") from None
-    finally:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    for attempt in range(attempts):
+        try:
+            st = RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=2, grace_period=8,
+                            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2))
+            if url.startswith("sqlite"):
+                _sqlite_wal(st.engine)
+            return st
+        except Exception as e:  # sqlalchemy errors: connection refused, bad URL, missing driver, races
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if attempt + 1 < attempts and ("UniqueViolation" in msg or "already exists" in msg):
+                time.sleep(0.3 + random.random())
+                continue
+            raise SpaceError(f"storage {url.split('@')[-1]}: cannot open ({msg}); check the URL and that the "
+                             "server runs") from None
+
+
+def _sqlite_wal(engine) -> None:
+    """Write-ahead logging with ``synchronous=NORMAL``: a commit is durable once the process has
+    written it (a SIGKILL loses nothing committed; only a power cut could drop the last ones), and
+    a trial's ~40 small writes no longer wait for an fsync each."""
+    import sqlalchemy
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _pragmas(conn, _record):
+        cur = conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    engine.dispose()  # connections opened before the listener reconnect with it
 
 
 def study_name(board, space: JointSpace) -> str:
@@ -272,8 +295,7 @@ def run_search(board, space: JointSpace, accuracy, *, trials: int, storage: str,
     st = open_storage(storage)
     name = name or study_name(board, space)
     # every worker gets its own sampler seed (the process id): two workers must not propose alike
-    sampler = NSGAIISampler(population_size=population, seed=seed * 100_003 + os.getpid(),
-                            constraints_func=_constraints)
+    sampler = NSGAIISampler(population_size=population, seed=seed * 100_003 + os.getpid())
     study = optuna.create_study(study_name=name, storage=st, sampler=sampler, load_if_exists=True,
                                 directions=["maximize", "maximize", "minimize"])
     study.set_metric_names(["accuracy", "fps", "max_util"])
@@ -287,6 +309,8 @@ def run_search(board, space: JointSpace, accuracy, *, trials: int, storage: str,
         trial.set_user_attr("subnet", c.subnet.spec)
         trial.set_user_attr("hw", c.hw.to_dict())
         trial.set_user_attr("violations", ev["violations"])
+        for key, v in zip(CONSTRAINTS, ev["violations"], strict=True):
+            trial.set_constraint(key, v)
         trial.set_user_attr("feasible", ev["feasible"])
         trial.set_user_attr("util", ev["util"])
         trial.set_user_attr("cycles", ev["cycles"])

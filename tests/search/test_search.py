@@ -62,7 +62,7 @@ def test_gemm_term_is_the_rtl_exact_model():
     ops = [accel.Op("x", "gemm", 17, 64, 96, 40)]
     seq = accel._vec_model()["block"]
     p = accel.predict(cfg, ops, 0.0)
-    assert p.cycles == gemm_cycles(cfg.gemm, 17, 64, 96, 40) + round(seq[0] + seq[1])
+    assert p.cycles == gemm_cycles(cfg.gemm, 17, 64, 96, 40) + round(seq[0]) + round(seq[1])
 
 
 def test_memory_terms():
@@ -157,16 +157,21 @@ def test_search_resumes_after_sigkill(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
+def postgres():
+    import shutil
+    import tempfile
+
     from qsilicon.search.pgserver import PostgresError, start, stop
 
-    d = tmp_path_factory.mktemp("pg")
+    # not under pytest's tmp_path: its root is private to root, and the server runs as postgres
+    d = tempfile.mkdtemp(prefix="qs-pg-")
     try:
         url = start(d)
     except PostgresError as e:
         pytest.skip(f"PostgreSQL server could not start: {e}")
     yield url
     stop(d)
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_two_workers_share_a_postgres_study(postgres, tmp_path):

@@ -1,0 +1,54 @@
+"""Quasar-ViT's published ZCU102 FPS next to the latency model's prediction for our best design.
+
+For DeiT-Tiny/Small/Base shapes (197 tokens, head_dim 64, MLP 4x, 12 blocks) with half of every
+linear layer's rows int8 and half int4 (``--ratio8``), the hardware grid of
+:mod:`qsilicon.search.paper` is searched exhaustively under the ZCU102's resources times the
+utilization cap; the best predicted FPS is reported at each clock.  Predictions, not measurements.
+
+    python bench/paper_comparison.py  ->  bench/results/paper_comparison.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from qsilicon.boards import get_board
+from qsilicon.search.accel import AccelConfig, predict
+from qsilicon.search.paper import DEIT, GRID, compare
+
+OUT = Path(__file__).resolve().parent / "results" / "paper_comparison.json"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--util-cap", type=float, default=0.8)
+    ap.add_argument("--ratio8", type=float, default=0.5)
+    args = ap.parse_args()
+    board = get_board("zcu102")
+    doc = {"board": board.name, "part": board.part, "dram_gbps": board.dram_gbps, "util_cap": args.util_cap,
+           "ratio8": args.ratio8, "grid": {k: list(v) for k, v in GRID.items()}, "rows": []}
+    print(f"{'model':<11} {'clock':>6} {'predicted FPS':>13} {'Quasar-ViT FPS':>14}  "
+          "design (LUT/DSP share), cycle shares")
+    for clock in (150.0, 200.0):
+        for r in compare(board, clock_mhz=clock, util_cap=args.util_cap, ratio8=args.ratio8):
+            cfg = AccelConfig(**r["config"])
+            p = predict(cfg, DEIT[r["model"]].workload(cfg.lanes, args.ratio8), board.dram_gbps, detail=True)
+            kinds: dict[str, int] = {}
+            for _, kind, c, _ in p.per_op:
+                kinds[kind] = kinds.get(kind, 0) + c
+            r["cycle_share"] = {k: v / p.cycles for k, v in kinds.items()}
+            r["clock_mhz"] = clock
+            doc["rows"].append(r)
+            c = r["config"]
+            print(f"{r['model']:<11} {clock:>6g} {r['predicted_fps']:>13.1f} {r['quasar_vit_fps']:>14.1f}  "
+                  f"r{c['rows']}c{c['cols']} {c['packing']} l{c['lanes']} ({100 * r['util']['lut']:.0f}% / "
+                  f"{100 * r['util']['dsp']:.0f}%), GEMM {100 * r['cycle_share']['gemm']:.0f}% / vector "
+                  f"{100 * (1 - r['cycle_share']['gemm'] - r['cycle_share']['matmul']):.0f}%")
+    OUT.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
