@@ -36,7 +36,7 @@ _SCHEMA = {
     "search.pick": ((str, int), "'knee' or a trial number of the Pareto front", lambda v: v == "knee" or
                     isinstance(v, int)),
     "quantize.calib_images": (int, "a number of calibration images in [1, 60000]", lambda v: 0 < v <= 60000),
-    "quantize.test_images": (int, "a number of test images in [1, 10000]", lambda v: 0 < v <= 10000),
+    "quantize.test_images": (int, "a number of held-out test images in [1, 8000]", lambda v: 0 < v <= 8000),
     "verify.sim": (str, "'verilator'", lambda v: v == "verilator"),
     "verify.block": (int, "an encoder block index >= 0", lambda v: v >= 0),
     "verify.image": (int, "a test image index in [0, 9999]", lambda v: 0 <= v < 10000),
@@ -125,7 +125,7 @@ def _step(n: int, total: int, what: str) -> float:
     return time.time()
 
 
-def _verify_block(cfg, rec, space, sv, block: int, image: int) -> list[dict]:
+def _verify_block(cfg, rec, space, sv, block: int, image: int, log_file: Path | None = None) -> list[dict]:
     """The chosen design's GEMM engine on Verilator: every linear layer of encoder ``block`` of the
     chosen subnet (exported, integer-only, mixed rows) on the activations of one test image;
     outputs compared with ``torch.equal`` and cycles with the latency model."""
@@ -158,7 +158,7 @@ def _verify_block(cfg, rec, space, sv, block: int, image: int) -> list[dict]:
         n8 = int((case.row_bits == 8).sum())
         _progress(f"{name} ({m}x{k}x{n}, {n8} int8 rows) on {hw.gemm.tag} (Verilator)")
         try:
-            res = rtl_gemm(case, hw.gemm, sim="verilator")
+            res = rtl_gemm(case, hw.gemm, sim="verilator", log_file=log_file)
             mism = int((res.out.to(torch.int64) != expect).sum())
         except GemmMismatchError as e:
             res, mism = e.result, e.result.mismatches
@@ -251,11 +251,14 @@ def run_flow(path=None, output: str | None = None) -> int:
     ex = export_subnet(sv, subnet)
     iv = IntViT(ex.model, x[: cfg["quantize.calib_images"]], "mixed", weights=ex.weights)
     _, yt = fashion_mnist("test")
-    nt = cfg["quantize.test_images"]
-    int_acc = iv.accuracy(xt[:nt], yt[:nt])
+    from .search_cli import SEARCH_IMAGES
+
+    nt = cfg["quantize.test_images"]  # held-out: after the search split
+    int_acc = iv.accuracy(xt[SEARCH_IMAGES : SEARCH_IMAGES + nt], yt[SEARCH_IMAGES : SEARCH_IMAGES + nt])
     int8_share = sum(int((b == 8).sum()) for _, _, b in ex.weights.values()) / sum(
         int(b.numel()) for _, _, b in ex.weights.values())
-    print(f"  integer-only accuracy {int_acc:.2f}% on {nt} test images; {100 * int8_share:.1f}% of weight rows int8")
+    print(f"  integer-only accuracy {int_acc:.2f}% on {nt} held-out test images; "
+          f"{100 * int8_share:.1f}% of weight rows int8")
     times["quantize"] = time.time() - t
 
     t = _step(5, total, f"Verilog and the {board.name} build files of the chosen design")
@@ -267,13 +270,16 @@ def run_flow(path=None, output: str | None = None) -> int:
     times["verilog"] = time.time() - t
 
     t = _step(6, total, f"cocotb on Verilator: encoder block {cfg['verify.block']}'s layers on the chosen GEMM engine")
+    from qsilicon.search.accel import AccelConfig
     from qsilicon.sim.runner import SimulatorMissingError, check_simulator
 
     try:
         check_simulator("verilator")
     except SimulatorMissingError as e:
         raise CliError(str(e)) from None
-    ver = _verify_block(cfg, rec, space.model, sv, cfg["verify.block"], cfg["verify.image"])
+    _progress(f"building {AccelConfig(**rec['hw']).gemm.tag} with Verilator (a few minutes for a large array; "
+              f"log: {out / 'verilator.log'})")
+    ver = _verify_block(cfg, rec, space.model, sv, cfg["verify.block"], cfg["verify.image"], out / "verilator.log")
     for r in ver:
         print(f"  {r['layer']:<8} {r['shape']:<10} {'bit-exact' if r['bit_exact'] else 'MISMATCH':<9} "
               f"{r['rtl_cycles']:>7} RTL cycles, {r['predicted_cycles']:>7} predicted")
@@ -316,8 +322,8 @@ def _report(cfg, doc, rec, design, ver, int_acc, int8_share, times, nt) -> str:
               + ", ".join(f"{c['trials']}: {c['hypervolume']:.0f}" for c in conv), "",
               f"## Chosen design (trial {rec['number']}, `{cfg['search.pick']}`)", "",
               f"- subnet `{rec['subnet']}`; accuracy {rec['accuracy']:.2f}% (search split), "
-              f"{rec.get('heldout_accuracy', float('nan')):.2f}% (held-out), integer-only {int_acc:.2f}% on {nt} "
-              f"test images; {100 * int8_share:.1f}% of weight rows int8",
+              f"{rec.get('heldout_accuracy', float('nan')):.2f}% (held-out, fake-quant), integer-only "
+              f"{int_acc:.2f}% on {nt} held-out test images; {100 * int8_share:.1f}% of weight rows int8",
               f"- accelerator: {hw['rows']}x{hw['cols']} MAC array ({hw['packing']}), {hw['lanes']}-lane row unit, "
               f"weight buffer {hw['wbuf_kib']} KiB, activation buffer {hw['abuf_kib']} KiB, {hw['clock_mhz']:g} MHz",
               f"- predicted: {pred['cycles']} cycles per image, {rec['fps']:.0f} FPS, {pred['dram_bytes']} DRAM bytes",
