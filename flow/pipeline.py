@@ -112,6 +112,9 @@ def load_flow_config(path=None) -> FlowConfig:
         if sv.space != space.model:
             raise CliError(f"{src}: search.space: its model space differs from the supernet's ({sn}); use the "
                            "space the supernet was trained on")
+    if values["verify.block"] >= min(space.model.depths):
+        raise CliError(f"{src}: verify.block = {values['verify.block']}: expected a block every subnet of the space "
+                       f"has (0..{min(space.model.depths) - 1}; the shallowest has {min(space.model.depths)})")
     values["_space"] = space
     values["_board"] = board
     return FlowConfig(values, str(src))

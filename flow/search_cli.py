@@ -4,6 +4,7 @@ search's commands (the parser lives in :mod:`qsilicon.flow.cli`)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from .cli import DEFAULT_SUPERNET, MANIFEST, CliError, OutputDir, _board, _board_plan, _progress
@@ -172,6 +173,16 @@ def cmd_search(args) -> int:
     if args.trials < 1:
         raise CliError(f"--trials must be a positive integer, not {args.trials}")
     out = Path(args.output)
+    fresh = not out.exists()
+    try:
+        return _search(args, board, space, out)
+    except CliError:
+        if fresh and out.exists():  # nothing of a failed first run is kept
+            shutil.rmtree(out)
+        raise
+
+
+def _search(args, board, space, out: Path) -> int:
     storage = _storage_url(args, out)
     from tqdm import tqdm
 

@@ -26,6 +26,7 @@ def _flow(tmp_path, text, out=None):
     ("board: zcu102\nsearch: {trials: -3}", "search.trials = -3: expected a positive number of trials"),
     ("board: zcu102\nsearch: {pick: best}", "search.pick = 'best': expected 'knee' or a trial number"),
     ("board: zcu102\nverify: {sim: icarus}", "verify.sim = 'icarus': expected 'verilator'"),
+    ("board: zcu102\nverify: {block: 2}", "verify.block = 2: expected a block every subnet of the space has (0..1"),
     ("board: ulx3s", "calibrated for Zynq UltraScale+"),
     ("board: zcu999", "zcu999"),
     ("board: zcu102\nsearch: {space: other.yaml}", "not found"),

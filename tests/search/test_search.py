@@ -221,6 +221,7 @@ def test_cli_errors_leave_nothing(tmp_path):
     r = subprocess.run([*CLI, "search", "--board", "zcu102", "--storage", "postgresql://nobody@127.0.0.1:1/none",
                         "--trials", "1", "--images", "10", "-o", str(out)], capture_output=True, text=True)
     assert r.returncode == 2 and "cannot open" in r.stderr, r.stderr
+    assert not out.exists()
 
 
 def test_latency_cli():
