@@ -297,8 +297,9 @@ def run_search(board, space: JointSpace, accuracy, *, trials: int, storage: str,
     check_board(board)
     st = open_storage(storage)
     name = name or study_name(board, space)
-    # every worker gets its own sampler seed (the process id): two workers must not propose alike
-    sampler = NSGAIISampler(population_size=population, seed=seed * 100_003 + os.getpid())
+    # the sampler seed is the caller's: one worker reproduces its run; workers sharing a study need
+    # different seeds, or they propose the same candidates (each is still recorded as its own trial)
+    sampler = NSGAIISampler(population_size=population, seed=seed)
     study = optuna.create_study(study_name=name, storage=st, sampler=sampler, load_if_exists=True,
                                 directions=["maximize", "maximize", "minimize"])
     study.set_metric_names(["accuracy", "fps", "max_util"])
