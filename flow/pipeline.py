@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: key -> (type, description of the expected value, check)
 _SCHEMA = {
-    "board": (str, "a Zynq UltraScale+ board name (zcu102, zcu104, ultra96v2, kv260)", None),
-    "output": (str, "an output directory", None),
+    "board": (str, "a Zynq UltraScale+ board name (zcu102, zcu104, ultra96-v2, kv260)", None),
+    "output": (str, "a non-empty output directory path", lambda v: v.strip() != ""),
     "data.dataset": (str, "'fashion-mnist'", lambda v: v == "fashion-mnist"),
     "model.supernet": (str, "a supernet checkpoint path (trained by 'qsilicon supernet train' if missing)", None),
     "model.train_epochs": (int, "a positive number of epochs for training a missing supernet", lambda v: 0 < v <= 100),
@@ -34,7 +34,7 @@ _SCHEMA = {
     "search.seed": (int, "an integer seed", None),
     "search.images": (int, "a number of search-split test images in [1, 2000]", lambda v: 0 < v <= 2000),
     "search.pick": ((str, int), "'knee' or a trial number of the Pareto front", lambda v: v == "knee" or
-                    isinstance(v, int)),
+                    (isinstance(v, int) and v >= 0)),
     "quantize.calib_images": (int, "a number of calibration images in [1, 60000]", lambda v: 0 < v <= 60000),
     "quantize.test_images": (int, "a number of held-out test images in [1, 8000]", lambda v: 0 < v <= 8000),
     "verify.sim": (str, "'verilator'", lambda v: v == "verilator"),
@@ -105,6 +105,8 @@ def load_flow_config(path=None) -> FlowConfig:
     sn = Path(values["model.supernet"])
     sn = sn if sn.is_absolute() else (ROOT / sn if (ROOT / sn).exists() and not sn.exists() else sn)
     values["model.supernet"] = str(sn)
+    if sn.exists() and not sn.is_file():
+        raise CliError(f"{src}: model.supernet = {sn}: expected a checkpoint file, not a directory")
     if sn.exists():
         from qsilicon.quant.supernet import load_supernet
 
@@ -115,6 +117,12 @@ def load_flow_config(path=None) -> FlowConfig:
     if values["verify.block"] >= min(space.model.depths):
         raise CliError(f"{src}: verify.block = {values['verify.block']}: expected a block every subnet of the space "
                        f"has (0..{min(space.model.depths) - 1}; the shallowest has {min(space.model.depths)})")
+    from qsilicon.sim.runner import SimulatorMissingError, check_simulator
+
+    try:
+        check_simulator("verilator")
+    except SimulatorMissingError as e:
+        raise CliError(f"{src}: verify.sim: {e}") from None
     values["_space"] = space
     values["_board"] = board
     return FlowConfig(values, str(src))
@@ -211,7 +219,13 @@ def run_flow(path=None, output: str | None = None) -> int:
         from .cli import main as cli_main
 
         print(f"  {sn} missing: training it ({cfg['model.train_epochs']} epochs, several minutes)")
-        rc = cli_main(["supernet", "train", "--epochs", str(cfg["model.train_epochs"]), "-o", str(sn)])
+        import yaml
+
+        out.mkdir(parents=True, exist_ok=True)
+        space_file = out / "supernet_space.yaml"  # train on the flow's space, not the default one
+        space_file.write_text(yaml.safe_dump(space.model.to_dict()))
+        rc = cli_main(["supernet", "train", "--epochs", str(cfg["model.train_epochs"]), "--space", str(space_file),
+                       "-o", str(sn)])
         if rc:
             return rc
     from qsilicon.quant.supernet import load_supernet
@@ -274,12 +288,7 @@ def run_flow(path=None, output: str | None = None) -> int:
 
     t = _step(6, total, f"cocotb on Verilator: encoder block {cfg['verify.block']}'s layers on the chosen GEMM engine")
     from qsilicon.search.accel import AccelConfig
-    from qsilicon.sim.runner import SimulatorMissingError, check_simulator
 
-    try:
-        check_simulator("verilator")
-    except SimulatorMissingError as e:
-        raise CliError(str(e)) from None
     _progress(f"building {AccelConfig(**rec['hw']).gemm.tag} with Verilator (a few minutes for a large array; "
               f"log: {out / 'verilator.log'})")
     ver = _verify_block(cfg, rec, space.model, sv, cfg["verify.block"], cfg["verify.image"], out / "verilator.log")

@@ -3,6 +3,7 @@ search's commands (the parser lives in :mod:`qsilicon.flow.cli`)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -30,7 +31,12 @@ class AccuracyCache:
         if not Path(checkpoint).exists():
             raise CliError(f"supernet checkpoint {checkpoint} not found: run 'qsilicon supernet train' first")
         torch.set_num_threads(1)
+        if not Path(checkpoint).is_file():
+            raise CliError(f"supernet checkpoint {checkpoint} is not a file")
         self.sv, _ = load_supernet(checkpoint)
+        digest = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:12]
+        #: what the scores depend on: the checkpoint's content and the images
+        self.source = f"supernet {digest}, test images {start}..{start + images if images else 10000}"
         xt, yt = fashion_mnist("test")
         stop = len(xt) if images is None else start + images
         self.x, self.y = xt[start:stop], yt[start:stop]
@@ -53,7 +59,7 @@ def _space(path):
 
 def _storage_url(args, out: Path) -> str:
     if args.storage:
-        if not args.storage.startswith(("sqlite://", "postgresql://", "postgresql+", "mysql://", "mysql+")):
+        if not args.storage.startswith(("sqlite://", "postgresql://", "postgresql+")):
             raise CliError(f"--storage {args.storage}: expected sqlite:///FILE or postgresql://USER@HOST/DB")
         return args.storage
     out.mkdir(parents=True, exist_ok=True)
@@ -109,19 +115,21 @@ def search_to_dir(board, space, out: Path, *, trials: int, storage: str | None, 
         open_storage,
         pareto_front,
         run_search,
-        study_name,
         trial_records,
     )
 
     if not 0 < images <= SEARCH_IMAGES:
         raise CliError(f"--images must be in [1, {SEARCH_IMAGES}] (the search split), not {images}")
     acc = AccuracyCache(checkpoint, 0, images)
+    if acc.sv.space != space.model:
+        raise CliError(f"the space's model section differs from the supernet's ({checkpoint}): search the space the "
+                       "supernet was trained on (its subnets are the only ones it can score)")
     url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     out.mkdir(parents=True, exist_ok=True)
     try:
-        summary = run_search(board, space, acc, trials=trials, storage=url, seed=seed, log=_progress,
-                             progress=progress)
-        study = optuna.load_study(study_name=study_name(board, space), storage=open_storage(url))
+        summary = run_search(board, space, acc, trials=trials, storage=url, source=acc.source, seed=seed,
+                             log=_progress, progress=progress)
+        study = optuna.load_study(study_name=summary["study"], storage=open_storage(url))
     except SpaceError as e:
         raise CliError(str(e)) from None
     records = trial_records(study)
@@ -143,6 +151,7 @@ def search_to_dir(board, space, out: Path, *, trials: int, storage: str | None, 
         "space": space.to_dict(), "trials": len(records), "feasible": sum(r["feasible"] for r in records),
         "resumed_from": summary["resumed_from"],
         "workers": sorted({r["worker"] for r in records if r["worker"] is not None}),
+        "accuracy_source": acc.source,
         "accuracy": f"fake-quant, inherited supernet weights, first {images} Fashion-MNIST test images "
                     f"(held-out: the other {10000 - SEARCH_IMAGES})",
         "assumptions": {"dram_gbps": board.dram_gbps, "util_cap": space.util_cap,
@@ -173,11 +182,14 @@ def cmd_search(args) -> int:
     if args.trials < 1:
         raise CliError(f"--trials must be a positive integer, not {args.trials}")
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"-o {out}: exists and is not a directory")
     fresh = not out.exists()
     try:
         return _search(args, board, space, out)
     except CliError:
-        if fresh and out.exists():  # nothing of a failed first run is kept
+        # a failed first run leaves nothing behind, unless its study already holds trials (resumable)
+        if fresh and out.is_dir() and not (out / "study.db").exists():
             shutil.rmtree(out)
         raise
 
@@ -281,6 +293,10 @@ def cmd_latency_gemm(args) -> int:
 
     cfg = _gemm_config(args)
     board = _board(args.board)
+    if args.n8 is not None and not cfg.mixed:
+        raise CliError("--n8 (int8 rows of a mixed layer) needs --mixed")
+    if cfg.mixed and args.n8 is None:
+        raise CliError("--mixed needs --n8, the layer's int8 rows (0 to N)")
     try:
         c = gemm_cycles(cfg, args.m, args.k, args.n, args.n8)
         lat = gemm_latency(cfg, board, args.m, args.k, args.n, n8=args.n8)
@@ -303,6 +319,8 @@ def cmd_latency_depth(args) -> int:
 
     from .cli import _depth_model, _depth_program, _engine_config
 
+    if not args.clock > 0:
+        raise CliError(f"--clock must be positive (MHz), not {args.clock:g}")
     cfg = _engine_config(args)
     ig, size, _, _ = _depth_model(args.model)
     prog = _depth_program(ig, cfg, size)
@@ -326,15 +344,17 @@ def cmd_latency_depth(args) -> int:
 def load_point(path, point: str) -> tuple[dict, dict]:
     """``(pareto document, chosen record)``: ``knee`` or a trial number of the front."""
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         raise CliError(f"Pareto file {p} not found: run 'qsilicon search' first")
     try:
         doc = json.loads(p.read_text())
-        front = doc["front"]
-    except (ValueError, KeyError):
+        front, knee_rec = doc["front"], doc["knee"]
+        for r in [*front, knee_rec]:
+            r["number"], r["hw"], r["subnet"]  # noqa: B018  (the fields a point needs)
+    except (ValueError, KeyError, TypeError):
         raise CliError(f"{p}: not a Pareto file written by 'qsilicon search'") from None
     if point == "knee":
-        return doc, doc["knee"]
+        return doc, knee_rec
     try:
         n = int(point)
     except ValueError:
@@ -353,14 +373,16 @@ def write_design(doc: dict, rec: dict, board, out_dir) -> list[str]:
     from qsilicon.hw.blocks.vector import ElementwiseUnit
     from qsilicon.hw.export import to_verilog
     from qsilicon.hw.gemm import GemmEngine
-    from qsilicon.search.accel import AccelConfig, predict, resources, subnet_workload
-    from qsilicon.search.joint import JointSpace
-
-    cfg = AccelConfig(**rec["hw"])
-    space = JointSpace.from_dict(doc["space"]).model
     from qsilicon.quant.supernet import Subnet
+    from qsilicon.search.accel import AccelConfig, predict, resources, subnet_workload
+    from qsilicon.search.joint import JointSpace, SpaceError
 
-    subnet = Subnet.parse(rec["subnet"], space)
+    try:
+        cfg = AccelConfig(**rec["hw"])
+        space = JointSpace.from_dict(doc["space"]).model
+        subnet = Subnet.parse(rec["subnet"], space)
+    except (SpaceError, ValueError, TypeError, KeyError) as e:
+        raise CliError(f"the Pareto file's point {rec.get('number')} is not a valid design: {e}") from None
     out = OutputDir(out_dir)
     with out as tmp:
         _progress(f"elaborating the design {cfg.tag}")
@@ -436,10 +458,11 @@ def add_parsers(sub, verilog_sub) -> None:
     lg.add_argument("--m", type=int, required=True)
     lg.add_argument("--k", type=int, required=True)
     lg.add_argument("--n", type=int, required=True)
-    lg.add_argument("--n8", type=int, help="int8 rows of a mixed layer")
+    lg.add_argument("--mixed", action="store_true", help="row-wise mixed int4/int8 weights (8-bit lanes)")
+    lg.add_argument("--n8", type=int, help="int8 rows of a mixed layer (with --mixed)")
     lg.add_argument("--board", default="zcu102")
     lg.add_argument("--json", action="store_true")
-    lg.set_defaults(func=cmd_latency_gemm, mixed=False)
+    lg.set_defaults(func=cmd_latency_gemm)
     ld = ls.add_parser("depth", help="a compiled depth network on the QuartDepth engine, per layer")
     from .cli import _add_engine_args
 

@@ -226,7 +226,7 @@ def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool =
                 first = min(cols, o.n) * o.k / bytes_per_cycle
                 if mem > c:
                     bound, mem_bound = "memory", mem_bound + 1
-                c = math.ceil(max(c, mem) + first)
+                c = math.ceil(max(c + first, mem))  # the first tile waits for its weights
                 traffic += b
         else:
             c = _vec_cycles(kind, o.features)

@@ -12,13 +12,14 @@ and the engine's rules decide when it starts: the dispatcher fetches instruction
 (``f`` cycles each) into 4-deep per-unit queues and holds a ``barrier`` instruction until every
 unit is idle; a unit runs its queue in order, and an instruction waits for the dependency tokens
 it pops (load -> compute -> store and back, FIFO counters), pushing its own when it ends.  The
-per-layer span is measured as on the RTL: from the layer's first compute beat (``d_c`` after its
-first COMPUTE starts) to the next layer's (:meth:`qsilicon.sim.depth.RtlRun.layer_cycles`).
+per-layer span is measured as on the RTL: from the first cycle the compute unit works on the layer
+(``d_c`` after its first COMPUTE starts) to the next layer's (:meth:`qsilicon.sim.depth.RtlRun.layer_cycles`).
 
-The nine coefficients are fitted (Nelder-Mead, mean relative error of layer spans and totals) to
+The ten coefficients are fitted (Nelder-Mead, mean relative error of layer spans and totals) to
 spans measured on the RTL (``data/depth_layer_cycles.json``, ``bench/depth_layer_cycles.py``);
-``python -m qsilicon.search.depth_latency`` refits on the training runs and prints every layer's
-and run's error, held-out runs included.
+``python -m qsilicon.search.depth_latency`` refits on the training runs, rewrites
+``data/depth_latency_model.json`` and prints every layer's and run's error, held-out runs
+included.
 """
 
 from __future__ import annotations

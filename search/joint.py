@@ -94,8 +94,9 @@ class HardwareSpace:
                     raise SpaceError(f"hardware.packing: expected a list of 'none' / 'dsp2', not {val!r}")
                 kw[key] = tuple(val)
         hw = cls(**kw)
-        if "dsp2" in hw.packing and not any(c % 2 == 0 for c in hw.cols):
-            raise SpaceError("hardware.cols: dsp2 packing needs at least one even column count")
+        if "none" not in hw.packing and any(c % 2 for c in hw.cols):
+            raise SpaceError(f"hardware.cols: odd column counts {[c for c in hw.cols if c % 2]} need packing 'none' "
+                             "in hardware.packing (dsp2 pairs columns)")
         return hw
 
 
@@ -206,7 +207,7 @@ def evaluate(c: Candidate, space: JointSpace, board) -> dict:
 def check_board(board) -> None:
     if board.family != "xcup":
         raise SpaceError(f"board {board.name}: the search's resource model is calibrated for Zynq UltraScale+ "
-                         f"(family xcup), not {board.family}; choose zcu102, zcu104, ultra96v2 or kv260")
+                         f"(family xcup), not {board.family}; choose zcu102, zcu104, ultra96-v2 or kv260")
 
 
 # --------------------------------------------------------------------------- Optuna
@@ -279,16 +280,32 @@ def _sqlite_wal(engine) -> None:
     engine.dispose()  # connections opened before the listener reconnect with it
 
 
-def study_name(board, space: JointSpace) -> str:
-    return f"qsilicon-{board.name}-{space.digest}"
+def study_name(board, space: JointSpace, source: str = "") -> str:
+    """The study of a board, a joint space and an accuracy source (supernet checkpoint and scoring
+    images): a different source is a different study, never a mix."""
+    digest = hashlib.sha256(f"{space.digest}|{source}".encode()).hexdigest()[:10] if source else space.digest
+    return f"qsilicon-{board.name}-{digest}"
 
 
-def run_search(board, space: JointSpace, accuracy, *, trials: int, storage: str, name: str | None = None,
+def study_trials(storage, name: str) -> list:
+    """Complete trials of the study ``name`` in ``storage`` (none if it does not exist yet)."""
+    from optuna.trial import TrialState
+
+    try:
+        sid = storage.get_study_id_from_name(name)
+    except KeyError:
+        return []
+    return storage.get_all_trials(sid, deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def run_search(board, space: JointSpace, accuracy, *, trials: int, storage: str, source: str = "",
                seed: int = 0, population: int = 24, log=None, progress=None) -> dict:
     """Run (or continue) the study until it holds ``trials`` complete trials.
 
-    ``accuracy(subnet) -> percent`` evaluates a subnet (cached by the caller); ``log(str)`` and
-    ``progress(done, total)`` report.  Returns a summary with the study name and trial counts."""
+    ``accuracy(subnet) -> percent`` evaluates a subnet (cached by the caller) and ``source`` names
+    what it scores with (it is part of the study name); the sampler seed mixes ``seed`` with the
+    trials already done, so a restart does not replay the proposals it already evaluated;
+    ``log(str)`` and ``progress(done, total)`` report.  Returns a summary with the study name and trial counts."""
     import optuna
     from optuna.samplers import NSGAIISampler
     from optuna.study import MaxTrialsCallback
@@ -296,10 +313,11 @@ def run_search(board, space: JointSpace, accuracy, *, trials: int, storage: str,
 
     check_board(board)
     st = open_storage(storage)
-    name = name or study_name(board, space)
-    # the sampler seed is the caller's: one worker reproduces its run; workers sharing a study need
-    # different seeds, or they propose the same candidates (each is still recorded as its own trial)
-    sampler = NSGAIISampler(population_size=population, seed=seed)
+    name = study_name(board, space, source)
+    # one worker reproduces its run from its seed; workers sharing a study need different seeds, or
+    # they propose the same candidates (each is still recorded as its own trial)
+    done0 = len(study_trials(st, name))
+    sampler = NSGAIISampler(population_size=population, seed=seed * 100_003 + done0)
     study = optuna.create_study(study_name=name, storage=st, sampler=sampler, load_if_exists=True,
                                 directions=["maximize", "maximize", "minimize"])
     study.set_metric_names(["accuracy", "fps", "max_util"])
@@ -322,6 +340,7 @@ def run_search(board, space: JointSpace, accuracy, *, trials: int, storage: str,
         return acc, ev["fps"], ev["max_util"]
 
     done0 = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    study.set_user_attr("accuracy_source", source)
     if log:
         log(f"study {name} in {storage.split('@')[-1]}: {done0} complete trials, target {trials}")
 

@@ -56,13 +56,15 @@ def test_default_space_and_supernet_file():
     assert load_space(Path(accel.__file__).parents[1] / "configs" / "vit_space.yaml").model == sp.model
 
 
-def test_gemm_term_is_the_rtl_exact_model():
-    """On a board with unlimited bandwidth the accelerator's GEMM cycles are the engine's."""
-    cfg = accel.AccelConfig(8, 16, "dsp2", 8, 64, 64, 150.0)
-    ops = [accel.Op("x", "gemm", 17, 64, 96, 40)]
+@pytest.mark.parametrize("rows,cols,m,k,n,n8", [(8, 16, 17, 64, 96, 40), (4, 8, 17, 48, 72, 0), (16, 4, 50, 7, 9, 9),
+                                                (32, 64, 197, 192, 576, 288), (8, 8, 1, 1, 1, 1)])
+def test_gemm_term_is_the_rtl_exact_model(rows, cols, m, k, n, n8):
+    """On a board with unlimited bandwidth the accelerator's GEMM cycles are the engine's
+    (``gemm_cycles``, equal to the RTL's): all-int4, all-int8 and mixed layers."""
+    cfg = accel.AccelConfig(rows, cols, "dsp2" if cols % 2 == 0 else "none", 8, 64, 64, 150.0)
     seq = accel._vec_model()["block"]
-    p = accel.predict(cfg, ops, 0.0)
-    assert p.cycles == gemm_cycles(cfg.gemm, 17, 64, 96, 40) + round(seq[0]) + round(seq[1])
+    p = accel.predict(cfg, [accel.Op("x", "gemm", m, k, n, n8)], 0.0)
+    assert p.cycles == gemm_cycles(cfg.gemm, m, k, n, n8) + round(seq[0]) + round(seq[1])
 
 
 def test_memory_terms():
@@ -111,24 +113,38 @@ def test_candidates_and_pareto():
                      "fps": ev["fps"], "max_util": ev["max_util"], "util": ev["util"], "feasible": ev["feasible"]})
     front = pareto_front(recs)
     assert front and all(r["feasible"] for r in front)
-    for r in front:  # nothing feasible dominates a front point
-        assert not any(o["feasible"] and o["accuracy"] > r["accuracy"] and o["fps"] > r["fps"]
-                       and o["max_util"] < r["max_util"] for o in recs)
+    def dominates(a, b):
+        return (a["accuracy"] >= b["accuracy"] and a["fps"] >= b["fps"] and a["max_util"] <= b["max_util"]
+                and (a["accuracy"] > b["accuracy"] or a["fps"] > b["fps"] or a["max_util"] < b["max_util"]))
+
+    feas = [r for r in recs if r["feasible"]]
+    for r in front:  # nothing feasible dominates a front point ...
+        assert not any(dominates(o, r) for o in feas)
+    numbers = {r["number"] for r in front}
+    for r in feas:  # ... and every feasible point off the front is dominated by one on it
+        if r["number"] not in numbers:
+            assert any(dominates(f, r) for f in front) or any(
+                f["subnet"] == r["subnet"] and f["hw"] == r["hw"] for f in front)
     # a latency target turns slow designs infeasible
     tight = JointSpace(sp.model, sp.hardware, sp.util_cap, latency_ms=0.05)
     assert sum(evaluate(sample_candidate(tight, random.Random(i)), tight, ZCU)["feasible"] for i in range(50)) < \
         sum(evaluate(sample_candidate(sp, random.Random(i)), sp, ZCU)["feasible"] for i in range(50))
 
 
-def _complete(url, name):
+def _complete(url):
+    """Complete trials of the one study in ``url`` (none before it exists)."""
     import optuna
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.load_study(study_name=name, storage=url)
-    except KeyError:
+        names = optuna.get_all_study_names(url)
+    except Exception:  # the database is still being created
         return []
+    if not names:
+        return []
+    assert len(names) == 1, names
+    study = optuna.load_study(study_name=names[0], storage=url)
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
@@ -136,21 +152,20 @@ def test_search_resumes_after_sigkill(tmp_path):
     """A search killed with SIGKILL keeps every finished trial; the restart continues to the target."""
     out = tmp_path / "s"
     url = f"sqlite:///{out / 'study.db'}"
-    name = study_name(ZCU, load_space())
     args = [*CLI, "search", "--board", "zcu102", "--trials", "40", "--images", "200", "--no-holdout", "-o", str(out)]
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while len(_complete(url, name) if (out / "study.db").exists() else []) < 12:
+    while len(_complete(url) if (out / "study.db").exists() else []) < 12:
         assert p.poll() is None and time.time() < deadline, "the search ended or stalled before the kill"
         time.sleep(0.5)
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
-    before = {t.number: t.values for t in _complete(url, name)}
+    before = {t.number: t.values for t in _complete(url)}
     assert 12 <= len(before) < 40
     r = subprocess.run(args + ["--json"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    after = {t.number: t.values for t in _complete(url, name)}
+    after = {t.number: t.values for t in _complete(url)}
     assert all(after[n] == v for n, v in before.items())  # nothing lost, nothing changed
     assert len(after) >= 40 and doc["trials"] == len(after) and doc["resumed_from"] == len(before)
     assert doc["front"] and (out / "pareto.png").stat().st_size > 1000
@@ -184,8 +199,12 @@ def test_two_workers_share_a_postgres_study(postgres, tmp_path):
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
-    name = study_name(ZCU, load_space())
-    trials = _complete(postgres, name)
+    import optuna
+
+    trials = _complete(postgres)
+    (name,) = optuna.get_all_study_names(postgres)
+    # the study is named by board, space and accuracy source (checkpoint, images), not the space alone
+    assert name.startswith("qsilicon-zcu102-") and name != study_name(ZCU, load_space())
     assert 30 <= len(trials) <= 31  # each worker stops once the study holds 30; at most one overshoot
     workers = {t.user_attrs["worker"] for t in trials}
     assert workers == {p.pid for p in procs}
@@ -213,11 +232,23 @@ def test_cli_errors_leave_nothing(tmp_path):
              (["--board", "nope"], "nope"),
              (["--board", "zcu102", "--space", str(_write(tmp_path, "hardware: {rows: [128]}"))], "hardware.rows"),
              (["--board", "zcu102", "--trials", "0"], "--trials must be a positive integer"),
-             (["--board", "zcu102", "--storage", "redis://x"], "--storage redis://x: expected")]
+             (["--board", "zcu102", "--storage", "redis://x"], "--storage redis://x: expected"),
+             (["--board", "zcu102", "--images", "10", "--space",
+               str(_write(tmp_path, "model: {dims: [32, 48]}", "narrow.yaml"))], "differs from the supernet's"),
+             (["--board", "zcu102", "--space", str(_write(tmp_path, "hardware: {cols: [3], packing: [dsp2]}",
+                                                          "odd.yaml"))], "odd column counts [3] need packing 'none'")]
     for extra, msg in cases:
         r = subprocess.run([*CLI, "search", *extra, "-o", str(out)], capture_output=True, text=True)
         assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert not out.exists()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    r = subprocess.run([*CLI, "search", "--board", "zcu102", "-o", str(afile)], capture_output=True, text=True)
+    assert r.returncode == 2 and "exists and is not a directory" in r.stderr
+    bad = _write(tmp_path, '{"front": [{"number": 1}], "knee": {}}', "pareto.json")
+    r = subprocess.run([*CLI, "verilog", "design", "--pareto", str(bad), "-o", str(out)], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "not a Pareto file" in r.stderr and not out.exists()
     r = subprocess.run([*CLI, "search", "--board", "zcu102", "--storage", "postgresql://nobody@127.0.0.1:1/none",
                         "--trials", "1", "--images", "10", "-o", str(out)], capture_output=True, text=True)
     assert r.returncode == 2 and "cannot open" in r.stderr, r.stderr
@@ -229,13 +260,27 @@ def test_latency_cli():
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert doc["cycles"] == sum(o["cycles"] for o in doc["per_op"]) + round(accel._vec_model()["block"][1])
+    from qsilicon.quant.supernet import SearchSpace
+
+    sp = SearchSpace()
+    cfg = accel.AccelConfig(16, 32, "dsp2", 8, 32, 32, 150.0)
+    expect = accel.predict(cfg, accel.subnet_workload(sp.largest(), sp, 8), ZCU.dram_gbps)
+    assert doc["cycles"] == expect.cycles and doc["fps"] == pytest.approx(150e6 / expect.cycles)
+    assert doc["resources"]["dsp"] == accel.resources(cfg)["dsp"]
     r = subprocess.run([*CLI, "latency", "gemm", "--rows", "8", "--cols", "8", "--wbits", "8", "--abits", "8",
                         "--m", "64", "--k", "64", "--n", "64", "--json"], capture_output=True, text=True)
     assert r.returncode == 0 and json.loads(r.stdout)["engine_cycles"] == gemm_cycles(
         accel.AccelConfig(8, 8, "none").gemm, 64, 64, 64, 64)
     r = subprocess.run([*CLI, "latency", "vit", "--shape", "deit-huge"], capture_output=True, text=True)
     assert r.returncode == 2 and "deit-tiny" in r.stderr
+    r = subprocess.run([*CLI, "latency", "gemm", "--rows", "4", "--cols", "4", "--wbits", "8", "--abits", "8",
+                        "--m", "4", "--k", "4", "--n", "4", "--n8", "2"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--n8 (int8 rows of a mixed layer) needs --mixed" in r.stderr
+    r = subprocess.run([*CLI, "latency", "gemm", "--rows", "4", "--cols", "4", "--wbits", "8", "--abits", "8",
+                        "--mixed", "--m", "4", "--k", "4", "--n", "8", "--n8", "2", "--json"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and json.loads(r.stdout)["engine_cycles"] == gemm_cycles(
+        accel.AccelConfig(4, 4, "none").gemm, 4, 4, 8, 2)
 
 
 def test_paper_comparison_fits_the_budget():
