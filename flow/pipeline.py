@@ -318,12 +318,14 @@ def _report(cfg, doc, rec, design, ver, int_acc, int8_share, times, nt) -> str:
     lines = [
         f"# qsilicon flow report: {doc['board']} ({doc['part']})", "",
         f"Config: `{cfg.source}`. Study `{doc['study']}` in `{doc['storage']}`: {doc['trials']} trials, "
-        f"{doc['feasible']} feasible, {len(doc['front'])} on the Pareto front.", "",
+        f"{doc['feasible']} feasible, {len(doc['front'])} on the Pareto front (accuracy, FPS, largest resource "
+        f"share), {len(doc['accuracy_fps_front'])} of them on the accuracy-FPS front (the table).", "",
         "## Pareto front (accuracy vs predicted FPS; colour = DSP share)", "", "![Pareto front](search/pareto.png)", "",
         "| trial | accuracy (search split) | held-out | FPS (predicted) | LUT % | DSP % | BRAM % | subnet | design |",
         "|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
-    for r in doc["front"]:
+    stair = set(doc["accuracy_fps_front"])
+    for r in (r for r in doc["front"] if r["number"] in stair):
         h = r["hw"]
         lines.append(f"| {r['number']} | {r['accuracy']:.2f} | {r.get('heldout_accuracy', float('nan')):.2f} | "
                      f"{r['fps']:.0f} | {100 * r['util']['lut']:.1f} | {100 * r['util']['dsp']:.1f} | "

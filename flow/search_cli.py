@@ -83,11 +83,9 @@ def _plot(front: list[dict], records: list[dict], path: Path, title: str) -> Non
                     c=[100 * r["util"]["dsp"] for r in front], cmap="viridis", edgecolors="black", linewidths=0.5,
                     label="Pareto front", zorder=3)
     # the accuracy-FPS staircase of the front (the third objective, utilization, is the colour's cousin)
-    stair, best = [], -1.0
-    for r in sorted(front, key=lambda r: -r["fps"]):
-        if r["accuracy"] > best:
-            stair.append(r)
-            best = r["accuracy"]
+    from qsilicon.search.joint import accuracy_fps_front
+
+    stair = accuracy_fps_front(front)
     ax.step([r["fps"] for r in stair], [r["accuracy"] for r in stair], where="post", c="black", lw=0.6, zorder=2,
             label="accuracy-FPS front")
     fig.colorbar(sc, ax=ax, label="DSP share of the board (%)")
@@ -110,6 +108,7 @@ def search_to_dir(board, space, out: Path, *, trials: int, storage: str | None, 
 
     from qsilicon.search.joint import (
         SpaceError,
+        accuracy_fps_front,
         convergence,
         knee,
         open_storage,
@@ -137,14 +136,16 @@ def search_to_dir(board, space, out: Path, *, trials: int, storage: str | None, 
     if not front:
         raise CliError(f"no feasible design among {len(records)} trials on {board.name}: raise "
                        "constraints.util_cap or latency_ms, or add smaller hardware choices to the space")
-    pick = knee(front)
+    stair = accuracy_fps_front(front)
+    pick = knee(stair)  # the knee of the accuracy-FPS trade-off
     ref = min(r["accuracy"] for r in records) - 0.5
     if holdout:
-        _progress(f"scoring {len(front)} Pareto points on the {10000 - SEARCH_IMAGES} held-out test images")
+        _progress(f"scoring the {len(stair)} accuracy-FPS front points on the {10000 - SEARCH_IMAGES} held-out "
+                  "test images")
         held = AccuracyCache(checkpoint, SEARCH_IMAGES, None)
         from qsilicon.quant.supernet import Subnet
 
-        for r in front:
+        for r in stair:
             r["heldout_accuracy"] = held(Subnet.parse(r["subnet"], space.model))
     doc = {
         "board": board.name, "part": board.part, "study": summary["study"], "storage": url.split("@")[-1],
@@ -159,7 +160,7 @@ def search_to_dir(board, space, out: Path, *, trials: int, storage: str | None, 
                         "fps": "batch 1, one image after another, latency model (search/accel.py)"},
         "convergence": [{"trials": n, "hypervolume": hv} for n, hv in convergence(records, ref)],
         "hypervolume_reference": {"accuracy": ref, "fps": 0.0},
-        "knee": pick, "front": front,
+        "knee": pick, "accuracy_fps_front": [r["number"] for r in stair], "front": front,
     }
     tmp = out / ".pareto.json.tmp"
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
@@ -213,9 +214,10 @@ def _search(args, board, space, out: Path) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     print(f"{doc['trials']} trials ({doc['feasible']} feasible) in study {doc['study']} ({doc['storage']}); "
-          f"Pareto front: {len(doc['front'])} points")
+          f"Pareto front: {len(doc['front'])} points, {len(doc['accuracy_fps_front'])} on the accuracy-FPS front:")
     print(f"{'#':>4} {'accuracy':>8} {'held-out':>8} {'FPS':>9} {'LUT%':>5} {'DSP%':>5} {'BRAM%':>5}  subnet / design")
-    for r in doc["front"]:
+    stair = set(doc["accuracy_fps_front"])
+    for r in (r for r in doc["front"] if r["number"] in stair):
         h = r["hw"]
         print(f"{r['number']:>4} {r['accuracy']:>8.2f} {r.get('heldout_accuracy', float('nan')):>8.2f} "
               f"{r['fps']:>9.0f} {100 * r['util']['lut']:>5.1f} {100 * r['util']['dsp']:>5.1f} "

@@ -409,6 +409,17 @@ def convergence(records: list[dict], ref_acc: float, step: int = 25) -> list[tup
     return out
 
 
+def accuracy_fps_front(front: list[dict]) -> list[dict]:
+    """The points of ``front`` that no other beats on both accuracy and FPS (the staircase the
+    plot draws), by decreasing FPS."""
+    out, best = [], -math.inf
+    for r in sorted(front, key=lambda r: (-r["fps"], -r["accuracy"])):
+        if r["accuracy"] > best:
+            out.append(r)
+            best = r["accuracy"]
+    return out
+
+
 def knee(front: list[dict]) -> dict:
     """The front point nearest the ideal corner (best accuracy, best FPS), each axis normalized."""
     if not front:
