@@ -31,13 +31,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from qsilicon.hw.config import GemmConfig
 
 from . import resources as res
-from .latency import PARAM_BITS_PER_COL, PIPELINE_IN, PIPELINE_OUT
+from .latency import PARAM_BITS_PER_COL, gemm_cycles
 from .vit_latency import load_model
 
 __all__ = ["AccelConfig", "Op", "Prediction", "block_shapes", "predict", "resources", "vit_workload"]
@@ -84,7 +84,7 @@ class AccelConfig:
             raise ValueError(f"clock_mhz must be in (0, 1000], not {self.clock_mhz!r}")
         self.gemm  # noqa: B018  (rows, cols and packing checked by GemmConfig)
 
-    @property
+    @cached_property
     def gemm(self) -> GemmConfig:
         return GemmConfig(self.rows, self.cols, 8, 8, packing=self.packing, mixed=True)
 
@@ -194,17 +194,10 @@ def _vec_cycles(kind: str, features: tuple) -> int:
     return round(sum(a * f for a, f in zip(_vec_model()[kind], features, strict=True)))
 
 
-def _gemm_compute(rows: int, cols: int, m: int, k: int, n: int, n8: int) -> int:
-    # the closed form of latency.gemm_cycles for a mixed engine (kept inline: the search's hot loop)
-    mt = -(-m // rows)
-    tiles = mt * (-(-n8 // cols) + -(-(n - n8) // cols))
-    return (tiles - 1) * max(k, rows + 1) + k + rows + PIPELINE_IN + PIPELINE_OUT
-
-
 def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool = False) -> Prediction:
     """Cycles of ``ops`` on ``cfg`` with external memory of ``dram_gbps`` GB/s."""
     vec = _vec_model()
-    rows, cols = cfg.rows, cfg.cols
+    rows, cols, gemm = cfg.rows, cfg.cols, cfg.gemm
     bytes_per_cycle = dram_gbps * 1e9 / (cfg.clock_mhz * 1e6) if dram_gbps > 0 else math.inf
     half_w = cfg.wbuf_kib * 512  # bytes in one half of the weight buffer
     abuf = cfg.abuf_kib * 1024
@@ -216,7 +209,7 @@ def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool =
         bound = "compute"
         kind = o.kind
         if kind == "gemm" or kind == "matmul":
-            c = _gemm_compute(rows, cols, o.m, o.k, o.n, o.n8)
+            c = gemm_cycles(gemm, o.m, o.k, o.n, o.n8)
             if kind == "gemm":
                 wbytes = o.k * (o.n8 + (o.n - o.n8) / 2) + o.n * param_bytes
                 reread = 1 if cols * o.k <= half_w else -(-o.m // rows)
