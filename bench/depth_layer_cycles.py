@@ -60,9 +60,9 @@ def main() -> None:
         ig, _ = reduced_depth_graph(seed=0, widths=widths)
         rows += measure(label, ig, size, cfg)
     if args.whole:
-        from qsilicon.flow.cli import _load_int_depth
+        from qsilicon.flow.commands.depth_model import load_int_depth
 
-        rows += measure("whole", _load_int_depth(args.whole).ig, 64, EngineConfig())
+        rows += measure("whole", load_int_depth(args.whole).ig, 64, EngineConfig())
     CYCLES.write_text(json.dumps(rows, indent=1) + "\n")
     print(f"wrote {CYCLES} ({len(rows)} runs)")
 

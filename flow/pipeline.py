@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cli import CliError, _board, _progress
+from .common import CliError, get_board, progress
 
 __all__ = ["DEFAULT_FLOW", "FlowConfig", "load_flow_config", "run_flow"]
 
@@ -95,7 +95,7 @@ def load_flow_config(path=None) -> FlowConfig:
     # consistency: the board, the search space and the supernet must exist and agree
     from qsilicon.search.joint import SpaceError, check_board, load_space
 
-    board = _board(values["board"])
+    board = get_board(values["board"])
     try:
         check_board(board)
         space = load_space(values["search.space"] if values["search.space"] == "default"
@@ -158,7 +158,7 @@ def _verify_block(iv, hw, block: int, image: int, log_file: Path | None = None) 
         m, k, n = case.shape
         expect = trace[f"{name}.out"].reshape(m, n)
         n8 = int((case.row_bits == 8).sum())
-        _progress(f"{name} ({m}x{k}x{n}, {n8} int8 rows) on {hw.gemm.tag} (Verilator)")
+        progress(f"{name} ({m}x{k}x{n}, {n8} int8 rows) on {hw.gemm.tag} (Verilator)")
         try:
             res = rtl_gemm(case, hw.gemm, sim="verilator", log_file=log_file)
             mism = int((res.out.to(torch.int64) != expect).sum())
@@ -207,18 +207,20 @@ def run_flow(path=None, output: str | None = None) -> int:
     t = _step(2, total, "model: the Quasar-ViT supernet (cached checkpoint, or trained now)")
     sn = Path(cfg["model.supernet"])
     if not sn.exists():
-        from .cli import main as cli_main
-
         print(f"  {sn} missing: training it ({cfg['model.train_epochs']} epochs, several minutes)")
         import yaml
 
         out.mkdir(parents=True, exist_ok=True)
         space_file = out / "supernet_space.yaml"  # train on the flow's space, not the default one
         space_file.write_text(yaml.safe_dump(space.model.to_dict()))
-        rc = cli_main(["supernet", "train", "--epochs", str(cfg["model.train_epochs"]), "--space", str(space_file),
-                       "-o", str(sn)])
-        if rc:
-            return rc
+        import argparse
+
+        from .commands.supernet import cmd_supernet_train
+        from .common import DEFAULT_VIT
+
+        cmd_supernet_train(argparse.Namespace(epochs=cfg["model.train_epochs"], seed=0, random=2,
+                                              space=str(space_file), init=str(DEFAULT_VIT), no_layer_scale=False,
+                                              no_entangle=False, output=str(sn)))
     from qsilicon.quant.supernet import load_supernet
 
     sv, meta = load_supernet(sn)
@@ -229,21 +231,21 @@ def run_flow(path=None, output: str | None = None) -> int:
     t = _step(3, total, f"search: NSGA-II over subnets x designs for the {board.name} ({cfg['search.trials']} trials)")
     from tqdm import tqdm
 
-    from .search_cli import search_to_dir
+    from .commands.search import search_to_dir
 
     bar = tqdm(total=cfg["search.trials"], desc="search", unit="trial")
 
-    def progress(done, n):
+    def show(done, n):
         bar.n = min(done, n)
         bar.refresh()
 
     try:
         doc = search_to_dir(board, space, out / "search", trials=cfg["search.trials"], storage=cfg["search.storage"],
                             checkpoint=sn, seed=cfg["search.seed"], images=cfg["search.images"],
-                            progress=progress)
+                            on_trial=show)
     finally:
         bar.close()
-    from .search_cli import load_point
+    from .commands.search import load_point
 
     _, rec = load_point(out / "search" / "pareto.json", str(cfg["search.pick"]))
     print(f"  {doc['trials']} trials, {doc['feasible']} feasible, {len(doc['front'])} Pareto points; chosen trial "
@@ -259,7 +261,7 @@ def run_flow(path=None, output: str | None = None) -> int:
     ex = export_subnet(sv, subnet)
     iv = IntViT(ex.model, x[: cfg["quantize.calib_images"]], "mixed", weights=ex.weights)
     _, yt = fashion_mnist("test")
-    from .search_cli import SEARCH_IMAGES
+    from .commands.search import SEARCH_IMAGES
 
     nt = cfg["quantize.test_images"]  # held-out: after the search split
     int_acc = iv.accuracy(xt[SEARCH_IMAGES : SEARCH_IMAGES + nt], yt[SEARCH_IMAGES : SEARCH_IMAGES + nt])
@@ -270,7 +272,7 @@ def run_flow(path=None, output: str | None = None) -> int:
     times["quantize"] = time.time() - t
 
     t = _step(5, total, f"Verilog and the {board.name} build files of the chosen design")
-    from .search_cli import write_design
+    from .commands.search import write_design
 
     files = write_design(doc, rec, board, out / "design")
     print(f"  {len(files)} files in {out / 'design'}")
@@ -280,7 +282,7 @@ def run_flow(path=None, output: str | None = None) -> int:
     t = _step(6, total, f"cocotb on Verilator: encoder block {cfg['verify.block']}'s layers on the chosen GEMM engine")
     from qsilicon.search.accel import AccelConfig
 
-    _progress(f"building {AccelConfig(**rec['hw']).gemm.tag} with Verilator (a few minutes for a large array; "
+    progress(f"building {AccelConfig(**rec['hw']).gemm.tag} with Verilator (a few minutes for a large array; "
               f"log: {out / 'verilator.log'})")
     ver = _verify_block(iv, AccelConfig(**rec["hw"]), cfg["verify.block"], cfg["verify.image"], out / "verilator.log")
     for r in ver:

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -36,6 +37,7 @@ __all__ = [
     "LAYERS", "ExportedSubnet", "SearchSpace", "Subnet", "SuperViT", "export_subnet", "kendall_tau", "load_supernet",
     "save_supernet", "train_supernet",
 ]
+_log = logging.getLogger(__name__)
 
 #: Linear layers of a block that carry a share of int8 rows.
 LAYERS = ("qkv", "proj", "fc1", "fc2")
@@ -362,10 +364,11 @@ class SuperViT(nn.Module):
 
 
 def train_supernet(model: SuperViT, x: torch.Tensor, y: torch.Tensor, *, epochs: float, seed: int,
-                   batch: int = 128, lr: float = 1e-3, n_random: int = 2, subnets=None, log=print) -> dict:
+                   batch: int = 128, lr: float = 1e-3, n_random: int = 2, subnets=None, log=None) -> dict:
     """Sandwich rule: each step trains the largest subnet on the labels, then the smallest and
     ``n_random`` random subnets on the largest one's soft predictions (in-place distillation).
     ``subnets`` (a fixed list) replaces the sandwich, for fine-tuning one subnet."""
+    log = log or _log.info
     g = torch.Generator().manual_seed(seed)
     rng = random.Random(seed)
     space = model.space

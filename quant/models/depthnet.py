@@ -11,6 +11,7 @@ the share of pixels with ``max(p/g, g/p) < 1.25``.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass
 
@@ -19,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 __all__ = ["DepthConfig", "DepthNet", "depth_metrics", "evaluate_depth", "load_depth", "save_depth", "train_depth"]
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,9 @@ def _si_l1(pred_log: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
 
 
 def train_depth(model: DepthNet, x: torch.Tensor, d: torch.Tensor, *, epochs: int, seed: int, batch: int = 32,
-                lr: float = 2e-3, log=print) -> dict:
+                lr: float = 2e-3, log=None) -> dict:
     """AdamW, one-cycle schedule, horizontal flips; deterministic for a seed."""
+    log = log or _log.info
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * -(-len(x) // batch)

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..gemm_case import GemmCase
 from ..intops import IntFormat, fold_zero_point, quantize_bias, quantize_multiplier, requantize
-from ..linear import GemmCase
 from ..mixed import assign_row_bits, int_mixed_linear, quantize_weight_mixed
 from ..nonlinear import gelu_params, int_gelu, int_layernorm, int_shiftmax, shiftmax_k, shiftmax_params
 from .vit import ViT

@@ -10,6 +10,7 @@ rest in float; the integer-only twin is a later step.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -21,6 +22,7 @@ from ..intops import calibrate_activation, dequantize_activation, quantize_activ
 from ..mixed import assign_row_bits, quantize_weight_mixed
 
 __all__ = ["PRECISIONS", "ViT", "ViTConfig", "evaluate", "fake_quantize", "train"]
+_log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "w8a8", "w4a8", "mixed")
 
@@ -111,8 +113,9 @@ class ViT(nn.Module):
 
 
 def train(model: ViT, x: torch.Tensor, y: torch.Tensor, *, epochs: int, seed: int, batch: int = 128,
-          lr: float = 3e-3, log=print) -> None:
+          lr: float = 3e-3, log=None) -> None:
     """AdamW with a one-cycle schedule and label smoothing 0.1; deterministic for a seed."""
+    log = log or _log.info
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     steps = epochs * math.ceil(len(x) / batch)

@@ -1,5 +1,5 @@
-"""``qsilicon search``, ``qsilicon latency`` and ``qsilicon verilog design``: the hardware-aware
-search's commands (the parser lives in :mod:`qsilicon.flow.cli`)."""
+"""The hardware-aware search: ``qsilicon search``, ``qsilicon latency vit`` and ``qsilicon verilog
+design``."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ import json
 import shutil
 from pathlib import Path
 
-from .cli import DEFAULT_SUPERNET, MANIFEST, CliError, OutputDir, _board, _board_plan, _progress
+from ..common import DEFAULT_SUPERNET, CliError, OutputDir, board_plan, get_board, progress, write_manifest
 
-__all__ = ["cmd_latency_depth", "cmd_latency_gemm", "cmd_latency_vit", "cmd_search", "cmd_verilog_design",
-           "search_to_dir"]
+__all__ = ["SEARCH_IMAGES", "AccuracyCache", "load_point", "register", "search_to_dir", "write_design"]
 
-#: The search split: the first images of the Fashion-MNIST test set score subnets during the
-#: search; the rest (held out) score the Pareto front afterwards.
+
 SEARCH_IMAGES = 2000
 
 
@@ -48,7 +46,7 @@ class AccuracyCache:
         return self.cache[subnet.spec]
 
 
-def _space(path):
+def joint_space(path):
     from qsilicon.search.joint import SpaceError, load_space
 
     try:
@@ -101,7 +99,7 @@ def _plot(front: list[dict], records: list[dict], path: Path, title: str) -> Non
 
 
 def search_to_dir(board, space, out: Path, *, trials: int, storage: str | None, checkpoint, seed: int = 0,
-                  holdout: bool = True, images: int = SEARCH_IMAGES, progress=None) -> dict:
+                  holdout: bool = True, images: int = SEARCH_IMAGES, on_trial=None) -> dict:
     """Run or continue the search, then write ``pareto.json`` and ``pareto.png`` into ``out``
     (atomically: a file is replaced only when complete).  Returns the Pareto document."""
     import optuna
@@ -127,7 +125,7 @@ def search_to_dir(board, space, out: Path, *, trials: int, storage: str | None, 
     out.mkdir(parents=True, exist_ok=True)
     try:
         summary = run_search(board, space, acc, trials=trials, storage=url, source=acc.source, seed=seed,
-                             log=_progress, progress=progress)
+                             log=progress, progress=on_trial)
         study = optuna.load_study(study_name=summary["study"], storage=open_storage(url))
     except SpaceError as e:
         raise CliError(str(e)) from None
@@ -140,7 +138,7 @@ def search_to_dir(board, space, out: Path, *, trials: int, storage: str | None, 
     pick = knee(stair)  # the knee of the accuracy-FPS trade-off
     ref = min(r["accuracy"] for r in records) - 0.5
     if holdout:
-        _progress(f"scoring the {len(stair)} accuracy-FPS front points on the {10000 - SEARCH_IMAGES} held-out "
+        progress(f"scoring the {len(stair)} accuracy-FPS front points on the {10000 - SEARCH_IMAGES} held-out "
                   "test images")
         held = AccuracyCache(checkpoint, SEARCH_IMAGES, None)
         from qsilicon.quant.supernet import Subnet
@@ -174,12 +172,12 @@ def search_to_dir(board, space, out: Path, *, trials: int, storage: str | None, 
 def cmd_search(args) -> int:
     from qsilicon.search.joint import SpaceError, check_board
 
-    board = _board(args.board)
+    board = get_board(args.board)
     try:
         check_board(board)
     except SpaceError as e:
         raise CliError(str(e)) from None
-    space = _space(args.space)
+    space = joint_space(args.space)
     if args.trials < 1:
         raise CliError(f"--trials must be a positive integer, not {args.trials}")
     out = Path(args.output)
@@ -201,13 +199,13 @@ def _search(args, board, space, out: Path) -> int:
 
     bar = tqdm(total=args.trials, desc="search", unit="trial", disable=args.json or None, leave=False)
 
-    def progress(done, total):
+    def show(done, total):
         bar.n = min(done, total)
         bar.refresh()
 
     try:
         doc = search_to_dir(board, space, out, trials=args.trials, storage=storage, checkpoint=args.checkpoint,
-                            seed=args.seed, holdout=not args.no_holdout, images=args.images, progress=progress)
+                            seed=args.seed, holdout=not args.no_holdout, images=args.images, on_trial=show)
     finally:
         bar.close()
     if args.json:
@@ -227,9 +225,6 @@ def _search(args, board, space, out: Path) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- latency
-
-
 def _accel_config(args):
     from qsilicon.search.accel import AccelConfig
 
@@ -244,7 +239,7 @@ def cmd_latency_vit(args) -> int:
     from qsilicon.search.accel import predict, resources, subnet_workload, utilization, workload_macs
     from qsilicon.search.joint import SpaceError, check_board
 
-    board = _board(args.board)
+    board = get_board(args.board)
     cfg = _accel_config(args)
     if args.shape:
         from qsilicon.search.paper import DEIT
@@ -257,7 +252,7 @@ def cmd_latency_vit(args) -> int:
             raise CliError(str(e)) from None
         what = f"{args.shape}-shaped ViT, int8 share {args.ratio8:g}"
     else:
-        space = _space(args.space).model
+        space = joint_space(args.space).model
         from qsilicon.quant.supernet import Subnet
 
         try:
@@ -286,61 +281,6 @@ def cmd_latency_vit(args) -> int:
           f"memory-bound GEMMs; LUT {r['lut']:.0f}, FF {r['ff']:.0f}, DSP {r['dsp']}, BRAM36 {r['bram36']:g}"
           + (f" (max share {100 * max(util.values()):.1f}%)" if util else ""))
     return 0
-
-
-def cmd_latency_gemm(args) -> int:
-    from qsilicon.search.latency import gemm_cycles, gemm_latency
-
-    from .cli import _gemm_config
-
-    cfg = _gemm_config(args)
-    board = _board(args.board)
-    if args.n8 is not None and not cfg.mixed:
-        raise CliError("--n8 (int8 rows of a mixed layer) needs --mixed")
-    if cfg.mixed and args.n8 is None:
-        raise CliError("--mixed needs --n8, the layer's int8 rows (0 to N)")
-    try:
-        c = gemm_cycles(cfg, args.m, args.k, args.n, args.n8)
-        lat = gemm_latency(cfg, board, args.m, args.k, args.n, n8=args.n8)
-    except ValueError as e:
-        raise CliError(f"{e} (use --m/--k/--n >= 1; --n8 for a mixed engine)") from None
-    report = {"config": cfg.to_dict(), "m": args.m, "k": args.k, "n": args.n, "n8": args.n8,
-              "engine_cycles": c, "board": board.name, "traffic_bytes": lat.traffic_bytes,
-              "memory_cycles": lat.memory_cycles, "seconds": lat.seconds, "bound": lat.bound}
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(f"{cfg.tag} {args.m}x{args.k}x{args.n}: {c} engine cycles (= RTL); on {board.name}: "
-              f"{lat.traffic_bytes} B streamed, {lat.memory_cycles} memory cycles, {lat.bound}-bound, "
-              f"{1e6 * lat.seconds:.2f} us")
-    return 0
-
-
-def cmd_latency_depth(args) -> int:
-    from qsilicon.search.depth_latency import predict_program
-
-    from .cli import _depth_model, _depth_program, _engine_config
-
-    if not args.clock > 0:
-        raise CliError(f"--clock must be positive (MHz), not {args.clock:g}")
-    cfg = _engine_config(args)
-    ig, size, _, _ = _depth_model(args.model)
-    prog = _depth_program(ig, cfg, size)
-    pred = predict_program(prog)
-    f = args.clock * 1e6
-    report = {"config": cfg.tag, "size": size, "cycles": pred.cycles, "fps": f / pred.cycles,
-              "layers": [{"layer": n, "cycles": c} for n, c in pred.per_layer]}
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    for n, c in pred.per_layer:
-        print(f"  {n:<10} {c:>9}")
-    print(f"{cfg.tag} at {size}x{size}: {pred.cycles} cycles predicted, {f / pred.cycles:.1f} FPS at "
-          f"{args.clock:g} MHz")
-    return 0
-
-
-# --------------------------------------------------------------------------- verilog for a point
 
 
 def load_point(path, point: str) -> tuple[dict, dict]:
@@ -387,12 +327,12 @@ def write_design(doc: dict, rec: dict, board, out_dir) -> list[str]:
         raise CliError(f"the Pareto file's point {rec.get('number')} is not a valid design: {e}") from None
     out = OutputDir(out_dir)
     with out as tmp:
-        _progress(f"elaborating the design {cfg.tag}")
+        progress(f"elaborating the design {cfg.tag}")
         (tmp / "gemm_engine.v").write_text(to_verilog(GemmEngine(cfg.gemm), "gemm_engine"))
         (tmp / f"rowunit_l{cfg.lanes}.v").write_text(to_verilog(RowUnit(cfg.lanes), f"rowunit_l{cfg.lanes}"))
         (tmp / f"vector_l{cfg.lanes}.v").write_text(to_verilog(ElementwiseUnit(cfg.lanes), f"vector_l{cfg.lanes}"))
         files = ["gemm_engine.v", f"rowunit_l{cfg.lanes}.v", f"vector_l{cfg.lanes}.v"]
-        files += _board_plan(board, GemmEngine(cfg.gemm), tmp)
+        files += board_plan(board, GemmEngine(cfg.gemm), tmp)
         pred = predict(cfg, subnet_workload(subnet, space, cfg.lanes), board.dram_gbps, detail=True)
         design = {"qsilicon": __version__, "component": "vit-accelerator-design", "board": board.name,
                   "subnet": subnet.spec, "accelerator": cfg.to_dict(), "gemm_config": cfg.gemm.to_dict(),
@@ -401,14 +341,13 @@ def write_design(doc: dict, rec: dict, board, out_dir) -> list[str]:
                   "trial": rec["number"]}
         (tmp / "design.json").write_text(json.dumps(design, indent=2) + "\n")
         files.append("design.json")
-        (tmp / MANIFEST).write_text(json.dumps({"qsilicon": __version__, "component": "vit-accelerator-design",
-                                                "board": board.to_dict(), "files": sorted(files)}, indent=2) + "\n")
+        write_manifest(tmp, {"component": "vit-accelerator-design", "board": board.to_dict(), "files": sorted(files)})
     return sorted(files)
 
 
 def cmd_verilog_design(args) -> int:
     doc, rec = load_point(args.pareto, args.point)
-    board = _board(args.board or doc["board"])
+    board = get_board(args.board or doc["board"])
     files = write_design(doc, rec, board, args.output)
     print(f"trial {rec['number']} ({rec['subnet']}; r{rec['hw']['rows']}c{rec['hw']['cols']} {rec['hw']['packing']}) "
           f"for {board.name}: wrote {len(files)} files to {args.output}")
@@ -417,8 +356,7 @@ def cmd_verilog_design(args) -> int:
     return 0
 
 
-def add_parsers(sub, verilog_sub) -> None:
-    """Register ``search``, ``latency`` and ``verilog design`` on the CLI's subparsers."""
+def register(sub, groups) -> None:
     s = sub.add_parser("search", help="joint NSGA-II search of supernet subnets x accelerator designs for a board")
     s.add_argument("--board", required=True, help="a Zynq UltraScale+ board of the registry (e.g. zcu102)")
     s.add_argument("--space", default="default", help="joint search-space YAML, or 'default' "
@@ -435,9 +373,8 @@ def add_parsers(sub, verilog_sub) -> None:
     s.add_argument("--json", action="store_true", help="print the Pareto document")
     s.set_defaults(func=cmd_search)
 
-    lat = sub.add_parser("latency", help="latency model predictions")
-    ls = lat.add_subparsers(dest="what", required=True)
-    lv = ls.add_parser("vit", help="a supernet subnet (or a DeiT-shaped ViT) on an accelerator design")
+    lv = groups["latency"].add_parser("vit", help="a supernet subnet (or a DeiT-shaped ViT) on an accelerator "
+                                      "design")
     lv.add_argument("--board", default="zcu102")
     lv.add_argument("--subnet", default="largest", help="subnet spec, 'largest' or 'smallest'")
     lv.add_argument("--space", default="default")
@@ -453,33 +390,11 @@ def add_parsers(sub, verilog_sub) -> None:
     lv.add_argument("--per-op", action="store_true", help="print every operation's cycles")
     lv.add_argument("--json", action="store_true")
     lv.set_defaults(func=cmd_latency_vit)
-    lg = ls.add_parser("gemm", help="one GEMM layer on the GEMM engine (RTL-exact cycles) and a board")
-    from .cli import _add_gemm_args
 
-    _add_gemm_args(lg)
-    lg.add_argument("--m", type=int, required=True)
-    lg.add_argument("--k", type=int, required=True)
-    lg.add_argument("--n", type=int, required=True)
-    lg.add_argument("--mixed", action="store_true", help="row-wise mixed int4/int8 weights (8-bit lanes)")
-    lg.add_argument("--n8", type=int, help="int8 rows of a mixed layer (with --mixed)")
-    lg.add_argument("--board", default="zcu102")
-    lg.add_argument("--json", action="store_true")
-    lg.set_defaults(func=cmd_latency_gemm)
-    ld = ls.add_parser("depth", help="a compiled depth network on the QuartDepth engine, per layer")
-    from .cli import _add_engine_args
-
-    ld.add_argument("--model", help="int_graph.pt or its directory (from 'qsilicon quantize depth -o'); default: "
-                    "the reduced network")
-    ld.add_argument("--clock", type=float, default=100.0, help="MHz (default 100)")
-    _add_engine_args(ld)
-    ld.add_argument("--json", action="store_true")
-    ld.set_defaults(func=cmd_latency_depth)
-
-    vd = verilog_sub.add_parser("design", help="a Pareto point of 'qsilicon search': its generators and the "
-                                "board's build plan")
+    vd = groups["verilog"].add_parser("design", help="a Pareto point of 'qsilicon search': its generators and the "
+                                      "board's build plan")
     vd.add_argument("--pareto", default="out/search/pareto.json")
     vd.add_argument("--point", default="knee", help="'knee' (default) or a trial number of the front")
     vd.add_argument("--board", help="default: the search's board")
     vd.add_argument("-o", "--output", required=True)
     vd.set_defaults(func=cmd_verilog_design)
-
