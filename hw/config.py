@@ -6,8 +6,9 @@ This module must not import Amaranth: ``qsilicon.search`` reads these at search 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
-__all__ = ["PACKINGS", "SUPPORTED_BITS", "GemmConfig"]
+__all__ = ["ACCEL_LANES", "ACCEL_PACKINGS", "PACKINGS", "SUPPORTED_BITS", "AccelConfig", "GemmConfig"]
 
 #: Operand widths the PEs support.
 SUPPORTED_BITS = (4, 8)
@@ -101,3 +102,93 @@ class GemmConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: Multiplier lanes of the ViT accelerator's array, and its vector-unit widths.
+ACCEL_PACKINGS = ("none", "dsp2")
+ACCEL_LANES = (8, 16)
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """One design of the ViT accelerator (:class:`qsilicon.hw.vit.system.VitAccel`), the unit the
+    search explores and the generator builds.
+
+    Parameters
+    ----------
+    rows, cols : int
+        The MAC array: ``rows`` tokens x ``cols`` output channels per tile; powers of two from
+        ``lanes`` to 64.
+    packing : str
+        ``none`` (a DSP48E2 per PE) or ``dsp2`` (two PEs per DSP48E2).
+    lanes : int
+        8 or 16: the vector units' lanes and the memory word (``8 * lanes`` bits, the AXI4 data
+        width): a word holds one feature of ``lanes`` tokens.
+    wbuf_kib : int
+        Weight buffer (a ring: the next column tile loads while the array works on this one), KiB,
+        a power of two.
+    abuf_kib : int
+        Activation buffer (one GEMM's input), KiB, a power of two.
+    clock_mhz : float
+        The design clock (an assumption per point; see the search's notes).
+    """
+
+    rows: int = 8
+    cols: int = 8
+    packing: str = "dsp2"
+    lanes: int = 8
+    wbuf_kib: int = 32
+    abuf_kib: int = 32
+    clock_mhz: float = 150.0
+
+    def __post_init__(self) -> None:
+        if self.packing not in ACCEL_PACKINGS:
+            raise ValueError(f"packing must be one of {', '.join(ACCEL_PACKINGS)}, not {self.packing!r}")
+        if self.lanes not in ACCEL_LANES or isinstance(self.lanes, bool):
+            raise ValueError(f"lanes must be 8 or 16, not {self.lanes!r}")
+        for name in ("rows", "cols"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not self.lanes <= v <= _MAX_DIM or v & (v - 1):
+                raise ValueError(f"{name} must be a power of two from the lanes ({self.lanes}) to {_MAX_DIM}, "
+                                 f"not {v!r}")
+        for name in ("wbuf_kib", "abuf_kib"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1 or v & (v - 1):
+                raise ValueError(f"{name} must be a power of two (KiB), not {v!r}")
+        if isinstance(self.clock_mhz, bool) or not (isinstance(self.clock_mhz, (int, float))
+                                                    and 0 < self.clock_mhz <= 1000):
+            raise ValueError(f"clock_mhz must be in (0, 1000], not {self.clock_mhz!r}")
+        self.gemm  # noqa: B018  (packing against the array checked by GemmConfig)
+
+    @cached_property
+    def gemm(self) -> GemmConfig:
+        """The array: int8 activations, row-wise mixed int4/int8 weights in 8-bit lanes."""
+        return GemmConfig(self.rows, self.cols, 8, 8, packing=self.packing, mixed=True)
+
+    @property
+    def tag(self) -> str:
+        """The design's name, e.g. ``r16c64_dsp2_l16_w64k_a8k_200mhz``."""
+        return (f"r{self.rows}c{self.cols}_{self.packing}_l{self.lanes}_w{self.wbuf_kib}k_a{self.abuf_kib}k_"
+                f"{self.clock_mhz:g}mhz")
+
+    @classmethod
+    def from_tag(cls, tag: str) -> AccelConfig:
+        """The design of a :attr:`tag`; ``ValueError`` naming the expected form otherwise."""
+        import re
+
+        m = re.fullmatch(r"r(\d+)c(\d+)_(none|dsp2)_l(\d+)_w(\d+)k_a(\d+)k_([0-9.]+)mhz", tag.strip())
+        if not m:
+            raise ValueError(f"design tag {tag!r}: expected r<rows>c<cols>_<none|dsp2>_l<lanes>_w<KiB>k_a<KiB>k_"
+                             "<MHz>mhz, e.g. r16c64_dsp2_l16_w64k_a8k_200mhz")
+        r, c, p, lanes, w, a, f = m.groups()
+        return cls(int(r), int(c), p, int(lanes), int(w), int(a), float(f))
+
+    @property
+    def word_bytes(self) -> int:
+        """Bytes of a memory word (the AXI4 data width / 8)."""
+        return self.lanes
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("gemm", None)
+        return d

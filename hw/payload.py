@@ -20,7 +20,13 @@ def _fields(layout: data.Layout):
 
 def pack(layout, value) -> int:
     """Pack ``value`` (an int for a plain shape, a sequence for an ``ArrayLayout``, a mapping for
-    a ``StructLayout``) into the unsigned integer that Amaranth stores for ``layout``."""
+    a ``StructLayout``, a one-entry mapping for a ``UnionLayout``) into the unsigned integer that
+    Amaranth stores for ``layout``."""
+    if isinstance(layout, data.UnionLayout):
+        if not isinstance(value, Mapping) or len(value) != 1:
+            raise ValueError(f"A union value names exactly one member, not {value!r}")
+        (key, v), = value.items()
+        return pack(layout[key].shape, v)
     if isinstance(layout, data.Layout):
         bits = 0
         for key, field in _fields(layout):

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
-from functools import cached_property, lru_cache
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
-from qsilicon.hw.config import GemmConfig
+from qsilicon.hw.config import AccelConfig
 
 from . import resources as res
 from .latency import PARAM_BITS_PER_COL, gemm_cycles
@@ -43,58 +43,6 @@ from .vit_latency import load_model
 __all__ = ["AccelConfig", "Op", "Prediction", "block_shapes", "predict", "resources", "vit_workload"]
 
 UNITS = Path(__file__).resolve().parent / "data" / "vit_units.json"
-PACKINGS = ("none", "dsp2")
-LANES = (8, 16)
-
-
-@dataclass(frozen=True)
-class AccelConfig:
-    """One accelerator design.
-
-    rows, cols : int
-        The MAC array: ``rows`` tokens x ``cols`` output channels per tile (1 to 64 each).
-    packing : str
-        ``none`` (a DSP48E2 per PE) or ``dsp2`` (two PEs per DSP48E2; even ``cols``).
-    lanes : int
-        Row unit and element-wise unit lanes (8 or 16).
-    wbuf_kib, abuf_kib : int
-        Weight buffer (two halves, double-buffered) and activation buffer, KiB.
-    clock_mhz : float
-        The design clock.
-    """
-
-    rows: int = 8
-    cols: int = 8
-    packing: str = "dsp2"
-    lanes: int = 8
-    wbuf_kib: int = 32
-    abuf_kib: int = 32
-    clock_mhz: float = 150.0
-
-    def __post_init__(self) -> None:
-        if self.packing not in PACKINGS:
-            raise ValueError(f"packing must be one of {', '.join(PACKINGS)}, not {self.packing!r}")
-        if self.lanes not in LANES:
-            raise ValueError(f"lanes must be 8 or 16, not {self.lanes!r}")
-        for name in ("wbuf_kib", "abuf_kib"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer (KiB), not {v!r}")
-        if not (isinstance(self.clock_mhz, (int, float)) and 0 < self.clock_mhz <= 1000):
-            raise ValueError(f"clock_mhz must be in (0, 1000], not {self.clock_mhz!r}")
-        self.gemm  # noqa: B018  (rows, cols and packing checked by GemmConfig)
-
-    @cached_property
-    def gemm(self) -> GemmConfig:
-        return GemmConfig(self.rows, self.cols, 8, 8, packing=self.packing, mixed=True)
-
-    @property
-    def tag(self) -> str:
-        return (f"r{self.rows}c{self.cols}_{self.packing}_l{self.lanes}_w{self.wbuf_kib}k_a{self.abuf_kib}k_"
-                f"{self.clock_mhz:g}mhz")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

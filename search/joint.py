@@ -61,8 +61,8 @@ def _choices(section: str, key: str, values, kind, lo, hi) -> tuple:
 class HardwareSpace:
     """Choices for every field of :class:`AccelConfig`."""
 
-    rows: tuple = (4, 8, 16, 32)
-    cols: tuple = (4, 8, 16, 32, 64)
+    rows: tuple = (8, 16, 32)
+    cols: tuple = (8, 16, 32, 64)
     packing: tuple = ("none", "dsp2")
     lanes: tuple = (8, 16)
     wbuf_kib: tuple = (8, 16, 32, 64, 128)
@@ -80,24 +80,25 @@ class HardwareSpace:
         kw = {}
         for key, val in d.items():
             if key in ("rows", "cols"):
-                kw[key] = _choices("hardware", key, val, int, 1, 64)
+                kw[key] = _choices("hardware", key, val, int, 8, 64)
+                if any(v & (v - 1) for v in kw[key]):
+                    raise SpaceError(f"hardware.{key}: every value must be a power of two from 8 to 64 (a memory word "
+                                     f"holds 8 or 16 tokens), not {val!r}")
             elif key == "lanes":
                 kw[key] = _choices("hardware", key, val, int, 8, 16)
                 if any(v not in (8, 16) for v in kw[key]):
                     raise SpaceError(f"hardware.lanes: every value must be 8 or 16, not {val!r}")
             elif key in ("wbuf_kib", "abuf_kib"):
                 kw[key] = _choices("hardware", key, val, int, 1, 65536)
+                if any(v & (v - 1) for v in kw[key]):
+                    raise SpaceError(f"hardware.{key}: every value must be a power of two, not {val!r}")
             elif key == "clock_mhz":
                 kw[key] = _choices("hardware", key, val, (int, float), 1, 1000)
             else:  # packing
                 if not isinstance(val, list) or not val or any(v not in ("none", "dsp2") for v in val):
                     raise SpaceError(f"hardware.packing: expected a list of 'none' / 'dsp2', not {val!r}")
                 kw[key] = tuple(val)
-        hw = cls(**kw)
-        if "none" not in hw.packing and any(c % 2 for c in hw.cols):
-            raise SpaceError(f"hardware.cols: odd column counts {[c for c in hw.cols if c % 2]} need packing 'none' "
-                             "in hardware.packing (dsp2 pairs columns)")
-        return hw
+        return cls(**kw)
 
 
 @dataclass(frozen=True)
@@ -182,11 +183,8 @@ class Candidate:
 def sample_candidate(space: JointSpace, rng: random.Random) -> Candidate:
     h = space.hardware
     s = space.model.sample(rng)
-    while True:
-        cols, packing = rng.choice(h.cols), rng.choice(h.packing)
-        if packing != "dsp2" or cols % 2 == 0:
-            break
-    hw = AccelConfig(rng.choice(h.rows), cols, packing, rng.choice(h.lanes), rng.choice(h.wbuf_kib),
+    rows, cols = rng.choice(h.rows), rng.choice(h.cols)
+    hw = AccelConfig(rows, cols, rng.choice(h.packing), min(rng.choice(h.lanes), rows, cols), rng.choice(h.wbuf_kib),
                      rng.choice(h.abuf_kib), float(rng.choice(h.clock_mhz)))
     return Candidate(s, hw)
 
@@ -226,9 +224,10 @@ def _suggest(trial, space: JointSpace) -> Candidate:
     rows = trial.suggest_categorical("rows", list(h.rows))
     cols = trial.suggest_categorical("cols", list(h.cols))
     packing = trial.suggest_categorical("packing", list(h.packing))
-    if packing == "dsp2" and cols % 2:
-        packing = "none"  # an odd column count cannot pair PEs: the design falls back to plain DSPs
-    hw = AccelConfig(rows, cols, packing, trial.suggest_categorical("lanes", list(h.lanes)),
+    # lanes wider than the array cannot fill a memory word with its rows or columns: the design falls
+    # back to the narrower vector units (rows and columns are multiples of 8)
+    lanes = min(trial.suggest_categorical("lanes", list(h.lanes)), rows, cols)
+    hw = AccelConfig(rows, cols, packing, lanes,
                      trial.suggest_categorical("wbuf_kib", list(h.wbuf_kib)),
                      trial.suggest_categorical("abuf_kib", list(h.abuf_kib)),
                      float(trial.suggest_categorical("clock_mhz", list(h.clock_mhz))))

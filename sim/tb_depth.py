@@ -1,5 +1,5 @@
 """cocotb testbench of the QuartDepth engine: the AXI4 memory model and AXI4-Lite host of
-:mod:`qsilicon.sim.tb_vit`, plus a monitor of the compute unit's activity per instruction tag.
+:mod:`qsilicon.sim.axi_agents`, plus a monitor of the compute unit's activity per instruction tag.
 
 Run through :func:`qsilicon.sim.depth.rtl_depth`, which passes ``QS_MEM``, ``QS_PROG``, ``QS_DUMP``,
 ``QS_RESULT``, ``QS_READY_P``, ``QS_SEED``, ``QS_MAX_CYCLES`` and ``QS_EXPECT_ERROR`` (1: the run must
@@ -15,7 +15,7 @@ from collections import defaultdict
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from qsilicon.sim.tb_vit import read_registers, start_engine
+from qsilicon.sim.axi_agents import read_registers, start_engine
 
 REGS = {"STATUS": 0x04, "CYCLES": 0x0C, "INSNS": 0x10, "PC": 0x14, "BEATS": 0x1C, "LD_BUSY": 0x20, "CP_BUSY": 0x24,
         "ST_BUSY": 0x28, "RD_WORDS": 0x2C, "WR_WORDS": 0x30}

@@ -11,6 +11,9 @@
   channel never waits on a client and clients cannot block each other.
 * :class:`AxiWriter`: bursts from an address pattern and a word stream onto the write channels;
   ``idle`` once every burst has its write response.
+* :class:`AxiWordWriter`: addressed words onto the write channels, consecutive addresses coalesced
+  into bursts, address and data channels pipelined (one beat per cycle even for scattered words);
+  :class:`BurstWords` gives the words of an address pattern their addresses.
 * :class:`AxiLiteRegs`: 32-bit registers on an AXI4-Lite slave port.
 
 Any response other than OKAY raises the sticky ``error`` output of the mux and the writer.
@@ -18,13 +21,14 @@ Any response other than OKAY raises the sticky ``error`` output of the mux and t
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = [
-    "MAX_BURST", "AddrGen", "AxiLiteRegs", "AxiReadMux", "AxiWriter", "addr_pattern_layout", "axi4_lite_signature",
-    "axi4_signature", "burst_layout", "join_axi_master", "pattern_bursts",
+    "MAX_BURST", "AddrGen", "AxiLiteRegs", "AxiReadMux", "AxiWordWriter", "AxiWriter", "BurstWords",
+    "addr_pattern_layout", "axi4_lite_signature", "axi4_signature", "burst_layout", "coalesce_words",
+    "join_axi_master", "pattern_bursts", "word_layout",
 ]
 
 #: Longest burst issued (beats).
@@ -97,6 +101,26 @@ def pattern_bursts(pattern: dict, word_bytes: int = 8) -> list[tuple[int, int]]:
                     beats = min(pattern["run"] - off, MAX_BURST - (addr // word_bytes) % MAX_BURST)
                     out.append((addr, beats))
                     off += beats
+    return out
+
+
+def coalesce_words(words: list[tuple[int, bool]], word_bytes: int = 8) -> list[tuple[int, int]]:
+    """Host model of :class:`AxiWordWriter`: the ``(address, beats)`` bursts of ``(address, last)``
+    words."""
+    out, start, count = [], None, 0
+    for addr, last in words:
+        window = start is not None and addr // (MAX_BURST * word_bytes) == start // (MAX_BURST * word_bytes)
+        if start is not None and addr == start + count * word_bytes and count < MAX_BURST and window:
+            count += 1
+        else:
+            if start is not None:
+                out.append((start, count))
+            start, count = addr, 1
+        if last:
+            out.append((start, count))
+            start, count = None, 0
+    if start is not None:
+        out.append((start, count))
     return out
 
 
@@ -293,6 +317,160 @@ class AxiWriter(wiring.Component):
                     m.d.sync += left.eq(left - 1)
                     with m.If(left == 1):
                         m.next = "IDLE"
+        return m
+
+
+def word_layout(data_width: int) -> data.StructLayout:
+    """A word to write: byte ``addr`` (word aligned), ``data``, and ``last`` on the final word of an
+    operation (it closes the open burst)."""
+    return data.StructLayout({"addr": unsigned(32), "data": unsigned(data_width), "last": 1})
+
+
+class AxiWordWriter(wiring.Component):
+    """Writes a stream of addressed words onto the write channels, coalescing consecutive
+    addresses into INCR bursts.
+
+    A word extends the open burst when its address is the next word's, the burst has fewer than
+    :data:`MAX_BURST` beats and the address stays inside the burst's ``16 * word`` window (so no
+    burst crosses a 4 KiB boundary); otherwise the open burst is closed and a new one begins.
+    ``last`` closes the burst after its word.  A burst's address is issued once all its words are in
+    the data FIFO, and the address and data channels run independently: one beat per cycle even
+    when every burst is a single word (scattered outputs).  ``idle`` is high when every word is
+    written and every response has arrived.
+
+    Members
+    -------
+    axi : Out(axi4_signature(...))
+        Only the write channels are driven.
+    i_word : In(stream.Signature(word_layout(data_width)))
+    idle, error : Out(1)
+        ``error`` is sticky: a write response was not OKAY.
+    clear : In(1)
+        Clears ``error``.
+    """
+
+    def __init__(self, *, data_width: int = 64, depth: int = 32) -> None:
+        if data_width not in (32, 64, 128, 256, 512):
+            raise ValueError(f"Data width must be 32, 64, 128, 256 or 512 bits, not {data_width!r}")
+        if depth < 2 * MAX_BURST:
+            raise ValueError(f"FIFO depth must be at least {2 * MAX_BURST}, not {depth!r}")
+        self._dw, self._depth = data_width, depth
+        super().__init__({
+            "axi": Out(axi4_signature(32, data_width)),
+            "i_word": In(stream.Signature(word_layout(data_width))),
+            "idle": Out(1), "error": Out(1), "clear": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        axi, w = self.axi, self.i_word
+        lw = (self._dw // 8 - 1).bit_length()
+        m.submodules.buf = buf = fifo.SyncFIFOBuffered(width=self._dw, depth=self._depth)
+        m.submodules.bursts = bursts = fifo.SyncFIFOBuffered(width=32 + 5, depth=4)
+        m.submodules.lens = lens = fifo.SyncFIFOBuffered(width=5, depth=4)
+        m.d.comb += [axi.awsize.eq(lw), axi.awburst.eq(1), axi.wstrb.eq(2 ** (self._dw // 8) - 1), axi.bready.eq(1)]
+
+        # Coalescer: the open burst (start, count) of words already pushed into the data FIFO.
+        start, count, open_ = Signal(32), Signal(5), Signal()
+        nxt = (start + (count << lw))[:32]
+        window = start[lw + 4 :] == w.payload.addr[lw + 4 :]
+        extends = open_ & (w.payload.addr == nxt) & (count < MAX_BURST) & window
+        # a word that breaks the open burst and is also the last one would need two burst entries in
+        # one cycle: the open burst is closed first, the word is taken the cycle after
+        close_only = w.valid & open_ & ~extends & w.payload.last
+        take = w.valid & buf.w_rdy & bursts.w_rdy & ~close_only
+        m.d.comb += [w.ready.eq(take), buf.w_data.eq(w.payload.data), buf.w_en.eq(take)]
+
+        def push(addr, beats):
+            return [bursts.w_en.eq(1), bursts.w_data.eq(Cat(addr, beats[:5]))]
+
+        with m.If(close_only & bursts.w_rdy):
+            m.d.comb += push(start, count)
+            m.d.sync += open_.eq(0)
+        with m.Elif(take):
+            with m.If(extends):
+                m.d.sync += count.eq(count + 1)
+                with m.If(w.payload.last):
+                    m.d.comb += push(start, count + 1)
+                    m.d.sync += open_.eq(0)
+            with m.Elif(open_):  # a break: close the open burst, open one with this word
+                m.d.comb += push(start, count)
+                m.d.sync += [start.eq(w.payload.addr), count.eq(1)]
+            with m.Elif(w.payload.last):
+                m.d.comb += push(w.payload.addr, Const(1, 5))
+            with m.Else():
+                m.d.sync += [start.eq(w.payload.addr), count.eq(1), open_.eq(1)]
+
+        # AW: the head burst goes out once its words are in the FIFO beyond those already promised.
+        committed = Signal(range(self._depth + 1))
+        head_addr, head_beats = bursts.r_data[:32], bursts.r_data[32:]
+        aw_go = bursts.r_rdy & (buf.level - committed >= head_beats) & lens.w_rdy & (~axi.awvalid | axi.awready)
+        with m.If(axi.awvalid & axi.awready):
+            m.d.sync += axi.awvalid.eq(0)
+        with m.If(aw_go):
+            m.d.comb += [bursts.r_en.eq(1), lens.w_en.eq(1), lens.w_data.eq(head_beats)]
+            m.d.sync += [axi.awaddr.eq(head_addr), axi.awlen.eq(head_beats - 1), axi.awvalid.eq(1)]
+        # W: the promised words, burst by burst, with no idle cycle between bursts.
+        left = Signal(5)
+        sending = Signal()
+        m.d.comb += [axi.wvalid.eq(sending), axi.wdata.eq(buf.r_data), axi.wlast.eq(left == 1)]
+        beat = sending & axi.wready
+        m.d.comb += buf.r_en.eq(beat)
+        with m.If(~sending | (beat & (left == 1))):
+            m.d.comb += lens.r_en.eq(lens.r_rdy)
+            m.d.sync += [left.eq(lens.r_data), sending.eq(lens.r_rdy)]
+        with m.Elif(beat):
+            m.d.sync += left.eq(left - 1)
+        m.d.sync += committed.eq(committed + Mux(aw_go, head_beats, 0) - beat)
+        # B: count outstanding responses.
+        pending = Signal(16)
+        aw_fire = axi.awvalid & axi.awready
+        b_fire = axi.bvalid & axi.bready
+        m.d.sync += pending.eq(pending + aw_fire - b_fire)
+        with m.If(b_fire & (axi.bresp != 0)):
+            m.d.sync += self.error.eq(1)
+        with m.If(self.clear):
+            m.d.sync += self.error.eq(0)
+        m.d.comb += self.idle.eq(~open_ & ~w.valid & ~bursts.r_rdy & ~lens.r_rdy & ~sending & ~axi.awvalid
+                                 & (pending == 0) & ~buf.r_rdy)
+        return m
+
+
+class BurstWords(wiring.Component):
+    """Addressed words from a burst stream (:class:`AddrGen`) and a data stream: each data word gets
+    the next address of the current burst; ``last`` marks the final word once the generator is done.
+
+    Members
+    -------
+    i_burst : In(stream.Signature(burst_layout()))
+    i_data : In(stream.Signature(data_width))
+    gen_done : In(1)
+        The address generator has handed out its last burst.
+    o_word : Out(stream.Signature(word_layout(data_width)))
+    busy : Out(1)
+        A burst is held whose words have not all gone out.
+    """
+
+    def __init__(self, word_bytes: int) -> None:
+        self._wb = word_bytes
+        super().__init__({
+            "i_burst": In(stream.Signature(burst_layout())), "i_data": In(stream.Signature(8 * word_bytes)),
+            "gen_done": In(1), "o_word": Out(stream.Signature(word_layout(8 * word_bytes))), "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        addr, left = Signal(32), Signal(5)
+        with m.If((left == 0) & self.i_burst.valid):
+            m.d.comb += self.i_burst.ready.eq(1)
+            m.d.sync += [addr.eq(self.i_burst.payload.addr), left.eq(self.i_burst.payload.beats)]
+        o = self.o_word
+        m.d.comb += [self.busy.eq(left != 0), o.valid.eq((left != 0) & self.i_data.valid), o.payload.addr.eq(addr),
+                     o.payload.data.eq(self.i_data.payload),
+                     o.payload.last.eq((left == 1) & self.gen_done & ~self.i_burst.valid),
+                     self.i_data.ready.eq((left != 0) & o.ready)]
+        with m.If(o.valid & o.ready):
+            m.d.sync += [addr.eq(addr + self._wb), left.eq(left - 1)]
         return m
 
 

@@ -45,6 +45,8 @@ class GemmEngine(wiring.Component):
     Parameters
     ----------
     config : GemmConfig
+    out_shape : ShapeLike, optional
+        The requantizer's output format (saturation bounds); default the activation format.
 
     Members
     -------
@@ -54,11 +56,12 @@ class GemmEngine(wiring.Component):
     o_res : Out(stream.Signature(result_row_layout(cols, out_shape)))
     """
 
-    def __init__(self, config: GemmConfig) -> None:
+    def __init__(self, config: GemmConfig, out_shape=None) -> None:
         if not isinstance(config, GemmConfig):
             raise TypeError(f"Config must be a GemmConfig, not {config!r}")
         self._config = config
-        osh = _a_shape(config)
+        osh = _a_shape(config) if out_shape is None else Shape.cast(out_shape)
+        self._out_shape = osh
         super().__init__({
             "i_act": In(stream.Signature(act_layout(config))),
             "i_wgt": In(stream.Signature(wgt_layout(config))),
@@ -83,7 +86,7 @@ class GemmEngine(wiring.Component):
         m = Module()
         cfg = self._config
         m.submodules.array = array = MacArray(cfg.rows, cfg.cols, _a_shape(cfg), signed(cfg.wbits), cfg.packing)
-        m.submodules.requant = requant = Requantizer(cfg.cols, _a_shape(cfg))
+        m.submodules.requant = requant = Requantizer(cfg.cols, self._out_shape)
 
         # Join the two operand streams: a beat moves when both are present.
         m.d.comb += [

@@ -1,0 +1,431 @@
+"""The ViT accelerator, built whole for one :class:`~qsilicon.hw.config.AccelConfig`: top module
+``vit_accel``.
+
+A descriptor-driven system on one AXI4 memory port (``8 * lanes`` bits) with AXI4-Lite control
+registers and an interrupt:
+
+* the controller fetches 128-byte descriptors (:func:`descriptor_layout`) one after another,
+  checks each (an illegal one stops the run with a sticky error code), runs it, and writes its
+  cycle count into a log (``LOG_ADDR``) before fetching the next;
+* GEMM descriptors run on :class:`~qsilicon.hw.vit.gemm_unit.GemmUnit`: the ``rows x cols``
+  array with its activation buffer, weight ring, parameter and feature-map buffers and output
+  transposer;
+* vector descriptors run on the row unit (LayerNorm, Shiftmax: ``lanes`` tokens at a time), the
+  element-wise unit (GELU, residual add) and a ``lanes x lanes`` byte transposer (token-blocked
+  ``V`` to row-major), each fed by up to three address-pattern readers and writing through an
+  address-pattern writer;
+* five readers share the read channels (:class:`~qsilicon.hw.blocks.axi.AxiReadMux`); every
+  write goes through one coalescing writer (:class:`~qsilicon.hw.blocks.axi.AxiWordWriter`).
+
+Tensors are token-blocked (:mod:`qsilicon.hw.vit.compiler`): a memory word holds one feature of
+``lanes`` consecutive tokens.
+
+Registers (AxiLite, 32 bits, byte offsets)
+-------------------------------------------
+======  ==========  ===========================================================================
+0x00    CTRL        write bit 0 = 1: start (ignored while busy)
+0x04    STATUS      bit 0 busy, bit 1 done, bit 2 error; bits 11:8 the cause: 1 illegal opcode,
+                    2 read response, 3 write response, 4 illegal GEMM descriptor, 5 input larger
+                    than the activation buffer, 6 illegal vector descriptor, 7 no progress for
+                    ``WATCHDOG`` cycles; read-only
+0x08    PROG_ADDR   byte address of the first descriptor (128-byte aligned)
+0x0C    CYCLES      cycles of the last run (start to done); read-only
+0x10    OPS         descriptors completed in the last run; read-only
+0x14    PC          address of the descriptor being run (or that stopped it); read-only
+0x18    INFO        lanes 7:0, rows 15:8, cols 23:16, packing 24 (1 = dsp2); read-only
+0x1C    LOG_ADDR    where descriptor ``i`` writes its cycle count (word ``i``); 0 = no log
+0x20    WATCHDOG    cycles without any memory beat or unit progress that stop a run (0: 2**20)
+0x24    RD_WORDS    memory words read in the last run; read-only
+0x28    WR_WORDS    memory words written in the last run; read-only
+0x2C    MAC_BEATS   operand beats that entered the array in the last run; read-only
+0x30    INFO2       weight buffer KiB 15:0, activation buffer KiB 31:16; read-only
+======  ==========  ===========================================================================
+
+``irq`` is high from the end of a run until the next start.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..blocks.axi import (
+    AddrGen,
+    AxiLiteRegs,
+    AxiReadMux,
+    AxiWordWriter,
+    BurstWords,
+    addr_pattern_layout,
+    axi4_lite_signature,
+    axi4_signature,
+)
+from ..blocks.rowunit import ROW_LN, ROW_SOFTMAX, RowUnit
+from ..blocks.vector import OP_ADD, OP_GELU, ElementwiseUnit
+from ..config import AccelConfig
+from .gemm_unit import CAUSE_ABUF, GemmUnit, gemm_desc_layout
+
+__all__ = [
+    "CAUSE_ABUF", "CAUSE_GEMM", "CAUSE_OPCODE", "CAUSE_READ", "CAUSE_STALL", "CAUSE_VECTOR", "CAUSE_WRITE",
+    "DESC_BYTES", "OPCODES", "OP_ADD_RES", "OP_END", "OP_GELU_Q", "OP_GEMM", "OP_LN", "OP_SOFTMAX", "OP_TRANSPOSE",
+    "REGS", "VitAccel", "descriptor_layout", "vector_desc_layout",
+]
+
+OP_END, OP_GEMM, OP_LN, OP_SOFTMAX, OP_GELU_Q, OP_ADD_RES, OP_TRANSPOSE = range(7)
+OPCODES = {"end": OP_END, "gemm": OP_GEMM, "layernorm": OP_LN, "softmax": OP_SOFTMAX, "gelu": OP_GELU_Q,
+           "add": OP_ADD_RES, "transpose": OP_TRANSPOSE}
+REGS = {"CTRL": 0x00, "STATUS": 0x04, "PROG_ADDR": 0x08, "CYCLES": 0x0C, "OPS": 0x10, "PC": 0x14, "INFO": 0x18,
+        "LOG_ADDR": 0x1C, "WATCHDOG": 0x20, "RD_WORDS": 0x24, "WR_WORDS": 0x28, "MAC_BEATS": 0x2C, "INFO2": 0x30}
+CAUSE_OPCODE, CAUSE_READ, CAUSE_WRITE, CAUSE_GEMM, CAUSE_VECTOR, CAUSE_STALL = 1, 2, 3, 4, 6, 7
+#: Bytes per descriptor.
+DESC_BYTES = 128
+#: The watchdog's limit when the WATCHDOG register is 0.
+WATCHDOG_DEFAULT = 1 << 20
+
+
+def vector_desc_layout() -> data.StructLayout:
+    """A vector descriptor: the patterns of the three readers and the writer, the row length ``k``
+    (LayerNorm, Shiftmax), ``r0_words`` memory words per beat of reader 0 (2: int16 values), and
+    the units' constants."""
+    return data.StructLayout({
+        "op": 4, "r0_words": 2, "k": 16,
+        "rd0": addr_pattern_layout(), "rd1": addr_pattern_layout(), "rd2": addr_pattern_layout(),
+        "wr": addr_pattern_layout(),
+        "m0": 16, "shift": 6, "sm_k": 3, "q_b": signed(16), "q_c": 24, "gelu_b": signed(24), "gelu_one": signed(32),
+    })
+
+
+def descriptor_layout() -> data.UnionLayout:
+    """One descriptor: its ``op`` (the first 4 bits of both views) decides the view."""
+    return data.UnionLayout({"vec": vector_desc_layout(), "gemm": gemm_desc_layout()})
+
+
+class _Gearbox(wiring.Component):
+    """Words in, beats of ``n`` words out (word 0 in the low bits)."""
+
+    def __init__(self, width: int, max_words: int) -> None:
+        self._w, self._max = width, max_words
+        super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width * max_words)),
+                          "n": In(range(max_words + 1))})
+
+    def elaborate(self, platform):
+        m = Module()
+        w = self._w
+        cnt = Signal(range(self._max + 1))
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        take = self.i.valid & (~self.o.valid | self.o.ready)
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(take):
+            with m.Switch(cnt):
+                for c in range(self._max):
+                    with m.Case(c):
+                        m.d.sync += self.o.payload[c * w : (c + 1) * w].eq(self.i.payload)
+            with m.If(cnt + 1 >= self.n):
+                m.d.sync += [cnt.eq(0), self.o.valid.eq(1)]
+            with m.Else():
+                m.d.sync += cnt.eq(cnt + 1)
+        return m
+
+
+class VitAccel(wiring.Component):
+    """The whole ViT accelerator of one design point.
+
+    Parameters
+    ----------
+    config : AccelConfig
+
+    Members
+    -------
+    m_axi : Out(axi4_signature(32, 8 * lanes))
+    s_axil : Out(axi4_lite_signature(6))
+        The slave port (the signature is written from the slave side).
+    irq : Out(1)
+    """
+
+    def __init__(self, config: AccelConfig) -> None:
+        if not isinstance(config, AccelConfig):
+            raise TypeError(f"Config must be an AccelConfig, not {config!r}")
+        self._cfg = config
+        super().__init__({"m_axi": Out(axi4_signature(32, 8 * config.lanes)), "s_axil": Out(axi4_lite_signature(6)),
+                          "irq": Out(1)})
+
+    @property
+    def config(self) -> AccelConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        L = cfg.lanes
+        W = 8 * L
+        wb = L
+
+        m.submodules.regs = regs = AxiLiteRegs(len(REGS))
+        m.submodules.rmux = rmux = AxiReadMux(5, data_width=W, depth=32)
+        m.submodules.writer = writer = AxiWordWriter(data_width=W, depth=32)
+        gens = {}
+        for name in ("rd0", "rd1", "rd2", "wr", "fm"):
+            g = AddrGen(wb)
+            m.submodules[f"g_{name}"] = g
+            gens[name] = g
+        m.submodules.gemm = gemm = GemmUnit(cfg)
+        m.submodules.rows = rows = RowUnit(L)
+        m.submodules.ew = ew = ElementwiseUnit(L)
+        m.submodules.gb0 = gb0 = _Gearbox(W, 2)
+        m.submodules.bw = bw = BurstWords(wb)
+
+        # ------------------------------------------------------------------ bus wiring
+        wiring.connect(m, wiring.flipped(self.s_axil), regs.bus)
+        for name in ("araddr", "arlen", "arsize", "arburst", "arvalid", "rready"):
+            m.d.comb += getattr(self.m_axi, name).eq(getattr(rmux.axi, name))
+        for name in ("arready", "rdata", "rresp", "rlast", "rvalid"):
+            m.d.comb += getattr(rmux.axi, name).eq(getattr(self.m_axi, name))
+        for name in ("awaddr", "awlen", "awsize", "awburst", "awvalid", "wdata", "wstrb", "wlast", "wvalid", "bready"):
+            m.d.comb += getattr(self.m_axi, name).eq(getattr(writer.axi, name))
+        for name in ("awready", "wready", "bresp", "bvalid"):
+            m.d.comb += getattr(writer.axi, name).eq(getattr(self.m_axi, name))
+        for i, name in enumerate(("rd0", "rd1", "rd2")):
+            wiring.connect(m, gens[name].o_burst, getattr(rmux, f"i_burst_{i}"))
+        wiring.connect(m, gens["fm"].o_burst, rmux.i_burst_4)
+        wiring.connect(m, gens["wr"].o_burst, bw.i_burst)
+        m.d.comb += bw.gen_done.eq(gens["wr"].done)
+
+        # ------------------------------------------------------------------ controller
+        desc = Signal(descriptor_layout())
+        vd, gd = desc.vec, desc.gemm
+        desc_bits = Signal(8 * DESC_BYTES)
+        desc_words = DESC_BYTES // wb
+        words = Signal(range(desc_words + 1))
+        pc = Signal(32)
+        busy, done, error = Signal(), Signal(), Signal()
+        cause = Signal(4)
+        cycles, ops, op_cycles = Signal(32), Signal(32), Signal(32)
+        rd_words, wr_words, mac_beats = Signal(32), Signal(32), Signal(32)
+        op = vd.op
+        m.d.comb += desc.as_value().eq(desc_bits[: descriptor_layout().size])
+        reg, reg_o = regs.reg_i, regs.reg_o
+        idx = {name: i for i, name in enumerate(REGS)}
+        info = Const(L | (cfg.rows << 8) | (cfg.cols << 16) | (int(cfg.packing == "dsp2") << 24), 32)
+        m.d.comb += [
+            reg[idx["STATUS"]].eq(Cat(busy, done, error, Const(0, 5), cause)),
+            reg[idx["PROG_ADDR"]].eq(reg_o[idx["PROG_ADDR"]]), reg[idx["CYCLES"]].eq(cycles),
+            reg[idx["OPS"]].eq(ops), reg[idx["PC"]].eq(pc), reg[idx["INFO"]].eq(info),
+            reg[idx["LOG_ADDR"]].eq(reg_o[idx["LOG_ADDR"]]), reg[idx["WATCHDOG"]].eq(reg_o[idx["WATCHDOG"]]),
+            reg[idx["RD_WORDS"]].eq(rd_words), reg[idx["WR_WORDS"]].eq(wr_words),
+            reg[idx["MAC_BEATS"]].eq(mac_beats),
+            reg[idx["INFO2"]].eq(Const(cfg.wbuf_kib | (cfg.abuf_kib << 16), 32)),
+            self.irq.eq(done),
+        ]
+        log_addr = reg_o[idx["LOG_ADDR"]]
+        wd_reg = reg_o[idx["WATCHDOG"]]
+        with m.If(busy):
+            m.d.sync += cycles.eq(cycles + 1)
+        with m.If(busy & self.m_axi.rvalid & self.m_axi.rready):
+            m.d.sync += rd_words.eq(rd_words + 1)
+        with m.If(busy & self.m_axi.wvalid & self.m_axi.wready):
+            m.d.sync += wr_words.eq(wr_words + 1)
+        with m.If(gemm.beat):
+            m.d.sync += mac_beats.eq(mac_beats + 1)
+
+        fetch, fdata = rmux.i_burst_3, rmux.o_data_3
+        m.d.comb += [fetch.payload.addr.eq(pc), fetch.payload.beats.eq(desc_words)]
+        is_gemm = op == OP_GEMM
+        for name in ("rd0", "rd1", "rd2"):
+            m.d.comb += gens[name].cfg.eq(Mux(is_gemm, {"rd0": gemm.x_cfg, "rd1": gemm.w_cfg, "rd2": gemm.p_cfg}[name],
+                                              getattr(vd, name)))
+        m.d.comb += [gens["wr"].cfg.eq(vd.wr), gens["fm"].cfg.eq(gemm.f_cfg)]
+        m.d.comb += [gemm.desc.eq(gd), gemm.w_done.eq(gens["rd1"].done), gemm.p_done.eq(gens["rd2"].done)]
+        vec_start = Signal()
+        m.d.comb += [
+            gens["rd0"].start.eq(vec_start | gemm.x_start), gens["rd1"].start.eq(vec_start | gemm.w_start),
+            gens["rd2"].start.eq(vec_start | gemm.p_start), gens["wr"].start.eq(vec_start),
+            gens["fm"].start.eq(gemm.f_start),
+        ]
+        gens_done = Cat(*(g.done for g in gens.values())).all()
+        axi_err = rmux.error | writer.error
+
+        # legality of vector descriptors: rows of 1..4095, int16 beats for LayerNorm, int8 for Shiftmax
+        vec_bad = ((op == OP_LN) & (vd.r0_words != 2)) | ((op == OP_SOFTMAX) & (vd.r0_words != 1)) \
+            | ((op == OP_LN) | (op == OP_SOFTMAX)) & ((vd.k == 0) | (vd.k > 4095)) \
+            | ((op == OP_ADD_RES) & (vd.r0_words != 2)) | ((op == OP_TRANSPOSE) & (vd.r0_words != 1))
+
+        # watchdog: any memory beat, array beat or unit handshake is progress
+        progress = (self.m_axi.rvalid & self.m_axi.rready) | (self.m_axi.wvalid & self.m_axi.wready) | gemm.beat \
+            | (rows.i_x.valid & rows.i_x.ready) | (ew.i_x.valid & ew.i_x.ready) | (rows.o_y.valid & rows.o_y.ready)
+        stall = Signal(32)
+        limit = Mux(wd_reg == 0, WATCHDOG_DEFAULT, wd_reg)
+
+        log_word = Signal()  # the writer takes the cycle log word instead of the datapath's
+        t_busy = Signal()
+        units_idle = ~gb0.o.valid & ~bw.busy & ~rows.busy & ~t_busy
+        op_done = Mux(is_gemm, ~gemm.busy, units_idle) & gens_done & rmux.idle & writer.idle
+
+        def stop(c):
+            return [busy.eq(0), done.eq(1), error.eq(1), cause.eq(c)]
+
+        with m.FSM():
+            with m.State("IDLE"), m.If(regs.wrote[0] & reg_o[0][0]):
+                m.d.sync += [busy.eq(1), done.eq(0), error.eq(0), cause.eq(0), cycles.eq(0), ops.eq(0),
+                             rd_words.eq(0), wr_words.eq(0), mac_beats.eq(0),
+                             pc.eq(Cat(Const(0, 7), reg_o[idx["PROG_ADDR"]][7:]))]
+                m.d.comb += [rmux.clear.eq(1), writer.clear.eq(1)]
+                m.next = "FETCH"
+            with m.State("FETCH"):
+                m.d.comb += fetch.valid.eq(1)
+                with m.If(fetch.ready):
+                    m.d.sync += words.eq(0)
+                    m.next = "FETCH_DATA"
+            with m.State("FETCH_DATA"):
+                m.d.comb += fdata.ready.eq(1)
+                with m.If(fdata.valid):
+                    m.d.sync += [desc_bits.eq(Cat(desc_bits[W:], fdata.payload)), words.eq(words + 1)]
+                    with m.If(words == desc_words - 1):
+                        m.next = "DECODE"
+                with m.If(axi_err):
+                    m.next = "AXI_ERROR"
+            with m.State("DECODE"):
+                m.d.sync += [op_cycles.eq(1), stall.eq(0)]
+                with m.If(op == OP_END):
+                    m.d.sync += [busy.eq(0), done.eq(1)]
+                    m.next = "IDLE"
+                with m.Elif(op > OP_TRANSPOSE):
+                    m.d.sync += stop(CAUSE_OPCODE)
+                    m.next = "IDLE"
+                with m.Elif(is_gemm):
+                    with m.If(gemm.illegal != 0):
+                        m.d.sync += stop(gemm.illegal)
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.comb += gemm.start.eq(1)
+                        m.next = "RUN"
+                with m.Elif(vec_bad):
+                    m.d.sync += stop(CAUSE_VECTOR)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += vec_start.eq(1)
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.sync += [op_cycles.eq(op_cycles + 1), stall.eq(Mux(progress, 0, stall + 1))]
+                with m.If(axi_err):
+                    m.next = "AXI_ERROR"
+                with m.Elif(gemm.overflow):
+                    m.d.sync += stop(CAUSE_ABUF)
+                    m.next = "IDLE"
+                with m.Elif(stall >= limit):
+                    m.d.sync += stop(CAUSE_STALL)
+                    m.next = "IDLE"
+                with m.Elif(op_done):
+                    with m.If(log_addr == 0):
+                        m.d.sync += [pc.eq(pc + DESC_BYTES), ops.eq(ops + 1)]
+                        m.next = "FETCH"
+                    with m.Else():
+                        m.next = "LOG"
+            with m.State("LOG"):
+                m.d.comb += log_word.eq(1)
+                with m.If(writer.i_word.ready):
+                    m.next = "LOG_WAIT"
+            with m.State("LOG_WAIT"):
+                with m.If(axi_err):
+                    m.next = "AXI_ERROR"
+                with m.Elif(writer.idle):
+                    m.d.sync += [pc.eq(pc + DESC_BYTES), ops.eq(ops + 1)]
+                    m.next = "FETCH"
+            with m.State("AXI_ERROR"):
+                m.d.sync += stop(Mux(rmux.error, CAUSE_READ, CAUSE_WRITE))
+                m.next = "IDLE"
+
+        # ------------------------------------------------------------------ GEMM data
+        r0, r1, r2, r4 = rmux.o_data_0, rmux.o_data_1, rmux.o_data_2, rmux.o_data_4
+        m.d.comb += [gemm.i_x.payload.eq(r0.payload), gemm.i_w.payload.eq(r1.payload),
+                     gemm.i_p.payload.eq(r2.payload), gemm.i_f.payload.eq(r4.payload),
+                     gemm.i_f.valid.eq(r4.valid), r4.ready.eq(gemm.i_f.ready)]
+
+        # ------------------------------------------------------------------ vector datapath
+        m.d.comb += gb0.n.eq(vd.r0_words)
+        is_ln, is_sm = op == OP_LN, op == OP_SOFTMAX
+        is_gelu, is_add, is_tr = op == OP_GELU_Q, op == OP_ADD_RES, op == OP_TRANSPOSE
+        word = gb0.o.payload
+        lanes16 = Cat(*(Mux(is_ln, word[16 * i : 16 * i + 16], word[8 * i : 8 * i + 8].as_signed())[:16]
+                        for i in range(L)))
+        m.d.comb += [
+            rows.i_x.payload.as_value().eq(lanes16), rows.i_par.payload.as_value().eq(r2.payload[:32]),
+            rows.op.eq(Mux(is_ln, ROW_LN, ROW_SOFTMAX)), rows.n.eq(vd.k), rows.m0.eq(vd.m0),
+            rows.shift.eq(vd.shift), rows.k.eq(vd.sm_k), rows.q_b.eq(vd.q_b), rows.q_c.eq(vd.q_c),
+            ew.i_x.payload.a.as_value().eq(gb0.o.payload[: 16 * L]), ew.i_x.payload.b.as_value().eq(r1.payload),
+            ew.op.eq(Mux(is_add, OP_ADD, OP_GELU)), ew.m0.eq(vd.m0), ew.shift.eq(vd.shift),
+            ew.gelu_b.eq(vd.gelu_b), ew.gelu_one.eq(vd.gelu_one),
+        ]
+        with m.If(is_gemm):
+            m.d.comb += [gemm.i_x.valid.eq(r0.valid), r0.ready.eq(gemm.i_x.ready),
+                         gemm.i_w.valid.eq(r1.valid), r1.ready.eq(gemm.i_w.ready),
+                         gemm.i_p.valid.eq(r2.valid), r2.ready.eq(gemm.i_p.ready)]
+        with m.Else():
+            wiring.connect(m, r0, gb0.i)
+        with m.If(is_ln | is_sm):
+            m.d.comb += [rows.i_x.valid.eq(gb0.o.valid), gb0.o.ready.eq(rows.i_x.ready),
+                         rows.i_par.valid.eq(r2.valid), r2.ready.eq(rows.i_par.ready)]
+        with m.Elif(is_gelu):
+            m.d.comb += [ew.i_x.valid.eq(r1.valid), r1.ready.eq(ew.i_x.ready)]
+        with m.Elif(is_add):
+            m.d.comb += [ew.i_x.valid.eq(r1.valid & gb0.o.valid), r1.ready.eq(ew.i_x.ready & gb0.o.valid),
+                         gb0.o.ready.eq(ew.i_x.ready & r1.valid)]
+
+        # the lanes x lanes byte transposer: `lanes` words (features) in, `lanes` words (tokens) out
+        tile = [Signal(W, name=f"ttile{i}") for i in range(L)]
+        t_cnt = Signal(range(L + 1))
+        out_word, out_valid = Signal(W), Signal()
+        out_ready = bw.i_data.ready
+        half = Signal()
+        ew_y = ew.o_y.payload.y
+        with m.If(is_tr):
+            with m.If(~t_busy):
+                m.d.comb += gb0.o.ready.eq(1)
+                with m.If(gb0.o.valid):
+                    with m.Switch(t_cnt):
+                        for i in range(L):
+                            with m.Case(i):
+                                m.d.sync += tile[i].eq(gb0.o.payload[:W])
+                    with m.If(t_cnt == L - 1):
+                        m.d.sync += [t_cnt.eq(0), t_busy.eq(1)]
+                    with m.Else():
+                        m.d.sync += t_cnt.eq(t_cnt + 1)
+            with m.Else():
+                col = Signal(W)
+                with m.Switch(t_cnt):
+                    for c in range(L):
+                        with m.Case(c):
+                            m.d.comb += col.eq(Cat(*(tile[f][8 * c : 8 * c + 8] for f in range(L))))
+                m.d.comb += [out_word.eq(col), out_valid.eq(1)]
+                with m.If(out_ready):
+                    with m.If(t_cnt == L - 1):
+                        m.d.sync += [t_cnt.eq(0), t_busy.eq(0)]
+                    with m.Else():
+                        m.d.sync += t_cnt.eq(t_cnt + 1)
+        with m.Elif(is_ln | is_sm):
+            m.d.comb += [out_word.eq(rows.o_y.payload.as_value()), out_valid.eq(rows.o_y.valid),
+                         rows.o_y.ready.eq(out_ready)]
+        with m.Elif(is_gelu):
+            m.d.comb += [out_word.eq(Cat(*(ew_y[i][:8] for i in range(L)))), out_valid.eq(ew.o_y.valid),
+                         ew.o_y.ready.eq(out_ready)]
+        with m.Elif(is_add):
+            lo = Cat(*(ew_y[i] for i in range(L // 2)))
+            hi = Cat(*(ew_y[i] for i in range(L // 2, L)))
+            m.d.comb += [out_word.eq(Mux(half, hi, lo)), out_valid.eq(ew.o_y.valid),
+                         ew.o_y.ready.eq(out_ready & half)]
+            with m.If(ew.o_y.valid & out_ready):
+                m.d.sync += half.eq(~half)
+        m.d.comb += [bw.i_data.valid.eq(out_valid & ~is_gemm), bw.i_data.payload.eq(out_word)]
+
+        # ------------------------------------------------------------------ the writer's one input
+        wi = writer.i_word
+        with m.If(log_word):
+            m.d.comb += [wi.valid.eq(1), wi.payload.addr.eq(log_addr + (ops << (wb.bit_length() - 1))),
+                         wi.payload.data.eq(op_cycles), wi.payload.last.eq(1)]
+        with m.Elif(is_gemm):
+            m.d.comb += [wi.valid.eq(gemm.o_word.valid), wi.payload.eq(gemm.o_word.payload),
+                         gemm.o_word.ready.eq(wi.ready)]
+        with m.Else():
+            m.d.comb += [wi.valid.eq(bw.o_word.valid), wi.payload.eq(bw.o_word.payload),
+                         bw.o_word.ready.eq(wi.ready)]
+        return m

@@ -1,0 +1,172 @@
+"""cocotb agents shared by the accelerators' testbenches: an AXI4 slave memory (random stalls,
+injected SLVERR responses and long stalls) and a sequential AXI4-Lite host, both stepped by the
+testbench's one clock loop (``drive`` after the rising edge, ``sample`` in the read-only phase).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections import deque
+
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge
+
+__all__ = ["AxiLiteHost", "AxiMemory", "read_registers", "start_engine"]
+
+#: The register offsets every accelerator shares: control, status, program address.
+REG_CTRL, REG_STATUS, REG_PROG = 0x00, 0x04, 0x08
+
+
+class AxiMemory:
+    """AXI4 slave memory (INCR bursts, in-order responses); reads and writes proceed in parallel.
+    ``ready_p`` < 1 stalls AR/R/AW/W handshakes at random.
+
+    Faults (``faults``, for the error tests): ``read_error`` = n answers the n-th read burst with
+    SLVERR, ``write_error`` = n the n-th write burst; ``stall`` = (first cycle, cycles) holds every
+    handshake of the slave for that long."""
+
+    def __init__(self, dut, mem: bytearray, ready_p: float, rng: random.Random, faults: dict | None = None):
+        self.dut, self.mem, self.p, self.rng = dut, mem, ready_p, rng
+        self.wb = len(dut.m_axi__wdata.value) // 8
+        self.reads: deque = deque()  # [addr, beats left, resp]
+        self.writes: deque = deque()  # [addr, beats left, resp]
+        self.bresp: deque = deque()  # responses of finished write bursts
+        self.errors: list[str] = []
+        self.faults = faults or {}
+        self.n_reads = self.n_writes = self.cycle = 0
+
+    def _go(self) -> bool:
+        return self.p >= 1.0 or self.rng.random() < self.p
+
+    def drive(self) -> None:
+        d = self.dut
+        self.cycle += 1
+        first, length = self.faults.get("stall", (0, 0))
+        if first <= self.cycle < first + length:
+            for name in ("arready", "awready", "wready", "rvalid", "bvalid"):
+                getattr(d, f"m_axi__{name}").value = 0
+            return
+        d.m_axi__arready.value = int(self._go())
+        d.m_axi__awready.value = int(self._go())
+        d.m_axi__wready.value = int(bool(self.writes) and self._go())
+        if self.reads and self._go():
+            addr, left, resp = self.reads[0]
+            d.m_axi__rvalid.value = 1
+            d.m_axi__rdata.value = int.from_bytes(self.mem[addr : addr + self.wb], "little")
+            d.m_axi__rlast.value = int(left == 1)
+            d.m_axi__rresp.value = resp
+        else:
+            d.m_axi__rvalid.value = 0
+        d.m_axi__bvalid.value = int(bool(self.bresp))
+        d.m_axi__bresp.value = self.bresp[0] if self.bresp else 0
+
+    def sample(self) -> None:
+        d = self.dut
+        if d.m_axi__arvalid.value == 1 and d.m_axi__arready.value == 1:
+            addr, beats = int(d.m_axi__araddr.value), int(d.m_axi__arlen.value) + 1
+            if addr % self.wb or addr + beats * self.wb > len(self.mem):
+                self.errors.append(f"read burst {addr:#x} x {beats} outside memory or unaligned")
+                addr = 0
+            self.reads.append([addr, beats, 2 if self.faults.get("read_error") == self.n_reads else 0])
+            self.n_reads += 1
+        if d.m_axi__rvalid.value == 1 and d.m_axi__rready.value == 1:
+            r = self.reads[0]
+            r[0] += self.wb
+            r[1] -= 1
+            if r[1] == 0:
+                self.reads.popleft()
+        if d.m_axi__awvalid.value == 1 and d.m_axi__awready.value == 1:
+            addr, beats = int(d.m_axi__awaddr.value), int(d.m_axi__awlen.value) + 1
+            if addr % self.wb or addr + beats * self.wb > len(self.mem):
+                self.errors.append(f"write burst {addr:#x} x {beats} outside memory or unaligned")
+            self.writes.append([addr, beats, 2 if self.faults.get("write_error") == self.n_writes else 0])
+            self.n_writes += 1
+        if d.m_axi__wvalid.value == 1 and d.m_axi__wready.value == 1:
+            w = self.writes[0]
+            data = int(d.m_axi__wdata.value).to_bytes(self.wb, "little")
+            if w[0] >= 0 and w[0] + self.wb <= len(self.mem):
+                self.mem[w[0] : w[0] + self.wb] = data
+            w[0] += self.wb
+            w[1] -= 1
+            if (w[1] == 0) != (d.m_axi__wlast.value == 1):
+                self.errors.append("wlast does not mark the burst's last beat")
+            if w[1] == 0:
+                self.writes.popleft()
+                self.bresp.append(w[2])
+        if d.m_axi__bvalid.value == 1 and d.m_axi__bready.value == 1:
+            self.bresp.popleft()
+
+
+class AxiLiteHost:
+    """A sequential AXI4-Lite master stepped by the same clock loop."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.queue: deque = deque()  # ("w", addr, data) or ("r", addr, None)
+        self.busy = None
+        self.result = None
+
+    def drive(self) -> None:
+        d = self.dut
+        if self.busy is None and self.queue:
+            self.busy = [*self.queue.popleft(), False]
+        kind = self.busy[0] if self.busy else None
+        d.s_axil__awvalid.value = int(kind == "w" and not self.busy[3])
+        d.s_axil__wvalid.value = int(kind == "w" and not self.busy[3])
+        d.s_axil__awaddr.value = self.busy[1] if kind == "w" else 0
+        d.s_axil__wdata.value = self.busy[2] if kind == "w" else 0
+        d.s_axil__wstrb.value = 0xF
+        d.s_axil__bready.value = 1
+        d.s_axil__arvalid.value = int(kind == "r" and not self.busy[3])
+        d.s_axil__araddr.value = self.busy[1] if kind == "r" else 0
+        d.s_axil__rready.value = 1
+
+    def sample(self) -> None:
+        d = self.dut
+        if not self.busy:
+            return
+        if self.busy[0] == "w":
+            if d.s_axil__awvalid.value == 1 and d.s_axil__awready.value == 1:
+                self.busy[3] = True
+            if d.s_axil__bvalid.value == 1:
+                self.busy = None
+        else:
+            if d.s_axil__arvalid.value == 1 and d.s_axil__arready.value == 1:
+                self.busy[3] = True
+            if d.s_axil__rvalid.value == 1:
+                self.result = int(d.s_axil__rdata.value)
+                self.busy = None
+
+
+async def start_engine(dut) -> tuple[bytearray, AxiMemory, AxiLiteHost]:
+    """Load ``QS_MEM``, start the clock, reset, and queue the host's ``PROG_ADDR`` and ``CTRL``
+    writes (an engine with the shared register map's first three registers)."""
+    with open(os.environ["QS_MEM"], "rb") as f:
+        mem = bytearray(f.read())
+    rng = random.Random(int(os.environ.get("QS_SEED", "0")))
+    memory = AxiMemory(dut, mem, float(os.environ.get("QS_READY_P", "1")), rng,
+                       json.loads(os.environ.get("QS_FAULTS", "{}")))
+    host = AxiLiteHost(dut)
+    Clock(dut.clk, 10, unit="ns").start()
+    dut.rst.value = 1
+    for _ in range(3):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
+    host.queue.extend([("w", REG_PROG, int(os.environ["QS_PROG"])), ("w", REG_CTRL, 1)])
+    return mem, memory, host
+
+
+async def read_registers(dut, host: AxiLiteHost, regs: dict[str, int]) -> dict[str, int]:
+    """``{name: value}`` of the registers at ``regs`` (byte offsets), read one after another."""
+    out = {}
+    for name, reg in regs.items():
+        host.queue.append(("r", reg, None))
+        while host.queue or host.busy is not None:
+            await RisingEdge(dut.clk)
+            host.drive()
+            await ReadOnly()
+            host.sample()
+        out[name] = host.result
+    return out
