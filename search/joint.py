@@ -28,15 +28,16 @@ from pathlib import Path
 
 from qsilicon.quant.supernet import SearchSpace, Subnet
 
-from .accel import AccelConfig, predict, subnet_workload, utilization
+from .accel import AccelConfig, fits, predict, subnet_workload, utilization
 
 __all__ = ["Candidate", "HardwareSpace", "JointSpace", "SpaceError", "evaluate", "load_space", "pareto_front",
            "run_search"]
 
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "configs" / "search_space.yaml"
 RESOURCES = ("lut", "ff", "dsp", "bram36")
-#: Optuna constraint names (<= 0 is feasible): every resource over the cap, the latency over the target.
-CONSTRAINTS = (*RESOURCES, "latency")
+#: Optuna constraint names (<= 0 is feasible): every resource over the cap, the latency over the target,
+#: and whether the design can hold the model at all (a GEMM input larger than its activation buffer).
+CONSTRAINTS = (*RESOURCES, "latency", "holds")
 
 
 class SpaceError(ValueError):
@@ -191,15 +192,17 @@ def sample_candidate(space: JointSpace, rng: random.Random) -> Candidate:
 
 def evaluate(c: Candidate, space: JointSpace, board) -> dict:
     """The analytic part of a candidate's evaluation: FPS, latency, utilization, violations."""
-    ops = subnet_workload(c.subnet, space.model, c.hw.lanes)
+    ops = subnet_workload(c.subnet, space.model, c.hw)
     p = predict(c.hw, ops, board.dram_gbps)
     util = utilization(c.hw, board)
     latency_ms = 1e3 / p.fps
     violations = [util[r] - space.util_cap for r in RESOURCES]
     violations.append(latency_ms - space.latency_ms if space.latency_ms else 0.0)
+    why = fits(c.hw, ops)
+    violations.append(1.0 if why else 0.0)
     return {"fps": p.fps, "cycles": p.cycles, "latency_ms": latency_ms, "util": util,
             "max_util": max(util.values()), "violations": violations,
-            "feasible": all(v <= 0 for v in violations), "dram_bytes": p.dram_bytes}
+            "feasible": all(v <= 0 for v in violations), "dram_bytes": p.dram_bytes, "unfit": why}
 
 
 def check_board(board) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from .accel import AccelConfig, predict, utilization, vit_workload, workload_macs
+from .accel import AccelConfig, fits, gemm_busy_share, predict, utilization, vit_workload, workload_macs
 
 __all__ = ["DEIT", "PAPER_FPS", "DeitShape", "best_design", "compare"]
 
@@ -35,11 +35,11 @@ class DeitShape:
     patch_dim: int = 3 * 16 * 16
     classes: int = 1000
 
-    def workload(self, lanes: int = 8, ratio8: float = 0.5):
+    def workload(self, cfg: AccelConfig, ratio8: float = 0.5):
         if not 0 <= ratio8 <= 1:
             raise ValueError(f"ratio8 must be in [0, 1], not {ratio8!r}")
         blocks = [(self.tokens, self.dim, self.heads, self.head_dim, 4 * self.dim, (ratio8,) * 4)] * self.depth
-        return vit_workload(blocks, patches=self.patches, patch_dim=self.patch_dim, classes=self.classes, lanes=lanes)
+        return vit_workload(blocks, cfg, patches=self.patches, patch_dim=self.patch_dim, classes=self.classes)
 
 
 DEIT = {"deit-tiny": DeitShape(192, 3), "deit-small": DeitShape(384, 6), "deit-base": DeitShape(768, 12)}
@@ -52,19 +52,24 @@ GRID = {"rows": (8, 16, 32, 64), "cols": (8, 16, 32, 64), "packing": ("none", "d
 def best_design(shape: DeitShape, board, *, clock_mhz: float, util_cap: float, ratio8: float) -> dict:
     """The highest predicted FPS over :data:`GRID` within ``util_cap`` of every resource."""
     best = None
-    ops = {lanes: shape.workload(lanes, ratio8) for lanes in GRID["lanes"]}
     for rows, cols, packing, lanes, wb, ab in itertools.product(*GRID.values()):
+        if rows < lanes or cols < lanes:
+            continue
         cfg = AccelConfig(rows, cols, packing, lanes, wb, ab, clock_mhz)
         util = utilization(cfg, board)
         if max(util.values()) > util_cap:
             continue
-        p = predict(cfg, ops[lanes], board.dram_gbps)
+        ops = shape.workload(cfg, ratio8)
+        if fits(cfg, ops) is not None:
+            continue
+        p = predict(cfg, ops, board.dram_gbps)
         if best is None or p.fps > best["fps"]:
             best = {"config": cfg.to_dict(), "fps": p.fps, "cycles": p.cycles, "util": util,
-                    "memory_bound_ops": p.memory_bound_ops, "dram_bytes": p.dram_bytes}
+                    "memory_bound_ops": p.memory_bound_ops, "dram_bytes": p.dram_bytes,
+                    "macs": workload_macs(ops), "gemm_share": round(gemm_busy_share(cfg, ops, board.dram_gbps), 4),
+                    "cycle_share": p.shares}
     if best is None:
-        raise ValueError(f"no design of the grid fits {util_cap:.0%} of {board.name}")
-    best["macs"] = workload_macs(ops[8])
+        raise ValueError(f"no design of the grid fits {util_cap:.0%} of {board.name} and holds the model")
     return best
 
 

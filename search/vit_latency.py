@@ -1,172 +1,131 @@
-"""Latency model of the ViT block accelerator (pure Python, for the search).
+"""Fit and check of the ViT accelerator's latency model (:func:`qsilicon.search.accel.predict`)
+against whole-model RTL runs.
 
-Every operation of a block is bound by one resource, and its cycles are that resource's work plus
-a small fixed cost, with coefficients fitted to RTL cycle counts
-(``search/data/vit_block_cycles.json``, written by ``bench/vit_block_cycles.py``):
-
-* ``gemm``: the single AXI read port.  Each ``lanes x lanes`` output tile reads K activation
-  words, K weight words and one parameter beat (``PARAM_WORDS`` words), one word per cycle:
-  ``a * tiles * (2K + PARAM_WORDS) + b + c * lanes``;
-* ``layernorm``: the row unit, three passes over two-word int16 beats plus the divider and the
-  square root per token tile: ``a * tiles * dim + b * tiles + c``;
-* ``softmax``: the row unit, three passes of one-word beats plus one division per token tile:
-  ``a * tiles * tokens + b * tiles + c``;
-* ``gelu``: the writer (16-beat bursts with an address handshake each): ``a * words + c``;
-* ``add``: the read port (two int16 words and one int8 word per feature and tile):
-  ``a * words + c``;
-* the block: the sum of its operations plus the descriptor fetch and cycle write-back of each.
-
-``python -m qsilicon.search.vit_latency`` refits the coefficients (even-numbered shapes of the
-data) and prints the error on every operation and block of the held-out shapes.
+``bench/vit_system_cycles.py`` runs integer ViTs of several shapes on generated designs
+(Verilator) and records every descriptor's cycles (``data/vit_system_cycles.json``, each run
+marked ``train`` or ``held_out``).  Each kind's coefficients are a least-squares fit (relative
+errors) of its descriptors' cycles on :func:`~qsilicon.search.accel.op_terms` over the training
+runs; the run overhead (start to the first fetch, the last descriptor to the interrupt) is the
+mean remainder.  ``python -m qsilicon.search.vit_latency`` refits (rewriting
+``data/vit_system_model.json``) and prints the errors per run, per kind of descriptor and per
+descriptor on both splits.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
+import re
 from pathlib import Path
 
-__all__ = ["PARAM_WORDS", "VitOp", "block_ops", "fit", "load_model", "vit_block_cycles"]
+from qsilicon.hw.config import AccelConfig
+
+from .accel import MODEL, Op, op_cycles, op_terms, predict, vit_workload
+
+__all__ = ["CYCLES", "errors", "fit", "load_runs", "run_workload"]
 
 DATA = Path(__file__).resolve().parent / "data"
-CYCLES = DATA / "vit_block_cycles.json"
-MODEL = DATA / "vit_latency_model.json"
-#: Memory words of one GEMM parameter beat: per column bias 32, M0 16, shift 6, zero point 8
-#: bits, ``lanes`` columns in words of ``8 * lanes`` bits.
-PARAM_WORDS = math.ceil((32 + 16 + 6 + 8) / 8)
-KINDS = ("gemm", "layernorm", "softmax", "gelu", "add")
+CYCLES = DATA / "vit_system_cycles.json"
+KINDS = ("gemm", "layernorm", "softmax", "gelu", "add", "transpose")
 
 
-@dataclass(frozen=True)
-class VitOp:
-    name: str
-    kind: str
-    features: tuple[float, ...]
+def run_workload(row: dict) -> tuple[AccelConfig, list[Op]]:
+    """The design and workload of a recorded run (a random ViT of ``row["model"]``, every layer
+    with the int8 share ``row["ratio8"]``)."""
+    image, patch, dim, depth, heads, mlp = row["model"]
+    cfg = AccelConfig.from_tag(row["design"])
+    tokens = (image // patch) ** 2 + 1
+    r = row["ratio8"]
+    blocks = [(tokens, dim, heads[i], 16, mlp[i], (r,) * 4) for i in range(depth)]
+    return cfg, vit_workload(blocks, cfg, patches=tokens - 1, patch_dim=patch * patch, classes=10, embed_r8=r,
+                             head_r8=r)
 
 
-def _check_shape(tokens, dim, heads, head_dim, mlp, lanes) -> None:
-    for what, v in (("tokens", tokens), ("dim", dim), ("heads", heads), ("head_dim", head_dim), ("mlp", mlp)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{what} must be a positive integer, not {v!r}")
-    if lanes not in (8, 16):
-        raise ValueError(f"lanes must be 8 or 16, not {lanes!r}")
-    for what, v in (("head_dim", head_dim), ("dim", dim), ("mlp", mlp)):
-        if v % lanes:
-            raise ValueError(f"{what} {v} is not a multiple of the lanes ({lanes})")
-
-
-def block_ops(tokens: int, dim: int, heads: int, head_dim: int, mlp: int, lanes: int) -> list[VitOp]:
-    """The operations of one encoder block, in program order, with their model features."""
-    _check_shape(tokens, dim, heads, head_dim, mlp, lanes)
-    L, mt = lanes, math.ceil(tokens / lanes)
-    e = heads * head_dim
-
-    def gemm(name, k, n):
-        tiles = mt * math.ceil(n / L)
-        return VitOp(name, "gemm", (tiles * (2 * k + PARAM_WORDS), 1.0, float(L)))
-
-    ln = lambda name: VitOp(name, "layernorm", (mt * dim, mt, 1.0))  # noqa: E731
-    ops = [ln("ln1"), gemm("q", dim, e), gemm("k", dim, e), gemm("v", dim, e)]
-    for h in range(heads):
-        ops += [gemm(f"qk{h}", head_dim, mt * L), VitOp(f"softmax{h}", "softmax", (mt * tokens, mt, 1.0)),
-                gemm(f"av{h}", tokens, head_dim)]
-    ops += [gemm("proj", e, dim), VitOp("add1", "add", (3 * mt * dim, 1.0)), ln("ln2"), gemm("fc1", dim, mlp),
-            VitOp("gelu", "gelu", (mt * mlp, 1.0)), gemm("fc2", mlp, dim), VitOp("add2", "add", (3 * mt * dim, 1.0))]
-    return ops
-
-
-def load_model(path: Path = MODEL) -> dict:
-    return json.loads(path.read_text())
-
-
-def _dot(a, b) -> float:
-    return sum(x * y for x, y in zip(a, b, strict=True))
-
-
-def vit_block_cycles(tokens: int, dim: int, heads: int, head_dim: int, mlp: int, lanes: int,
-                     model: dict | None = None) -> tuple[int, list[tuple[str, str, int]]]:
-    """Predicted cycles of one block (start to done) and of each operation."""
-    model = model or load_model()
-    ops = block_ops(tokens, dim, heads, head_dim, mlp, lanes)
-    per = [(o.name, o.kind, round(_dot(model[o.kind], o.features))) for o in ops]
-    total = sum(c for _, _, c in per) + _dot(model["block"], (len(ops), 1.0))
-    return round(total), per
-
-
-def _lstsq(rows: list[list[float]], y: list[float]) -> list[float]:
-    import numpy as np
-
-    a, b = np.array(rows, dtype=float), np.array(y, dtype=float)
-    # relative weighting: every measurement counts by its relative error, not its size
-    w = 1.0 / np.maximum(b, 1.0)
-    return np.linalg.lstsq(a * w[:, None], b * w, rcond=None)[0].tolist()
-
-
-def _shape_key(r: dict) -> tuple:
-    return (r["tokens"], r["dim"], r["heads"], r["head_dim"], r["mlp"], r["lanes"])
-
-
-def _by_shape(rows: list[dict]) -> dict[tuple, list[dict]]:
-    shapes: dict[tuple, list[dict]] = {}
-    for r in rows:
-        shapes.setdefault(_shape_key(r), []).append(r)
-    return shapes
-
-
-def fit(rows: list[dict]) -> dict:
-    """Coefficients per kind (and for the block overhead) from measured rows."""
-    x: dict[str, list] = {k: [] for k in KINDS}
-    y: dict[str, list] = {k: [] for k in KINDS}
-    block_x, block_y = [], []
-    for key, recs in _by_shape(rows).items():
-        ops = {o.name: o for o in block_ops(*key)}
-        meas = {r["op"]: r["cycles"] for r in recs}
-        for name, o in ops.items():
-            x[o.kind].append(list(o.features))
-            y[o.kind].append(meas[name])
-        block_x.append([len(ops), 1.0])
-        block_y.append(meas["block"] - sum(meas[n] for n in ops))
-    model = {k: _lstsq(x[k], y[k]) for k in KINDS}
-    model["block"] = _lstsq(block_x, block_y) if len(block_x) > 1 else [block_y[0] / block_x[0][0], 0.0]
-    return model
-
-
-def errors(rows: list[dict], model: dict) -> list[dict]:
-    """Per shape: every operation's and the block's measured and predicted cycles."""
+def load_runs(path: Path = CYCLES) -> list[dict]:
+    """One entry per recorded run: design, split, workload, every descriptor's measured cycles
+    (keyed by the workload's op name; per-head descriptors as a list) and the run's total."""
+    runs: dict[tuple, dict] = {}
+    for row in json.loads(Path(path).read_text()):
+        key = (row["design"], json.dumps(row["model"]), row["ratio8"])
+        run = runs.setdefault(key, {"row": row, "split": row["split"], "ops": {}, "total": None})
+        if row["op"] == "total":
+            run["total"] = row["cycles"]
+        else:
+            name = re.sub(r"^(b\d+\.(?:qk|softmax|av))\d+$", r"\1", row["op"])
+            run["ops"].setdefault(name, []).append(row["cycles"])
     out = []
-    for key, recs in _by_shape(rows).items():
-        total, per = vit_block_cycles(*key, model=model)
-        meas = {r["op"]: r["cycles"] for r in recs}
-        for name, kind, c in [*per, ("block", "block", total)]:
-            out.append({"shape": key, "op": name, "kind": kind, "measured": meas[name], "predicted": c,
-                        "error": abs(c - meas[name]) / meas[name]})
+    for run in runs.values():
+        cfg, ops = run_workload(run["row"])
+        names = {o.name for o in ops}
+        if set(run["ops"]) != names:
+            raise ValueError(f"{run['row']['design']}: recorded descriptors {sorted(set(run['ops']) ^ names)} do not "
+                             "match the workload")
+        out.append({**run, "cfg": cfg, "workload": ops})
     return out
 
 
-def split(rows: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Even-numbered shapes (in file order) for fitting, odd ones held out."""
-    shapes = list(_by_shape(rows))
-    train = {s for i, s in enumerate(shapes) if i % 2 == 0}
-    return [r for r in rows if _shape_key(r) in train], [r for r in rows if _shape_key(r) not in train]
+def _lstsq(x: list[list[float]], y: list[float]) -> list[float]:
+    import numpy as np
+
+    a, b = np.array(x, dtype=float), np.array(y, dtype=float)
+    w = 1.0 / np.maximum(b, 1.0)  # relative errors: every descriptor counts by its share, not its size
+    return np.linalg.lstsq(a * w[:, None], b * w, rcond=None)[0].tolist()
+
+
+def fit(runs: list[dict]) -> dict:
+    train = [r for r in runs if r["split"] == "train"]
+    model: dict = {}
+    for kind in KINDS:
+        x, y, names = [], [], None
+        for run in train:
+            for o in run["workload"]:
+                if o.kind != kind:
+                    continue
+                t = op_terms(run["cfg"], o)
+                names = list(t)
+                for c in run["ops"][o.name]:
+                    x.append([t[k] for k in names])
+                    y.append(c)
+        coef = _lstsq(x, y)
+        model[kind] = {k: round(v, 6) for k, v in zip(names, coef, strict=True)}
+    rest = [run["total"] - sum(op_cycles(run["cfg"], o, model) * o.count for o in run["workload"]) for run in train]
+    model["run"] = {"one": round(sum(rest) / len(rest), 3)}
+    return model
+
+
+def errors(runs: list[dict], model: dict) -> list[dict]:
+    """Per run: total measured and predicted, and per kind of descriptor (summed over the run)."""
+    out = []
+    for run in runs:
+        cfg, ops = run["cfg"], run["workload"]
+        p = predict(cfg, ops, 0.0, model=model)
+        kinds = {}
+        for o in ops:
+            meas = sum(run["ops"][o.name])
+            pred = op_cycles(cfg, o, model) * o.count
+            m_, p_ = kinds.get(o.kind, (0, 0.0))
+            kinds[o.kind] = (m_ + meas, p_ + pred)
+        out.append({"design": cfg.tag, "model": run["row"]["model"], "ratio8": run["row"]["ratio8"],
+                    "split": run["split"], "measured": run["total"], "predicted": p.cycles,
+                    "error": abs(p.cycles - run["total"]) / run["total"],
+                    "kinds": {k: {"measured": m_, "predicted": round(p_), "error": abs(p_ - m_) / m_}
+                              for k, (m_, p_) in kinds.items()}})
+    return out
 
 
 def main() -> None:
-    rows = json.loads(CYCLES.read_text())
-    train, held = split(rows)
-    model = fit(train)
+    runs = load_runs()
+    model = fit(runs)
     MODEL.write_text(json.dumps(model, indent=1) + "\n")
-    for label, part in (("training", train), ("held-out", held)):
-        errs = errors(part, model)
-        ops = [e for e in errs if e["kind"] != "block"]
-        blocks = [e for e in errs if e["kind"] == "block"]
-        worst = max(ops, key=lambda e: e["error"])
-        print(f"{label}: {len(ops)} operations, max error {100 * worst['error']:.2f}% ({worst['op']} of "
-              f"{worst['shape']}: {worst['measured']} measured, {worst['predicted']} predicted); "
-              f"{len(blocks)} blocks, max error {100 * max(e['error'] for e in blocks):.2f}%")
-        for kind in KINDS:
-            ek = [e["error"] for e in ops if e["kind"] == kind]
-            print(f"  {kind:<10} n={len(ek):>3}  mean {100 * sum(ek) / len(ek):.2f}%  max {100 * max(ek):.2f}%")
+    for split in ("train", "held_out"):
+        errs = [e for e in errors(runs, model) if e["split"] == split]
+        if not errs:
+            continue
+        print(f"{split}: {len(errs)} runs, max total error {100 * max(e['error'] for e in errs):.2f}%")
+        for e in errs:
+            worst = max(e["kinds"].items(), key=lambda kv: kv[1]["error"])
+            print(f"  {e['design']:<36} {e['measured']:>8} measured {e['predicted']:>8} predicted "
+                  f"{100 * e['error']:5.2f}%  worst kind {worst[0]} {100 * worst[1]['error']:.2f}%")
+    print(f"wrote {MODEL}")
 
 
 if __name__ == "__main__":

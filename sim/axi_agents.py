@@ -40,6 +40,12 @@ class AxiMemory:
     def _go(self) -> bool:
         return self.p >= 1.0 or self.rng.random() < self.p
 
+    def reset(self) -> None:
+        """Drop every transaction in flight (the slave's side of a system reset)."""
+        self.reads.clear()
+        self.writes.clear()
+        self.bresp.clear()
+
     def drive(self) -> None:
         d = self.dut
         self.cycle += 1

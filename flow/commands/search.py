@@ -8,9 +8,9 @@ import json
 import shutil
 from pathlib import Path
 
-from ..common import DEFAULT_SUPERNET, CliError, OutputDir, board_plan, get_board, progress, write_manifest
+from ..common import DEFAULT_SUPERNET, CliError, get_board, progress
 
-__all__ = ["SEARCH_IMAGES", "AccuracyCache", "load_point", "register", "search_to_dir", "write_design"]
+__all__ = ["SEARCH_IMAGES", "AccuracyCache", "register", "search_to_dir"]
 
 
 SEARCH_IMAGES = 2000
@@ -247,7 +247,7 @@ def cmd_latency_vit(args) -> int:
         if args.shape not in DEIT:
             raise CliError(f"--shape {args.shape}: expected one of {', '.join(DEIT)}")
         try:
-            ops = DEIT[args.shape].workload(cfg.lanes, args.ratio8)
+            ops = DEIT[args.shape].workload(cfg, args.ratio8)
         except ValueError as e:
             raise CliError(str(e)) from None
         what = f"{args.shape}-shaped ViT, int8 share {args.ratio8:g}"
@@ -257,7 +257,7 @@ def cmd_latency_vit(args) -> int:
 
         try:
             s = Subnet.parse(args.subnet, space)
-            ops = subnet_workload(s, space, cfg.lanes)
+            ops = subnet_workload(s, space, cfg)
         except ValueError as e:
             raise CliError(str(e)) from None
         what = s.spec
@@ -280,79 +280,6 @@ def cmd_latency_vit(args) -> int:
           f"{1e3 / p.fps:.3f} ms, {p.fps:.1f} FPS; {report['macs'] / 1e6:.2f} M MACs; {p.memory_bound_ops} "
           f"memory-bound GEMMs; LUT {r['lut']:.0f}, FF {r['ff']:.0f}, DSP {r['dsp']}, BRAM36 {r['bram36']:g}"
           + (f" (max share {100 * max(util.values()):.1f}%)" if util else ""))
-    return 0
-
-
-def load_point(path, point: str) -> tuple[dict, dict]:
-    """``(pareto document, chosen record)``: ``knee`` or a trial number of the front."""
-    p = Path(path)
-    if not p.is_file():
-        raise CliError(f"Pareto file {p} not found: run 'qsilicon search' first")
-    try:
-        doc = json.loads(p.read_text())
-        front, knee_rec = doc["front"], doc["knee"]
-        for r in [*front, knee_rec]:
-            r["number"], r["hw"], r["subnet"]  # noqa: B018  (the fields a point needs)
-    except (ValueError, KeyError, TypeError):
-        raise CliError(f"{p}: not a Pareto file written by 'qsilicon search'") from None
-    if point == "knee":
-        return doc, knee_rec
-    try:
-        n = int(point)
-    except ValueError:
-        raise CliError(f"--point {point}: expected 'knee' or a trial number of the front") from None
-    for r in front:
-        if r["number"] == n:
-            return doc, r
-    raise CliError(f"--point {n}: not on the Pareto front (its trials: {', '.join(str(r['number']) for r in front)})")
-
-
-def write_design(doc: dict, rec: dict, board, out_dir) -> list[str]:
-    """The chosen point's generators as Verilog (GEMM engine, row unit, element-wise unit), the
-    board's build plan of the GEMM engine, and ``design.json``."""
-    from qsilicon import __version__
-    from qsilicon.hw.blocks.rowunit import RowUnit
-    from qsilicon.hw.blocks.vector import ElementwiseUnit
-    from qsilicon.hw.export import to_verilog
-    from qsilicon.hw.gemm import GemmEngine
-    from qsilicon.quant.supernet import Subnet
-    from qsilicon.search.accel import AccelConfig, predict, resources, subnet_workload
-    from qsilicon.search.joint import JointSpace, SpaceError
-
-    try:
-        cfg = AccelConfig(**rec["hw"])
-        space = JointSpace.from_dict(doc["space"]).model
-        subnet = Subnet.parse(rec["subnet"], space)
-    except (SpaceError, ValueError, TypeError, KeyError) as e:
-        raise CliError(f"the Pareto file's point {rec.get('number')} is not a valid design: {e}") from None
-    out = OutputDir(out_dir)
-    with out as tmp:
-        progress(f"elaborating the design {cfg.tag}")
-        (tmp / "gemm_engine.v").write_text(to_verilog(GemmEngine(cfg.gemm), "gemm_engine"))
-        (tmp / f"rowunit_l{cfg.lanes}.v").write_text(to_verilog(RowUnit(cfg.lanes), f"rowunit_l{cfg.lanes}"))
-        (tmp / f"vector_l{cfg.lanes}.v").write_text(to_verilog(ElementwiseUnit(cfg.lanes), f"vector_l{cfg.lanes}"))
-        files = ["gemm_engine.v", f"rowunit_l{cfg.lanes}.v", f"vector_l{cfg.lanes}.v"]
-        files += board_plan(board, GemmEngine(cfg.gemm), tmp)
-        pred = predict(cfg, subnet_workload(subnet, space, cfg.lanes), board.dram_gbps, detail=True)
-        design = {"qsilicon": __version__, "component": "vit-accelerator-design", "board": board.name,
-                  "subnet": subnet.spec, "accelerator": cfg.to_dict(), "gemm_config": cfg.gemm.to_dict(),
-                  "search_accuracy": rec["accuracy"], "heldout_accuracy": rec.get("heldout_accuracy"),
-                  "prediction": pred.to_dict(), "resources": resources(cfg), "study": doc.get("study"),
-                  "trial": rec["number"]}
-        (tmp / "design.json").write_text(json.dumps(design, indent=2) + "\n")
-        files.append("design.json")
-        write_manifest(tmp, {"component": "vit-accelerator-design", "board": board.to_dict(), "files": sorted(files)})
-    return sorted(files)
-
-
-def cmd_verilog_design(args) -> int:
-    doc, rec = load_point(args.pareto, args.point)
-    board = get_board(args.board or doc["board"])
-    files = write_design(doc, rec, board, args.output)
-    print(f"trial {rec['number']} ({rec['subnet']}; r{rec['hw']['rows']}c{rec['hw']['cols']} {rec['hw']['packing']}) "
-          f"for {board.name}: wrote {len(files)} files to {args.output}")
-    for f in files:
-        print(f"  {f}")
     return 0
 
 
@@ -390,11 +317,3 @@ def register(sub, groups) -> None:
     lv.add_argument("--per-op", action="store_true", help="print every operation's cycles")
     lv.add_argument("--json", action="store_true")
     lv.set_defaults(func=cmd_latency_vit)
-
-    vd = groups["verilog"].add_parser("design", help="a Pareto point of 'qsilicon search': its generators and the "
-                                      "board's build plan")
-    vd.add_argument("--pareto", default="out/search/pareto.json")
-    vd.add_argument("--point", default="knee", help="'knee' (default) or a trial number of the front")
-    vd.add_argument("--board", help="default: the search's board")
-    vd.add_argument("-o", "--output", required=True)
-    vd.set_defaults(func=cmd_verilog_design)

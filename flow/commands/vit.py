@@ -1,5 +1,5 @@
-"""The small ViT and its block accelerator: ``qsilicon {train,eval} vit``, ``qsilicon verify
-{vit-layer,vit-block}``, ``qsilicon verilog vit-block``."""
+"""The small ViT: ``qsilicon {train,eval} vit`` and ``qsilicon verify vit-layer`` (one linear layer on
+the GEMM engine; the whole model on a whole design is ``qsilicon verify vit``)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,12 @@ from pathlib import Path
 
 from ..common import (
     DEFAULT_VIT,
-    MANIFEST,
     CliError,
-    OutputDir,
     fashion_mnist_splits,
     progress,
     require_simulator,
     save_atomic,
     simulation_error,
-    write_manifest,
 )
 
 __all__ = ["register"]
@@ -104,6 +101,8 @@ def cmd_verify_vit_layer(args) -> int:
         iv.linear_layer(args.layer)
     except ValueError as e:
         raise CliError(str(e)) from None
+    if args.layer == "head":
+        raise CliError("the classifier's int16 logits need the whole accelerator: run 'qsilicon verify vit'")
     cfg = GemmConfig(args.rows, args.cols, 8, 8, True, "dsp2" if args.cols % 2 == 0 else "none",
                      args.precision == "mixed")
     trace: dict = {}
@@ -131,84 +130,6 @@ def cmd_verify_vit_layer(args) -> int:
     return 0 if report["pass"] else 1
 
 
-def _vit_block_setup(args):
-    """The integer ViT and the residual stream entering ``args.block`` for test image ``args.image``."""
-    from qsilicon.quant.models.int_vit import IntViT
-    from qsilicon.quant.models.vit import load
-
-    if not Path(args.checkpoint).exists():
-        raise CliError(f"checkpoint {args.checkpoint} not found: run 'qsilicon train vit' first")
-    if not 0 <= args.ratio8 <= 1:
-        raise CliError(f"--ratio8 must be from 0 to 1, not {args.ratio8}")
-    x, _, xt, _ = fashion_mnist_splits()
-    if not 0 <= args.image < len(xt):
-        raise CliError(f"--image must be from 0 to {len(xt) - 1}, not {args.image}")
-    model, _ = load(args.checkpoint)
-    if not 0 <= args.block < model.cfg.depth:
-        raise CliError(f"--block must be from 0 to {model.cfg.depth - 1}, not {args.block}")
-    iv = IntViT(model, x[:1000], args.precision, args.ratio8)
-    t = iv.embed_tokens(xt[args.image : args.image + 1])
-    for i in range(args.block):
-        t = iv._block(i, t)
-    return iv, t[0]
-
-
-def cmd_verify_vit_block(args) -> int:
-    from qsilicon.hw.vit.program import build_block_program
-    from qsilicon.sim.runner import SimulationError
-    from qsilicon.sim.vit import rtl_vit_block
-
-    if not 0 < args.ready_p <= 1:
-        raise CliError(f"--ready-p must be in (0, 1], not {args.ready_p}")
-    require_simulator(args.sim)
-    iv, t = _vit_block_setup(args)
-    prog = build_block_program(iv, args.block, t, lanes=args.lanes)
-    progress(f"running encoder block {args.block} of the {args.precision} ViT on the {args.lanes}-lane accelerator "
-              f"({args.sim}, {len(prog.ops)} operations)")
-    with tempfile.TemporaryDirectory(prefix="qs-vit-") as tmp:
-        try:
-            res = rtl_vit_block(prog, sim=args.sim, ready_p=args.ready_p, seed=args.seed,
-                                log_file=Path(tmp) / "sim.log")
-        except SimulationError as e:
-            raise simulation_error(e) from None
-    lanes2 = args.lanes * args.lanes
-    ops = [{"op": name, "kind": kind, "cycles": c, "macs": prog.macs.get(name, 0),
-            "mac_utilization": round(prog.macs.get(name, 0) / (lanes2 * c), 4) if kind == "gemm" else None}
-           for name, kind, c in res.op_cycles]
-    report = {"model": "vit", "block": args.block, "precision": args.precision, "image": args.image,
-              "lanes": args.lanes, "sim": args.sim, "pass": res.ok, "mismatches": res.mismatches,
-              "cycles": res.cycles, "ops": ops}
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(f"{'op':<10} {'unit':<10} {'cycles':>7} {'MACs':>8} {'MAC util':>8}")
-        for o in ops:
-            util = f"{100 * o['mac_utilization']:.1f}%" if o["mac_utilization"] is not None else ""
-            print(f"{o['op']:<10} {o['kind']:<10} {o['cycles']:>7} {o['macs'] or '':>8} {util:>8}")
-        bad = {k: v for k, v in res.mismatches.items() if v}
-        print(f"{'PASS' if res.ok else 'FAIL'}: vit block {args.block} ({args.precision}, image {args.image}) on "
-              f"{args.sim}: {len(res.mismatches)} intermediates, "
-              + (f"mismatches in {bad}" if bad else "all equal to the integer model")
-              + f"; {res.cycles} cycles ({res.cycles / 1e5:.2f} ms at 100 MHz)")
-    return 0 if res.ok else 1
-
-
-def cmd_verilog_vit_block(args) -> int:
-    from qsilicon.hw.vit.engine import DESC_BYTES, REGS
-    from qsilicon.sim.vit import vit_block_verilog
-
-    out = OutputDir(args.output)
-    with out as tmp:
-        progress(f"elaborating the {args.lanes}-lane ViT block accelerator")
-        (tmp / "vit_block.v").write_text(vit_block_verilog(args.lanes))
-        write_manifest(tmp, {"component": "vit-block", "lanes": args.lanes,
-                             "axi4_master": {"prefix": "m_axi__", "data_bits": 8 * args.lanes, "addr_bits": 32},
-                             "axi4_lite_slave": {"prefix": "s_axil__", "registers": REGS}, "irq": "irq",
-                             "descriptor_bytes": DESC_BYTES, "files": ["vit_block.v"]})
-    print(f"wrote vit_block.v and {MANIFEST} to {out.target}")
-    return 0
-
-
 def register(sub, groups) -> None:
     tv = groups["train"].add_parser("vit", help="the small ViT on Fashion-MNIST")
     tv.add_argument("--epochs", type=int, default=10)
@@ -226,12 +147,6 @@ def register(sub, groups) -> None:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval_vit)
 
-    vv = groups["verilog"].add_parser("vit-block", help="the ViT encoder-block accelerator (AXI4 master, "
-                                      "AXI4-Lite registers)")
-    vv.add_argument("--lanes", type=int, choices=(8, 16), default=8, help="MAC array side and vector lanes")
-    vv.add_argument("-o", "--output", required=True, help="output directory")
-    vv.set_defaults(func=cmd_verilog_vit_block)
-
     vl = groups["verify"].add_parser("vit-layer", help="a linear layer of the trained ViT, on real integer "
                                      "activations, on the RTL")
     vl.add_argument("--layer", required=True, help="embed, head or b<i>.<qkv|proj|fc1|fc2>, e.g. b0.fc1")
@@ -244,19 +159,3 @@ def register(sub, groups) -> None:
     vl.add_argument("--checkpoint", default=str(DEFAULT_VIT))
     vl.add_argument("--json", action="store_true")
     vl.set_defaults(func=cmd_verify_vit_layer)
-
-    vb = groups["verify"].add_parser("vit-block", help="a whole encoder block of the trained ViT on the "
-                                     "block accelerator's RTL")
-    vb.add_argument("--block", type=int, required=True, help="encoder block index, from 0")
-    vb.add_argument("--precision", choices=("w8a8", "w4a8", "mixed"), default="w8a8")
-    vb.add_argument("--ratio8", type=float, default=0.5, help="share of int8 rows for mixed (default 0.5)")
-    vb.add_argument("--image", type=int, default=0, help="index of the Fashion-MNIST test image (default 0)")
-    vb.add_argument("--lanes", type=int, choices=(8, 16), default=8, help="MAC array side and vector lanes")
-    vb.add_argument("--sim", choices=("verilator",), default="verilator",
-                    help="verilator (Icarus did not finish one block of this design in 15 minutes)")
-    vb.add_argument("--ready-p", type=float, default=1.0,
-                    help="probability that the memory model takes or returns a beat in a cycle (default 1)")
-    vb.add_argument("--seed", type=int, default=0)
-    vb.add_argument("--checkpoint", default=str(DEFAULT_VIT))
-    vb.add_argument("--json", action="store_true")
-    vb.set_defaults(func=cmd_verify_vit_block)

@@ -180,7 +180,8 @@ class AddrGen(wiring.Component):
 
 
 class AxiReadMux(wiring.Component):
-    """``clients`` burst-request / word-stream pairs sharing the read channels of ``axi``.
+    """``clients`` burst-request / word-stream pairs sharing the read channels of ``axi``, granted
+    round-robin or (``priority``) lowest index first.
 
     Members
     -------
@@ -190,17 +191,20 @@ class AxiReadMux(wiring.Component):
     o_data : Out(stream.Signature(data_width)) per client (``o_data_<n>``)
     idle : Out(1)
         No burst in flight and every client FIFO empty.
+    quiet : Out(1)
+        No burst in flight (the bus side is at rest; the FIFOs may hold words).
     error : Out(1)
         Sticky: a read response was not OKAY.
     clear : In(1)
         Clears ``error``.
     """
 
-    def __init__(self, clients: int, *, data_width: int = 64, depth: int = 32) -> None:
+    def __init__(self, clients: int, *, data_width: int = 64, depth: int = 32, priority: bool = False) -> None:
         if depth < MAX_BURST:
             raise ValueError(f"Client FIFO depth must be at least {MAX_BURST}, not {depth}")
-        self._n, self._dw, self._depth = clients, data_width, depth
-        members = {"axi": Out(axi4_signature(32, data_width)), "idle": Out(1), "error": Out(1), "clear": In(1)}
+        self._n, self._dw, self._depth, self._priority = clients, data_width, depth, priority
+        members = {"axi": Out(axi4_signature(32, data_width)), "idle": Out(1), "quiet": Out(1), "error": Out(1),
+                   "clear": In(1)}
         for i in range(clients):
             members[f"i_burst_{i}"] = In(stream.Signature(burst_layout()))
             members[f"o_data_{i}"] = Out(stream.Signature(data_width))
@@ -226,11 +230,12 @@ class AxiReadMux(wiring.Component):
             req = getattr(self, f"i_burst_{i}")
             eligible = req.valid & (credit[i] >= req.payload.beats)
             prior = 0
-            for j in range(n):  # a client wins if it is eligible and no client before it (from rr) is
-                if j == i:
+            for j in range(n):  # a client wins if it is eligible and no client before it is
+                if j == i or (self._priority and j > i):
                     continue
                 rj = getattr(self, f"i_burst_{j}")
-                before = Mux(j >= rr, Mux(i >= rr, j < i, 1), Mux(i >= rr, 0, j < i))
+                # fixed priority: lower indices first; else round-robin from `rr`
+                before = 1 if self._priority else Mux(j >= rr, Mux(i >= rr, j < i, 1), Mux(i >= rr, 0, j < i))
                 prior = prior | (before & rj.valid & (credit[j] >= rj.payload.beats))
             m.d.comb += issue[i].eq(eligible & ~prior & (~axi.arvalid | axi.arready) & order.w_rdy)
             m.d.comb += req.ready.eq(issue[i])
@@ -263,6 +268,7 @@ class AxiReadMux(wiring.Component):
             m.d.sync += credit[i].eq(credit[i] + popped - Mux(issue[i], req.payload.beats, 0))
         m.d.sync += inflight.eq(inflight + Mux(any_issue, 1, 0) - Mux(order.r_en, 1, 0))
         m.d.comb += self.idle.eq((inflight == 0) & ~axi.arvalid & ~Cat(*(f.r_rdy for f in fifos)).any())
+        m.d.comb += self.quiet.eq((inflight == 0) & ~axi.arvalid)
         return m
 
 
@@ -345,6 +351,10 @@ class AxiWordWriter(wiring.Component):
     i_word : In(stream.Signature(word_layout(data_width)))
     idle, error : Out(1)
         ``error`` is sticky: a write response was not OKAY.
+    quiet : Out(1)
+        No burst issued without its data sent and its response back (the bus side is at rest).
+    hold : In(1)
+        Issue no new burst (to bring the bus to rest before a reset).
     clear : In(1)
         Clears ``error``.
     """
@@ -358,7 +368,7 @@ class AxiWordWriter(wiring.Component):
         super().__init__({
             "axi": Out(axi4_signature(32, data_width)),
             "i_word": In(stream.Signature(word_layout(data_width))),
-            "idle": Out(1), "error": Out(1), "clear": In(1),
+            "idle": Out(1), "quiet": Out(1), "hold": In(1), "error": Out(1), "clear": In(1),
         })
 
     def elaborate(self, platform):
@@ -404,7 +414,8 @@ class AxiWordWriter(wiring.Component):
         # AW: the head burst goes out once its words are in the FIFO beyond those already promised.
         committed = Signal(range(self._depth + 1))
         head_addr, head_beats = bursts.r_data[:32], bursts.r_data[32:]
-        aw_go = bursts.r_rdy & (buf.level - committed >= head_beats) & lens.w_rdy & (~axi.awvalid | axi.awready)
+        aw_go = (bursts.r_rdy & (buf.level - committed >= head_beats) & lens.w_rdy & (~axi.awvalid | axi.awready)
+                 & ~self.hold)
         with m.If(axi.awvalid & axi.awready):
             m.d.sync += axi.awvalid.eq(0)
         with m.If(aw_go):
@@ -431,6 +442,7 @@ class AxiWordWriter(wiring.Component):
             m.d.sync += self.error.eq(1)
         with m.If(self.clear):
             m.d.sync += self.error.eq(0)
+        m.d.comb += self.quiet.eq(~lens.r_rdy & ~sending & ~axi.awvalid & (pending == 0))
         m.d.comb += self.idle.eq(~open_ & ~w.valid & ~bursts.r_rdy & ~lens.r_rdy & ~sending & ~axi.awvalid
                                  & (pending == 0) & ~buf.r_rdy)
         return m

@@ -1,1 +1,2 @@
-"""The ViT encoder-block accelerator (gateware) and its host-side program builder."""
+"""The ViT accelerator built whole for one design point (:mod:`.system`, :mod:`.gemm_unit`), its
+compiler, instruction-set simulator and host driver."""

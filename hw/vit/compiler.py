@@ -359,9 +359,10 @@ def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
         n8, n4 = g.n8, n - g.n8
         nt8, nt4 = _tiles(n8, C), _tiles(n4, C)
         order = g.perm.tolist()  # grouped column -> original feature
-        cols = order[:n8] + [-1] * (nt8 * C - n8) + order[n8:]  # int8 tiles padded to whole tiles
+        # int8 tiles padded to whole tiles when int4 tiles follow (the padding columns are not written)
+        cols = order[:n8] + ([-1] * (nt8 * C - n8) if n4 else []) + order[n8:]
         n_out = len(cols)
-        permuted = order != list(range(n)) or n_out != n
+        permuted = cols != list(range(n))
         weights, params = [], []
         for j in range(nt8 + nt4):
             idx = cols[j * C : (j + 1) * C]

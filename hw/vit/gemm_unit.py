@@ -110,7 +110,10 @@ class GemmUnit(wiring.Component):
         Sticky until ``start``: ``X`` did not fit the activation buffer.
     x_cfg, w_cfg, p_cfg, f_cfg : Out(addr_pattern_layout())
     x_start, w_start, p_start, f_start : Out(1)
-    w_done, p_done : In(1)
+    w_done, p_done, x_done : In(1)
+        The weight, parameter and input (with the feature map) generators have issued their last
+        burst.  Parameters and weights are asked for only once the input is: the input arrives first,
+        whole, in one run of the read port.
     i_x, i_w, i_p, i_f : In(stream.Signature(8 * lanes))
     o_word : Out(stream.Signature(word_layout(8 * lanes)))
     beat : Out(1)
@@ -127,7 +130,7 @@ class GemmUnit(wiring.Component):
             "x_cfg": Out(addr_pattern_layout()), "w_cfg": Out(addr_pattern_layout()),
             "p_cfg": Out(addr_pattern_layout()), "f_cfg": Out(addr_pattern_layout()),
             "x_start": Out(1), "w_start": Out(1), "p_start": Out(1), "f_start": Out(1),
-            "w_done": In(1), "p_done": In(1),
+            "w_done": In(1), "p_done": In(1), "x_done": In(1),
             "i_x": In(stream.Signature(W)), "i_w": In(stream.Signature(W)), "i_p": In(stream.Signature(W)),
             "i_f": In(stream.Signature(W)), "o_word": Out(stream.Signature(word_layout(W))), "beat": Out(1),
         })
@@ -265,7 +268,7 @@ class GemmUnit(wiring.Component):
                 m.d.sync += [ij.eq(0), im.eq(0), irem.eq(d.n_out), p_addr.eq(d.p_base), w_seg.eq(d.w_base),
                              issue_done.eq(0)]
                 m.next = "PARAMS"
-            with m.State("PARAMS"):
+            with m.State("PARAMS"), m.If(self.x_done):
                 m.d.comb += self.p_start.eq(1)
                 m.next = "PARAMS_WAIT"
             with m.State("PARAMS_WAIT"), m.If(self.p_done):

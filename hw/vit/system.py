@@ -14,8 +14,9 @@ registers and an interrupt:
   element-wise unit (GELU, residual add) and a ``lanes x lanes`` byte transposer (token-blocked
   ``V`` to row-major), each fed by up to three address-pattern readers and writing through an
   address-pattern writer;
-* five readers share the read channels (:class:`~qsilicon.hw.blocks.axi.AxiReadMux`); every
-  write goes through one coalescing writer (:class:`~qsilicon.hw.blocks.axi.AxiWordWriter`).
+* five readers share the read channels (:class:`~qsilicon.hw.blocks.axi.AxiReadMux`, fixed
+  priority: :data:`CLIENTS`); every write goes through one coalescing writer
+  (:class:`~qsilicon.hw.blocks.axi.AxiWordWriter`).
 
 Tensors are token-blocked (:mod:`qsilicon.hw.vit.compiler`): a memory word holds one feature of
 ``lanes`` consecutive tokens.
@@ -46,7 +47,7 @@ Registers (AxiLite, 32 bits, byte offsets)
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -79,6 +80,9 @@ REGS = {"CTRL": 0x00, "STATUS": 0x04, "PROG_ADDR": 0x08, "CYCLES": 0x0C, "OPS": 
 CAUSE_OPCODE, CAUSE_READ, CAUSE_WRITE, CAUSE_GEMM, CAUSE_VECTOR, CAUSE_STALL = 1, 2, 3, 4, 6, 7
 #: Bytes per descriptor.
 DESC_BYTES = 128
+#: The read clients, in priority order: a GEMM's input first (it gates every token tile), then its
+#: feature map, its parameters, its weights; a vector operation's three readers in the same order.
+CLIENTS = {"rd0": 0, "fm": 1, "rd2": 2, "rd1": 3, "fetch": 4}
 #: The watchdog's limit when the WATCHDOG register is 0.
 WATCHDOG_DEFAULT = 1 << 20
 
@@ -161,19 +165,22 @@ class VitAccel(wiring.Component):
         W = 8 * L
         wb = L
 
+        # After an error the bus is brought to rest, then everything but the registers is reset
+        # (`soft`): the next run starts from a clean datapath.
+        soft, halt = Signal(), Signal()  # halt: draining after an error, the address generators held in reset
+        gen_rst = Signal()
+        m.d.comb += gen_rst.eq(soft | halt)
         m.submodules.regs = regs = AxiLiteRegs(len(REGS))
-        m.submodules.rmux = rmux = AxiReadMux(5, data_width=W, depth=32)
-        m.submodules.writer = writer = AxiWordWriter(data_width=W, depth=32)
-        gens = {}
-        for name in ("rd0", "rd1", "rd2", "wr", "fm"):
-            g = AddrGen(wb)
-            m.submodules[f"g_{name}"] = g
-            gens[name] = g
-        m.submodules.gemm = gemm = GemmUnit(cfg)
-        m.submodules.rows = rows = RowUnit(L)
-        m.submodules.ew = ew = ElementwiseUnit(L)
-        m.submodules.gb0 = gb0 = _Gearbox(W, 2)
-        m.submodules.bw = bw = BurstWords(wb)
+        rmux = AxiReadMux(5, data_width=W, depth=32, priority=True)
+        writer = AxiWordWriter(data_width=W, depth=32)
+        gens = {name: AddrGen(wb) for name in ("rd0", "rd1", "rd2", "wr", "fm")}
+        gemm, rows, ew = GemmUnit(cfg), RowUnit(L), ElementwiseUnit(L)
+        gb0, bw = _Gearbox(W, 2), BurstWords(wb)
+        for name, part in [("rmux", rmux), ("writer", writer), ("gemm", gemm), ("rows", rows), ("ew", ew),
+                           ("gb0", gb0), ("bw", bw)]:
+            m.submodules[name] = ResetInserter(soft)(part)
+        for name, g in gens.items():
+            m.submodules[f"g_{name}"] = ResetInserter(gen_rst)(g)
 
         # ------------------------------------------------------------------ bus wiring
         wiring.connect(m, wiring.flipped(self.s_axil), regs.bus)
@@ -185,9 +192,9 @@ class VitAccel(wiring.Component):
             m.d.comb += getattr(self.m_axi, name).eq(getattr(writer.axi, name))
         for name in ("awready", "wready", "bresp", "bvalid"):
             m.d.comb += getattr(writer.axi, name).eq(getattr(self.m_axi, name))
-        for i, name in enumerate(("rd0", "rd1", "rd2")):
-            wiring.connect(m, gens[name].o_burst, getattr(rmux, f"i_burst_{i}"))
-        wiring.connect(m, gens["fm"].o_burst, rmux.i_burst_4)
+        for name, i in CLIENTS.items():
+            if name != "fetch":
+                wiring.connect(m, gens[name].o_burst, getattr(rmux, f"i_burst_{i}"))
         wiring.connect(m, gens["wr"].o_burst, bw.i_burst)
         m.d.comb += bw.gen_done.eq(gens["wr"].done)
 
@@ -228,14 +235,15 @@ class VitAccel(wiring.Component):
         with m.If(gemm.beat):
             m.d.sync += mac_beats.eq(mac_beats + 1)
 
-        fetch, fdata = rmux.i_burst_3, rmux.o_data_3
+        fetch, fdata = rmux.i_burst_4, rmux.o_data_4
         m.d.comb += [fetch.payload.addr.eq(pc), fetch.payload.beats.eq(desc_words)]
         is_gemm = op == OP_GEMM
         for name in ("rd0", "rd1", "rd2"):
             m.d.comb += gens[name].cfg.eq(Mux(is_gemm, {"rd0": gemm.x_cfg, "rd1": gemm.w_cfg, "rd2": gemm.p_cfg}[name],
                                               getattr(vd, name)))
         m.d.comb += [gens["wr"].cfg.eq(vd.wr), gens["fm"].cfg.eq(gemm.f_cfg)]
-        m.d.comb += [gemm.desc.eq(gd), gemm.w_done.eq(gens["rd1"].done), gemm.p_done.eq(gens["rd2"].done)]
+        m.d.comb += [gemm.desc.eq(gd), gemm.w_done.eq(gens["rd1"].done), gemm.p_done.eq(gens["rd2"].done),
+                     gemm.x_done.eq(gens["rd0"].done & gens["fm"].done & ~gemm.x_start)]
         vec_start = Signal()
         m.d.comb += [
             gens["rd0"].start.eq(vec_start | gemm.x_start), gens["rd1"].start.eq(vec_start | gemm.w_start),
@@ -262,7 +270,8 @@ class VitAccel(wiring.Component):
         op_done = Mux(is_gemm, ~gemm.busy, units_idle) & gens_done & rmux.idle & writer.idle
 
         def stop(c):
-            return [busy.eq(0), done.eq(1), error.eq(1), cause.eq(c)]
+            """An error: record it and bring the bus to rest before the datapath is reset."""
+            return [error.eq(1), cause.eq(c)]
 
         with m.FSM():
             with m.State("IDLE"), m.If(regs.wrote[0] & reg_o[0][0]):
@@ -291,17 +300,17 @@ class VitAccel(wiring.Component):
                     m.next = "IDLE"
                 with m.Elif(op > OP_TRANSPOSE):
                     m.d.sync += stop(CAUSE_OPCODE)
-                    m.next = "IDLE"
+                    m.next = "DRAIN"
                 with m.Elif(is_gemm):
                     with m.If(gemm.illegal != 0):
                         m.d.sync += stop(gemm.illegal)
-                        m.next = "IDLE"
+                        m.next = "DRAIN"
                     with m.Else():
                         m.d.comb += gemm.start.eq(1)
                         m.next = "RUN"
                 with m.Elif(vec_bad):
                     m.d.sync += stop(CAUSE_VECTOR)
-                    m.next = "IDLE"
+                    m.next = "DRAIN"
                 with m.Else():
                     m.d.comb += vec_start.eq(1)
                     m.next = "RUN"
@@ -311,10 +320,10 @@ class VitAccel(wiring.Component):
                     m.next = "AXI_ERROR"
                 with m.Elif(gemm.overflow):
                     m.d.sync += stop(CAUSE_ABUF)
-                    m.next = "IDLE"
+                    m.next = "DRAIN"
                 with m.Elif(stall >= limit):
                     m.d.sync += stop(CAUSE_STALL)
-                    m.next = "IDLE"
+                    m.next = "DRAIN"
                 with m.Elif(op_done):
                     with m.If(log_addr == 0):
                         m.d.sync += [pc.eq(pc + DESC_BYTES), ops.eq(ops + 1)]
@@ -333,10 +342,17 @@ class VitAccel(wiring.Component):
                     m.next = "FETCH"
             with m.State("AXI_ERROR"):
                 m.d.sync += stop(Mux(rmux.error, CAUSE_READ, CAUSE_WRITE))
-                m.next = "IDLE"
+                m.next = "DRAIN"
+            with m.State("DRAIN"):
+                # no new bursts (the generators are reset at once), the ones in flight finish
+                m.d.comb += [writer.hold.eq(1), halt.eq(1)]
+                with m.If(rmux.quiet & writer.quiet):
+                    m.d.comb += soft.eq(1)
+                    m.d.sync += [busy.eq(0), done.eq(1)]
+                    m.next = "IDLE"
 
         # ------------------------------------------------------------------ GEMM data
-        r0, r1, r2, r4 = rmux.o_data_0, rmux.o_data_1, rmux.o_data_2, rmux.o_data_4
+        r0, r1, r2, r4 = (getattr(rmux, f"o_data_{CLIENTS[n]}") for n in ("rd0", "rd1", "rd2", "fm"))
         m.d.comb += [gemm.i_x.payload.eq(r0.payload), gemm.i_w.payload.eq(r1.payload),
                      gemm.i_p.payload.eq(r2.payload), gemm.i_f.payload.eq(r4.payload),
                      gemm.i_f.valid.eq(r4.valid), r4.ready.eq(gemm.i_f.ready)]

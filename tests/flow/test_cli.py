@@ -108,7 +108,7 @@ def test_verify_mismatch_exits_1(tmp_path):
 def test_help_lists_commands():
     p = run("--help")
     assert p.returncode == 0
-    for cmd in ("boards", "verilog", "verify", "demo"):
+    for cmd in ("flow", "boards", "verilog", "verify", "demo"):
         assert cmd in p.stdout
     script = Path(sys.executable).parent / "qsilicon"  # the [project.scripts] entry point
     q = subprocess.run([str(script), "boards"], capture_output=True, text=True)
@@ -179,33 +179,59 @@ def test_verify_vit_layer_json():
     assert bad.returncode == 2 and "Unknown layer 'b9.fc1'" in bad.stderr
 
 
-def test_verify_vit_block_json():
-    p = run("verify", "vit-block", "--block", "3", "--precision", "w4a8", "--image", "7", "--json")
+SMALL_DESIGN = "r8c8_dsp2_l8_w8k_a8k_100mhz"
+
+
+def test_verify_vit_whole_model_json():
+    """The trained ViT (4 blocks, mixed rows) whole on a small design: bit-exact, every image's memory
+    equal to the ISS's, cycles next to the model's."""
+    p = run("verify", "vit", "--design", SMALL_DESIGN, "--vit", "checkpoints/vit_fmnist.pt", "--images", "1",
+            "--first", "5", "--json")
     assert p.returncode == 0, p.stderr[-3000:]
     r = json.loads(p.stdout)
-    assert r["pass"] and set(r["mismatches"].values()) == {0} and len(r["mismatches"]) == 14
-    assert len(r["ops"]) == 23 and sum(o["cycles"] for o in r["ops"]) < r["cycles"]
-    assert all(0 < o["mac_utilization"] <= 1 for o in r["ops"] if o["kind"] == "gemm")
+    assert r["bit_exact"] and r["memory_equal_to_iss"] and r["images"] == 1 and r["top1_agree"] == 1
+    assert r["rtl_cycles"] > 0 and r["predicted_cycles"] > 0 and r["cycle_error"] < 0.05
+    assert {"gemm", "layernorm", "softmax", "gelu", "add", "transpose"} <= set(r["per_kind"])
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["verify", "vit-block", "--block", "9"], "--block must be from 0 to 3, not 9"),
-    (["verify", "vit-block", "--block", "0", "--image", "-1"], "--image must be from 0 to 9999, not -1"),
-    (["verify", "vit-block", "--block", "0", "--ready-p", "0"], "--ready-p must be in (0, 1], not 0.0"),
-    (["verify", "vit-block", "--block", "0", "--lanes", "4"], "argument --lanes: invalid choice: 4"),
+    (["verify", "vit", "--design", "r8c8_dsp3_l8_w8k_a8k_100mhz"], "design tag 'r8c8_dsp3_l8_w8k_a8k_100mhz'"),
+    (["verify", "vit", "--design", "r8c8_dsp2_l16_w8k_a8k_100mhz"], "rows must be a power of two from the lanes (16)"),
+    (["verify", "vit", "--design", "r8c8_dsp2_l8_w4k_a8k_100mhz"], "outside the search space: wbuf_kib 4"),
+    (["verify", "vit", "--design", SMALL_DESIGN, "--subnet", "depth=9"], "--subnet: subnet spec"),
+    (["verify", "vit", "--design", "r8c8_dsp2_l8_w8k_a1k_100mhz", "--any-design"], "cannot hold the model"),
+    (["verify", "vit", "--design", SMALL_DESIGN, "--images", "0"], "--images must be from 1 to 10000, not 0"),
+    (["verify", "vit", "--design", SMALL_DESIGN, "--vit", "nowhere.pt"], "ViT checkpoint nowhere.pt not found"),
+    (["synth", "design", "--design", "r0c8_dsp2_l8_w8k_a8k_100mhz"], "rows must be a power of two"),
+    (["verilog", "design", "--design", SMALL_DESIGN, "--board", "pynq-z2", "-o", "X"],
+     "has no Zynq UltraScale+ processing system"),
+    (["compile", "vit", "--design", "r8c8_dsp2_l8_w8k_a1k_100mhz", "--any-design", "-o", "X"], "cannot hold the model"),
 ])
-def test_vit_block_bad_input(args, msg):
+def test_design_commands_bad_input(args, msg, tmp_path):
+    args = [str(tmp_path / a) if a == "X" else a for a in args]
     p = run(*args)
     assert p.returncode == 2 and msg in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not (tmp_path / "X").exists()
 
 
-def test_verilog_vit_block(tmp_path):
-    p = run("verilog", "vit-block", "-o", str(tmp_path / "vb"))
+def test_verilog_design_and_compile_vit(tmp_path):
+    p = run("verilog", "design", "--design", SMALL_DESIGN, "--board", "kv260", "-o", str(tmp_path / "d"))
     assert p.returncode == 0, p.stderr
-    manifest = json.loads((tmp_path / "vb" / "qsilicon.json").read_text())
-    assert manifest["axi4_lite_slave"]["registers"]["CTRL"] == 0 and manifest["axi4_master"]["data_bits"] == 64
-    text = (tmp_path / "vb" / "vit_block.v").read_text()
-    assert "module vit_block(" in text and "m_axi__araddr" in text and "s_axil__wdata" in text
+    d = tmp_path / "d" / "kv260"
+    assert "module vit_accel(" in (d / "vit_accel.v").read_text()
+    wrapper = (d / "vit_accel_wrapper.v").read_text()
+    assert "module vit_accel_wrapper" in wrapper and "m_axi_mem_araddr" in wrapper and "s_axi_ctrl_wdata" in wrapper
+    tcl = (d / "build_system.tcl").read_text()
+    assert "zynq_ultra_ps_e" in tcl and "xck26" in tcl and "CONFIG.PSU__SAXIGP2__DATA_WIDTH {64}" in tcl
+    amap = json.loads((d / "address_map.json").read_text())
+    assert amap["registers"]["offsets"]["CTRL"] == 0 and amap["registers"]["base"] == 0xA000_0000
+    assert "#define VIT_ACCEL_STATUS 0x04u" in (d / "vit_accel_regs.h").read_text()
+    p = run("compile", "vit", "--design", SMALL_DESIGN, "--vit", "checkpoints/vit_fmnist.pt", "-o",
+            str(tmp_path / "c"), "--json")
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(p.stdout)
+    assert rep["iss_bit_exact"] and rep["descriptors"] == 92
+    assert (tmp_path / "c" / "memory.bin").stat().st_size == rep["memory_bytes"]
 
 
 SMALL_ENGINE = ["--co", "8", "--px", "4", "--max-width", "16", "--act-depth", "128", "--out-depth", "32",

@@ -26,7 +26,8 @@ def _flow(tmp_path, text, out=None):
     ("board: zcu102\nsearch: {trials: -3}", "search.trials = -3: expected a positive number of trials"),
     ("board: zcu102\nsearch: {pick: best}", "search.pick = 'best': expected 'knee' or a trial number"),
     ("board: zcu102\nverify: {sim: icarus}", "verify.sim = 'icarus': expected 'verilator'"),
-    ("board: zcu102\nverify: {block: 2}", "verify.block = 2: expected a block every subnet of the space has (0..1"),
+    ("board: zcu102\nverify: {images: 0}", "verify.images = 0: expected a number of test images in [1, 100]"),
+    ("board: zcu102\nverify: {block: 0}", "unknown key verify.block (expected one of verify.image, verify.images"),
     ("board: ulx3s", "calibrated for Zynq UltraScale+"),
     ("board: zcu999", "zcu999"),
     ("board: zcu102\nsearch: {space: other.yaml}", "not found"),
@@ -49,11 +50,11 @@ search:
   trials: 16
   images: 300
 quantize: {calib_images: 300, test_images: 300}
-verify: {block: 0, image: 3}
+verify: {image: 3, images: 1}
 """
 SMALL_SPACE = """\
 model: ../vit_space.yaml
-hardware: {rows: [4], cols: [4, 8], packing: [dsp2], lanes: [8], wbuf_kib: [16], abuf_kib: [16], clock_mhz: [150]}
+hardware: {rows: [8], cols: [8, 16], packing: [dsp2], lanes: [8], wbuf_kib: [16], abuf_kib: [16], clock_mhz: [150]}
 """
 
 
@@ -68,13 +69,13 @@ def test_small_flow_end_to_end(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "flow: PASS" in r.stdout
     res = json.loads((out / "flow.json").read_text())
-    assert res["pass"] and len(res["verify"]) == 4
-    for v in res["verify"]:  # bit-exact, and the latency model's GEMM cycles equal the RTL's
-        assert v["bit_exact"] and v["predicted_cycles"] == v["rtl_cycles"]
+    v = res["verify"]  # the whole chosen subnet on the whole chosen design
+    assert res["pass"] and v["bit_exact"] and v["memory_equal_to_iss"] and v["images"] == 1
+    assert v["design"] == f"r8c{res['chosen']['hw']['cols']}_dsp2_l8_w16k_a16k_150mhz" and v["cycle_error"] < 0.05
     report = (out / "report.md").read_text()
-    assert "![Pareto front](search/pareto.png)" in report and "bit-exact" in report
-    for f in ("search/pareto.png", "latency_breakdown.png", "design/gemm_engine.v", "design/design.json",
-              "design/zcu102/top.v"):
+    assert "![Pareto front](search/pareto.png)" in report and "**bit-exact**" in report and "whole image" in report
+    for f in ("search/pareto.png", "latency_breakdown.png", "design/zcu102/vit_accel.v", "design/design.json",
+              "design/zcu102/build_system.tcl", "design/zcu102/vit_accel_wrapper.v"):
         assert (out / f).exists(), f
     pareto = json.loads((out / "search" / "pareto.json").read_text())
     assert pareto["trials"] == 16 and pareto["knee"]["number"] == res["chosen"]["number"]

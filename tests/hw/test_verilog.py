@@ -59,13 +59,28 @@ def test_verilog_is_deterministic():
     assert "module gemm_engine" in a
 
 
-def test_verilator_lint_vit_block_accelerator(tmp_path):
-    """The whole block accelerator: no errors; the warning kinds allowed are width extension and
-    truncation (Amaranth's narrower signed operands; assignments into narrower fields),
-    CASEINCOMPLETE (Amaranth writes FSM cases that drive a signal only in some states, after a
-    default assignment) and CMPCONST (the read mux's round-robin compares its pointer with the
-    highest client index, which is always true for the last client)."""
-    from qsilicon.sim.vit import vit_block_verilog
+@pytest.mark.parametrize("tag", ["r8c8_dsp2_l8_w8k_a8k_100mhz", "r16c32_none_l16_w16k_a8k_100mhz"])
+def test_verilator_lint_vit_accelerator(tag, tmp_path):
+    """The whole ViT accelerator: no errors, and none of the warnings that mean a bug (latches,
+    several drivers, combinational loops, mixed assignments, blocks that never run); the kinds
+    allowed are width extension and truncation (Amaranth's narrower signed operands, assignments
+    into narrower fields), CASEINCOMPLETE (FSM cases after a default assignment) and CMPCONST (the
+    read mux's round-robin compares its pointer with the last client's index)."""
+    from qsilicon.hw.config import AccelConfig
+    from qsilicon.sim.vit_accel import vit_accel_verilog
 
-    kinds = _lint(vit_block_verilog(8), "vit_block", tmp_path)
+    kinds = _lint(vit_accel_verilog(AccelConfig.from_tag(tag)), "vit_accel", tmp_path)
     assert kinds <= {("Warning", k) for k in ("WIDTHEXPAND", "WIDTHTRUNC", "CASEINCOMPLETE", "CMPCONST")}, kinds
+
+
+def test_lint_catches_an_always_block_that_never_runs(tmp_path):
+    """The bug class a whole-system run found: a constant driven apart from the rest of its signal
+    becomes an ``always @*`` with nothing to read, which Verilator and Icarus never run."""
+    v = ("module t(input [1:0] s, output reg [3:0] y);\n  always @* y[1:0] = s;\n  always @* y[3:2] = 2'd1;\n"
+         "endmodule\n")
+    check_simulator("verilator")
+    src = tmp_path / "t.v"
+    src.write_text(v)
+    p = subprocess.run(["verilator", "--lint-only", "-Wall", "--top-module", "t", str(src)], capture_output=True,
+                       text=True)
+    assert "ALWNEVER" in p.stderr

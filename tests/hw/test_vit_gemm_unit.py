@@ -38,6 +38,7 @@ def run_gemm_unit(cfg: AccelConfig, desc: dict, image: bytearray, *, valid_p=1.0
         ctx.set(dut.desc.as_value(), pack(gemm_desc_layout(), desc))
         ctx.set(dut.w_done, 1)
         ctx.set(dut.p_done, 1)
+        ctx.set(dut.x_done, 1)
         ctx.set(dut.start, 1)
         started = False
         for cycle in range(max_cycles):

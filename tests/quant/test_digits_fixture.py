@@ -1,14 +1,12 @@
 """The fast fixture: a tiny ViT of a different shape trained on scikit-learn's digits in seconds,
-its integer-only twin, and one of its encoder blocks on the accelerator's RTL."""
+its integer-only twin, and the whole model on a generated accelerator's RTL."""
 
 import pytest
 import torch
 
-from qsilicon.hw.vit.program import build_block_program
 from qsilicon.quant.datasets import digits
 from qsilicon.quant.models.int_vit import IntViT
 from qsilicon.quant.models.vit import ViT, ViTConfig, evaluate, fake_quantize, train
-from qsilicon.sim.vit import rtl_vit_block
 
 CFG = ViTConfig(image=8, patch=2, dim=32, depth=2, heads=2, mlp=64, classes=10, head_dim=16, block_heads=(2, 3),
                 block_mlp=(64, 48))
@@ -37,16 +35,34 @@ def test_tiny_vit_learns_and_integer_twin_tracks_fake_quant(tiny):
     assert abs(iv.accuracy(xt, yt) - fq) <= 2.0
 
 
-def test_tiny_vit_block_on_rtl(tiny):
-    """Dim 32, 3 heads of 16 (attention wider than the embedding), MLP 48: another program for the
-    same accelerator, bit-exact."""
+def test_tiny_vit_whole_on_rtl(tiny):
+    """Dim 32, blocks of 2 and 3 heads of 16 (attention wider than the embedding), MLPs of 64 and 48,
+    8x8 images of 2x2 patches: the whole model compiles for a small design and runs bit-exact on its
+    RTL for two images (logits ``torch.equal``, the memory after each run byte-equal to the ISS's),
+    the cycles within 5% of the latency model's."""
+    from qsilicon.hw.config import AccelConfig
+    from qsilicon.hw.vit.compiler import compile_vit
+    from qsilicon.hw.vit.iss import run_program
+    from qsilicon.search.accel import int_vit_workload, predict
+    from qsilicon.sim.vit_accel import rtl_vit
+
     model, x, xt, _ = tiny
-    iv = IntViT(model, x[:500], "w8a8")
-    t = iv._block(0, iv.embed_tokens(xt[:1]))[0]
-    prog = build_block_program(iv, 1, t)
-    res = rtl_vit_block(prog)
-    assert res.ok, res.mismatches
-    assert torch.equal(res.got["out"], prog.expected["out"]) and len(prog.ops) == 11 + 3 * 3  # 3 heads
+    iv = IntViT(model, x[:500], "mixed", 0.5)
+    cfg = AccelConfig(8, 8, "dsp2", 8, 8, 8, 100.0)
+    prog = compile_vit(iv, cfg)
+    codes = prog.input_codes(xt[:2])
+    run = rtl_vit(prog, codes, dump=True)
+    expect = iv.logits(xt[:2])
+    log = range(prog.log, prog.log + len(prog.ops) * cfg.lanes)
+    for i, res in enumerate(run.results):
+        assert not res.error and res.ops == len(prog.ops)
+        assert torch.equal(torch.tensor(res.logits), expect[i].to(torch.int64))
+        image = prog.with_input(codes[i])
+        run_program(image, prog.program, cfg)
+        assert all(image[a] == run.images[i][a] for a in range(len(image)) if a not in log)
+        assert res.op_cycles and sum(res.op_cycles) < res.cycles
+    pred = predict(cfg, int_vit_workload(iv, cfg), 0.0).cycles
+    assert abs(pred - run.results[0].cycles) / run.results[0].cycles < 0.05
 
 
 def test_digits_split():

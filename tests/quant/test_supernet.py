@@ -123,13 +123,15 @@ def test_tiny_supernet_trains_exports_and_matches_its_integer_twin(tmp_path):
     for name, (q, scale, b) in ex.weights.items():
         lim = torch.where(b == 8, 127, 7)[:, None]
         assert (q.abs() <= lim).all() and (scale > 0).all(), name
-    # The exported integer subnet runs on the block accelerator's RTL, bit-exact (block 1: 1 head).
-    from qsilicon.hw.vit.program import build_block_program
-    from qsilicon.sim.vit import rtl_vit_block
+    # The exported integer subnet runs whole on a generated design's RTL, bit-exact (blocks of 2 and 1
+    # heads, MLPs of 32 and 64, int4 rows and mixed layers: the feature map scatters grouped columns).
+    from qsilicon.hw.config import AccelConfig
+    from qsilicon.hw.vit.compiler import compile_vit
+    from qsilicon.sim.vit_accel import rtl_vit
 
-    t = iv._block(0, iv.embed_tokens(xt[:1]))[0]
-    res = rtl_vit_block(build_block_program(iv, 1, t))
-    assert res.ok, res.mismatches
+    prog = compile_vit(iv, AccelConfig(8, 8, "dsp2", 8, 8, 8, 100.0))
+    res = rtl_vit(prog, prog.input_codes(xt[:1])).results[0]
+    assert not res.error and res.logits == iv.logits(xt[:1])[0].tolist()
 
 
 def test_kendall_tau():

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from qsilicon.boards import get_board
+from qsilicon.hw.config import GemmConfig
 from qsilicon.search import accel
 from qsilicon.search.joint import (
     JointSpace,
@@ -35,7 +36,9 @@ def _write(tmp_path, text, name="space.yaml"):
 
 
 @pytest.mark.parametrize("text,msg", [
-    ("hardware: {rows: [0, 8]}", r"hardware.rows: every value must be a int in \[1, 64\], not 0"),
+    ("hardware: {rows: [0, 8]}", r"hardware.rows: every value must be a int in \[8, 64\], not 0"),
+    ("hardware: {cols: [8, 24]}", "hardware.cols: every value must be a power of two from 8 to 64"),
+    ("hardware: {wbuf_kib: [12]}", "hardware.wbuf_kib: every value must be a power of two"),
     ("hardware: {packing: [dsp4]}", "hardware.packing: expected a list of 'none' / 'dsp2'"),
     ("hardware: {lanes: [12]}", "hardware.lanes: every value must be 8 or 16"),
     ("hardware: {banks: [1]}", "hardware.banks: unknown key"),
@@ -56,30 +59,32 @@ def test_default_space_and_supernet_file():
     assert load_space(Path(accel.__file__).parents[1] / "configs" / "vit_space.yaml").model == sp.model
 
 
-@pytest.mark.parametrize("rows,cols,m,k,n,n8", [(8, 16, 17, 64, 96, 40), (4, 8, 17, 48, 72, 0), (16, 4, 50, 7, 9, 9),
-                                                (32, 64, 197, 192, 576, 288), (8, 8, 1, 1, 1, 1)])
-def test_gemm_term_is_the_rtl_exact_model(rows, cols, m, k, n, n8):
-    """On a board with unlimited bandwidth the accelerator's GEMM cycles are the engine's
-    (``gemm_cycles``, equal to the RTL's): all-int4, all-int8 and mixed layers."""
-    cfg = accel.AccelConfig(rows, cols, "dsp2" if cols % 2 == 0 else "none", 8, 64, 64, 150.0)
-    seq = accel._vec_model()["block"]
-    p = accel.predict(cfg, [accel.Op("x", "gemm", m, k, n, n8)], 0.0)
-    assert p.cycles == gemm_cycles(cfg.gemm, m, k, n, n8) + round(seq[0]) + round(seq[1])
+@pytest.mark.parametrize("rows,cols,m,k,n,n8", [(8, 16, 24, 64, 96, 40), (8, 8, 24, 48, 72, 0), (16, 8, 64, 7, 9, 9),
+                                                (32, 64, 224, 192, 576, 288), (8, 8, 8, 1, 1, 1)])
+def test_gemm_array_term_is_the_rtl_exact_engine(rows, cols, m, k, n, n8):
+    """The array's part of a GEMM is the engine's RTL-exact count less its pipeline (``gemm_cycles``:
+    tiles x max(K, rows + 1)), for all-int4, all-int8 and mixed layers."""
+    cfg = accel.AccelConfig(rows, cols, "dsp2", 8, 64, 64, 150.0)
+    g = accel.gemm_terms(cfg, accel.Op("x", "gemm", "fc1", m, k, n, n8))
+    assert g.compute + k + rows + 5 - max(k, rows + 1) == gemm_cycles(cfg.gemm, m, k, n, n8)
 
 
 def test_memory_terms():
-    ops = [accel.Op("fc", "gemm", 17, 512, 512, 256)]
+    op = accel.Op("fc", "gemm", "fc1", 128, 512, 512, 256)
     big = accel.AccelConfig(16, 32, "dsp2", 8, 64, 64, 200.0)
-    fast = accel.predict(big, ops, 19.2, detail=True)
-    slow = accel.predict(big, ops, 0.5, detail=True)
+    fast = accel.predict(big, [op], 19.2, detail=True)
+    slow = accel.predict(big, [op], 0.5, detail=True)
     assert fast.per_op[0][3] == "compute" and slow.per_op[0][3] == "memory" and slow.cycles > fast.cycles
     # int4 rows stream half the weight bytes
-    all4 = accel.predict(big, [accel.Op("fc", "gemm", 17, 512, 512, 0)], 0.5)
+    all4 = accel.predict(big, [accel.Op("fc", "gemm", "fc1", 128, 512, 512, 0)], 0.5)
     assert all4.dram_bytes < slow.dram_bytes
-    # a weight buffer too small for one column tile re-reads the weights for every token tile
+    # a column tile larger than the weight ring streams again for every token tile
     tiny = accel.AccelConfig(16, 32, "dsp2", 8, 8, 64, 200.0)
-    assert accel.predict(tiny, [accel.Op("fc", "gemm", 64, 512, 512, 256)], 19.2).dram_bytes > \
-        accel.predict(big, [accel.Op("fc", "gemm", 64, 512, 512, 256)], 19.2).dram_bytes
+    big_op = accel.Op("fc", "gemm", "fc1", 64, 512, 512, 512)
+    assert not accel.gemm_terms(tiny, big_op).resident and accel.gemm_terms(big, big_op).resident
+    assert accel.predict(tiny, [big_op], 19.2).dram_bytes > accel.predict(big, [big_op], 19.2).dram_bytes
+    # an input larger than the activation buffer: the design cannot hold the model
+    assert "does not fit" in accel.fits(accel.AccelConfig(16, 32, "dsp2", 8, 64, 8, 200.0), [big_op])
 
 
 def test_resources_grow_with_the_array():
@@ -93,8 +98,10 @@ def test_resources_grow_with_the_array():
 def test_bad_accelerator_configs():
     with pytest.raises(ValueError, match="packing must be one of none, dsp2"):
         accel.AccelConfig(packing="dsp4")
-    with pytest.raises(ValueError, match="dsp2 packing needs an even number of columns"):
+    with pytest.raises(ValueError, match="cols must be a power of two from the lanes"):
         accel.AccelConfig(cols=5)
+    with pytest.raises(ValueError, match="wbuf_kib must be a power of two"):
+        accel.AccelConfig(wbuf_kib=12)
     with pytest.raises(ValueError, match="lanes must be 8 or 16"):
         accel.AccelConfig(lanes=4)
 
@@ -235,8 +242,8 @@ def test_cli_errors_leave_nothing(tmp_path):
              (["--board", "zcu102", "--storage", "redis://x"], "--storage redis://x: expected"),
              (["--board", "zcu102", "--images", "10", "--space",
                str(_write(tmp_path, "model: {dims: [32, 48]}", "narrow.yaml"))], "differs from the supernet's"),
-             (["--board", "zcu102", "--space", str(_write(tmp_path, "hardware: {cols: [3], packing: [dsp2]}",
-                                                          "odd.yaml"))], "odd column counts [3] need packing 'none'")]
+             (["--board", "zcu102", "--space", str(_write(tmp_path, "hardware: {cols: [12], packing: [dsp2]}",
+                                                          "odd.yaml"))], "every value must be a power of two")]
     for extra, msg in cases:
         r = subprocess.run([*CLI, "search", *extra, "-o", str(out)], capture_output=True, text=True)
         assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -264,13 +271,13 @@ def test_latency_cli():
 
     sp = SearchSpace()
     cfg = accel.AccelConfig(16, 32, "dsp2", 8, 32, 32, 150.0)
-    expect = accel.predict(cfg, accel.subnet_workload(sp.largest(), sp, 8), ZCU.dram_gbps)
+    expect = accel.predict(cfg, accel.subnet_workload(sp.largest(), sp, cfg), ZCU.dram_gbps)
     assert doc["cycles"] == expect.cycles and doc["fps"] == pytest.approx(150e6 / expect.cycles)
     assert doc["resources"]["dsp"] == accel.resources(cfg)["dsp"]
     r = subprocess.run([*CLI, "latency", "gemm", "--rows", "8", "--cols", "8", "--wbits", "8", "--abits", "8",
                         "--m", "64", "--k", "64", "--n", "64", "--json"], capture_output=True, text=True)
     assert r.returncode == 0 and json.loads(r.stdout)["engine_cycles"] == gemm_cycles(
-        accel.AccelConfig(8, 8, "none").gemm, 64, 64, 64, 64)
+        GemmConfig(8, 8, 8, 8, packing="none"), 64, 64, 64)
     r = subprocess.run([*CLI, "latency", "vit", "--shape", "deit-huge"], capture_output=True, text=True)
     assert r.returncode == 2 and "deit-tiny" in r.stderr
     r = subprocess.run([*CLI, "latency", "gemm", "--rows", "4", "--cols", "4", "--wbits", "8", "--abits", "8",
@@ -280,7 +287,7 @@ def test_latency_cli():
                         "--mixed", "--m", "4", "--k", "4", "--n", "8", "--n8", "2", "--json"], capture_output=True,
                        text=True)
     assert r.returncode == 0 and json.loads(r.stdout)["engine_cycles"] == gemm_cycles(
-        accel.AccelConfig(4, 4, "none").gemm, 4, 4, 8, 2)
+        GemmConfig(4, 4, 8, 8, packing="none", mixed=True), 4, 4, 8, 2)
 
 
 def test_paper_comparison_fits_the_budget():

@@ -1,0 +1,109 @@
+"""Cycle counts of whole models on generated ViT accelerators (Verilator), for the latency model.
+
+    python bench/vit_system_cycles.py [--split train|held_out|all] [--quick]
+
+For every (design, model) pair below: build the design's RTL, compile an integer ViT of that shape
+(random weights: the accelerator has no data-dependent timing, only the precision pattern of the
+rows matters), run one image, check the logits and the whole memory against the ISS, and record
+every descriptor's cycles (from the accelerator's cycle log) with its shape.  Rows go to
+``search/data/vit_system_cycles.json`` (the fit's data and its held-out check), a pair at a time,
+so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from qsilicon.hw.config import AccelConfig
+from qsilicon.hw.vit.compiler import compile_vit
+from qsilicon.hw.vit.iss import run_program
+from qsilicon.quant.models.int_vit import IntViT
+from qsilicon.quant.models.vit import ViT, ViTConfig
+from qsilicon.sim.vit_accel import rtl_vit
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "search" / "data" / "vit_system_cycles.json"
+
+#: (split, design tag, (image, patch, dim, depth, heads per block, mlp per block), int8 share)
+PAIRS = [
+    ("train", "r8c8_dsp2_l8_w8k_a8k_100mhz", (28, 7, 64, 1, (4,), (128,)), 0.5),
+    ("train", "r16c32_dsp2_l16_w8k_a8k_100mhz", (28, 7, 64, 2, (4, 2), (128, 64)), 0.25),
+    ("train", "r16c64_none_l8_w16k_a16k_100mhz", (28, 4, 48, 1, (3,), (96,)), 0.75),
+    ("train", "r32c16_dsp2_l8_w8k_a32k_100mhz", (28, 7, 32, 1, (2,), (48,)), 1.0),
+    ("train", "r8c32_none_l8_w1k_a8k_100mhz", (28, 7, 64, 1, (4,), (128,)), 0.5),     # streamed tiles
+    ("train", "r16c16_dsp2_l16_w32k_a8k_100mhz", (24, 4, 32, 1, (2,), (64,)), 0.0),
+    ("held_out", "r16c32_none_l8_w64k_a16k_100mhz", (28, 7, 48, 2, (3, 2), (72, 96)), 0.5),
+    ("held_out", "r32c64_dsp2_l16_w128k_a64k_100mhz", (28, 7, 64, 1, (4,), (128,)), 0.75),
+    ("held_out", "r8c16_dsp2_l8_w2k_a8k_100mhz", (32, 8, 64, 1, (4,), (128,)), 0.25),  # streamed tiles
+]
+
+
+def model_of(shape, ratio8: float, seed: int = 0) -> IntViT:
+    image, patch, dim, depth, heads, mlp = shape
+    torch.manual_seed(seed)
+    cfg = ViTConfig(image=image, patch=patch, dim=dim, depth=depth, heads=heads[0], mlp=mlp[0], head_dim=16,
+                    block_heads=heads, block_mlp=mlp)
+    model = ViT(cfg).eval()
+    calib = torch.rand(64, 1, image, image)
+    return IntViT(model, calib, "mixed", ratio8)
+
+
+def measure(tag: str, shape, ratio8: float) -> list[dict]:
+    cfg = AccelConfig.from_tag(tag)
+    iv = model_of(shape, ratio8)
+    prog = compile_vit(iv, cfg)
+    img = torch.rand(1, 1, shape[0], shape[0])
+    codes = prog.input_codes(img)
+    t0 = time.time()
+    run = rtl_vit(prog, codes, dump=True)
+    res = run.results[0]
+    image = prog.with_input(codes[0])
+    stats = run_program(image, prog.program, cfg)
+    log = range(prog.log, prog.log + len(prog.ops) * cfg.lanes)
+    same = all(a == b for i, (a, b) in enumerate(zip(image, run.images[0], strict=True)) if i not in log)
+    exact = res.logits == iv.logits(img)[0].tolist()
+    if not (same and exact and not res.error):
+        raise SystemExit(f"{tag} {shape}: the RTL differs from the ISS / integer model (status {res.status:#x})")
+    print(f"{tag} {shape} r8={ratio8}: {res.cycles} cycles, bit-exact, {time.time() - t0:.0f} s", file=sys.stderr,
+          flush=True)
+    rows = []
+    for info, c, rd, wr, beats in zip(prog.ops, res.op_cycles, stats.read_words, stats.write_words, stats.mac_beats,
+                                      strict=True):
+        rows.append({"design": tag, "model": list(shape), "ratio8": ratio8, "op": info.name, "kind": info.kind,
+                     "model_kind": info.model, "shape": info.shape, "cycles": c, "read_words": rd,
+                     "write_words": wr, "mac_beats": beats})
+    rows.append({"design": tag, "model": list(shape), "ratio8": ratio8, "op": "total", "kind": "total",
+                 "model_kind": "total", "shape": {}, "cycles": res.cycles, "read_words": res.rd_words,
+                 "write_words": res.wr_words, "mac_beats": res.mac_beats})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--split", choices=("train", "held_out", "all"), default="all")
+    ap.add_argument("--quick", action="store_true", help="the first pair only")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    rows = json.loads(OUT.read_text()) if OUT.exists() else []
+    done = {(r["design"], tuple(r["model"][:4]), r["ratio8"]) for r in rows}
+    todo = [p for p in PAIRS if args.split in ("all", p[0])][: 1 if args.quick else None]
+    for split, tag, shape, r8 in todo:
+        key = (tag, tuple(shape[:4]), r8)
+        if key in done:
+            continue
+        new = measure(tag, shape, r8)
+        for r in new:
+            r["split"] = split
+        rows += new
+        OUT.write_text(json.dumps(rows, indent=0) + "\n")
+    print(f"{len(rows)} rows in {OUT}")
+
+
+if __name__ == "__main__":
+    main()

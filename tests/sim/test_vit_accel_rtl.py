@@ -1,0 +1,125 @@
+"""The whole ViT accelerator on Verilator: errors stop it with a sticky cause and never hang, the run
+after an error (or a reset) is right; bigger designs run the trained model bit-exact (slow)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qsilicon.hw.config import AccelConfig
+from qsilicon.hw.payload import pack, unpack
+from qsilicon.hw.vit.compiler import compile_vit
+from qsilicon.hw.vit.iss import run_program
+from qsilicon.hw.vit.system import (
+    CAUSE_ABUF,
+    CAUSE_GEMM,
+    CAUSE_OPCODE,
+    CAUSE_READ,
+    CAUSE_STALL,
+    CAUSE_WRITE,
+    DESC_BYTES,
+    descriptor_layout,
+)
+from qsilicon.quant.models.int_vit import IntViT
+from qsilicon.quant.models.vit import ViT, ViTConfig
+from qsilicon.sim.vit_accel import rtl_vit
+
+SMALL = AccelConfig(8, 8, "dsp2", 8, 8, 8, 100.0)
+
+
+@pytest.fixture(scope="module")
+def small():
+    torch.manual_seed(0)
+    model = ViT(ViTConfig(dim=32, depth=1, heads=2, mlp=64, head_dim=16)).eval()
+    iv = IntViT(model, torch.rand(64, 1, 28, 28), "mixed", 0.5)
+    prog = compile_vit(iv, SMALL)
+    images = torch.rand(2, 1, 28, 28)
+    return iv, prog, images, prog.input_codes(images), iv.logits(images)
+
+
+def _patched(prog, name: str, **fields) -> tuple[bytes, int]:
+    """The program's image with descriptor ``name``'s fields changed."""
+    info = next(o for o in prog.ops if o.name == name)
+    image = bytearray(prog.memory.data)
+    at = prog.program + info.index * DESC_BYTES
+    lay = descriptor_layout()
+    d = unpack(lay, int.from_bytes(image[at : at + DESC_BYTES], "little"))
+    view = "gemm" if info.kind == "gemm" else "vec"
+    d[view].update(fields)
+    image[at : at + DESC_BYTES] = pack(lay, {view: d[view]}).to_bytes(DESC_BYTES, "little")
+    return bytes(image), info.index
+
+
+def _ok(res, expect) -> bool:
+    return not res.error and res.status & 2 and res.logits == expect.tolist()
+
+
+@pytest.mark.parametrize("fault,cause", [({"read_error": 30}, CAUSE_READ), ({"write_error": 12}, CAUSE_WRITE)])
+def test_axi_error_responses_stop_the_run_and_the_next_run_is_right(small, fault, cause):
+    _, prog, _, codes, expect = small
+    run = rtl_vit(prog, codes, faults=fault, max_cycles=200_000).results
+    assert run[0].error and run[0].cause == cause and run[0].ops < len(prog.ops)
+    assert _ok(run[1], expect[1])
+
+
+def test_illegal_descriptors_stop_with_their_cause_at_their_descriptor(small):
+    _, prog, _, codes, expect = small
+    cases = [("b0.gelu", {"op": 15}, CAUSE_OPCODE), ("b0.qkv", {"k": 0}, CAUSE_GEMM),
+             ("b0.fc1", {"n_out": 10_000}, CAUSE_GEMM), ("b0.proj", {"mt": 40}, CAUSE_ABUF)]
+    for name, fields, cause in cases:
+        image, index = _patched(prog, name, **fields)
+        res = rtl_vit(prog, codes[:1], image=image, max_cycles=200_000).results[0]
+        assert res.error and res.cause == cause and res.ops == index, (name, res)
+
+
+def test_a_program_that_would_hang_trips_the_watchdog(small):
+    """A writer pattern with no words leaves the row unit's results nowhere: no progress, and the
+    watchdog (2,000 idle cycles here) stops the run with cause 7; a long memory stall below the
+    limit does not."""
+    _, prog, _, codes, expect = small
+    image, index = _patched(prog, "b0.ln2", wr={"base": 0, "run": 0, "n0": 1, "s0": 0, "n1": 1, "s1": 0, "n2": 1,
+                                                 "s2": 0})
+    res = rtl_vit(prog, codes[:1], image=image, watchdog=2000, max_cycles=200_000).results[0]
+    assert res.error and res.cause == CAUSE_STALL and res.ops == index
+    res = rtl_vit(prog, codes[:1], faults={"stall": (3000, 1500)}, watchdog=2000, max_cycles=200_000).results[0]
+    assert _ok(res, expect[0])
+
+
+def test_reset_in_the_middle_of_a_run_then_a_right_run(small):
+    _, prog, _, codes, expect = small
+    run = rtl_vit(prog, codes, faults={"reset_at": 4000}, max_cycles=200_000).results
+    assert not run[0].status & 2  # never done: reset
+    assert _ok(run[1], expect[1])
+
+
+def test_random_backpressure_same_result_more_cycles(small):
+    _, prog, _, codes, expect = small
+    fast = rtl_vit(prog, codes[:1]).results[0]
+    slow = rtl_vit(prog, codes[:1], ready_p=0.6, seed=3).results[0]
+    assert _ok(fast, expect[0]) and _ok(slow, expect[0]) and slow.cycles > fast.cycles
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tag", ["r16c32_dsp2_l16_w8k_a8k_200mhz", "r16c64_none_l8_w1k_a8k_100mhz",
+                                 "r32c64_dsp2_l16_w64k_a16k_200mhz"])
+def test_trained_vit_whole_on_bigger_designs(tag):
+    """The trained Fashion-MNIST ViT (4 blocks, mixed rows) on larger arrays, 16 lanes, and weight
+    tiles streamed through a 1 KiB ring: two images bit-exact, the memory equal to the ISS's."""
+    from qsilicon.quant.datasets import fashion_mnist
+    from qsilicon.quant.models.vit import load
+
+    x, _ = fashion_mnist("train")
+    xt, _ = fashion_mnist("test")
+    model, _ = load("checkpoints/vit_fmnist.pt")
+    iv = IntViT(model, x[:1000], "mixed", 0.5)
+    cfg = AccelConfig.from_tag(tag)
+    prog = compile_vit(iv, cfg)
+    codes = prog.input_codes(xt[:2])
+    run = rtl_vit(prog, codes, dump=True)
+    expect = iv.logits(xt[:2])
+    log = range(prog.log, prog.log + len(prog.ops) * cfg.lanes)
+    for i, res in enumerate(run.results):
+        assert _ok(res, expect[i])
+        image = prog.with_input(codes[i])
+        run_program(image, prog.program, cfg)
+        assert all(image[a] == run.images[i][a] for a in range(len(image)) if a not in log)
