@@ -215,7 +215,7 @@ def run_flow(path=None, output: str | None = None) -> int:
                             on_trial=show)
     finally:
         bar.close()
-    from .commands.search import load_point
+    from .commands.design import load_point
 
     _, rec = load_point(out / "search" / "pareto.json", str(cfg["search.pick"]))
     print(f"  {doc['trials']} trials, {doc['feasible']} feasible, {len(doc['front'])} Pareto points; chosen trial "
