@@ -149,6 +149,9 @@ def fits(cfg: AccelConfig, ops: list[Op]) -> str | None:
     column tile of keys larger than the weight ring), or ``None`` when it can."""
     abuf_words, wbuf_words = cfg.abuf_kib * 1024 // cfg.rows, cfg.wbuf_kib * 1024 // cfg.cols
     for o in ops:
+        if o.model == "qkv" and (o.n // 3) % cfg.lanes:
+            return (f"{o.name}: the attention width ({o.n // 3}) is not a multiple of the lanes ({cfg.lanes}): "
+                    "V cannot be transposed")
         if o.kind != "gemm":
             continue
         if (o.m // cfg.rows) * o.k > abuf_words:
@@ -198,37 +201,108 @@ class GemmTerms:
     resident: bool
 
 
-def gemm_terms(cfg: AccelConfig, o: Op) -> GemmTerms:
+@dataclass(frozen=True)
+class _Layout:
+    """How a GEMM descriptor is cut on a design (what the compiler and the GEMM unit do)."""
+
+    a: int  # memory words per array beat of activations (rows / lanes)
+    b: int  # memory words per WBUF word (cols / lanes)
+    P: int  # memory words of one column tile's parameters
+    mt: int  # token tiles
+    nt: int  # column tiles
+    seg: tuple  # WBUF words of every column tile
+    src: tuple  # memory words of every column tile's weights
+    n_out: int  # output columns (padding columns of a precision group included)
+    fmap: bool
+    resident: bool
+
+
+@lru_cache(maxsize=65536)
+def _layout(cfg: AccelConfig, o: Op) -> _Layout:
     L, R, C = cfg.lanes, cfg.rows, cfg.cols
-    a, b = R // L, C // L
-    P = math.ceil(PARAM_BITS_PER_COL * C / (8 * L))
+    b = C // L
     dw = cfg.wbuf_kib * 1024 // C
-    m, k, n, n8 = o.m, o.k, o.n, o.n8
-    mt = m // R
+    k, n, n8 = o.k, o.n, o.n8
     if o.wmode == "prepacked":
         n4 = n - n8
         nt8, nt4 = -(-n8 // C), -(-n4 // C)
         n_out = nt8 * C + n4 if n4 and n8 else n
-        fmap = 0 < n8 < n
-        seg8, seg4 = k, -(-k // 2)
-        resident = max(seg8 if nt8 else 0, seg4 if nt4 else 0) <= dw
-        src = [seg8 * b] * nt8 + [seg4 * b] * nt4
-    else:
-        nt8, nt4 = -(-n // C), 0
-        n_out, fmap = n, False
-        resident = o.wmode == "kT" or k <= dw
-        src = [k * min(b, -(-min(C, n - j * C) // L)) for j in range(nt8)]
-    nt = nt8 + nt4
-    reps = 1 if resident else mt
-    x_words = mt * a * k
-    f_words = -(-2 * n_out // L) if fmap else 0
-    read = x_words + reps * (sum(src) + nt * P) + f_words
+        seg = (k,) * nt8 + (-(-k // 2),) * nt4
+        return _Layout(R // L, b, math.ceil(PARAM_BITS_PER_COL * C / (8 * L)), o.m // R, nt8 + nt4, seg,
+                       tuple(s * b for s in seg), n_out, 0 < n8 < n, max(seg) <= dw)
+    nt = -(-n // C)
+    src = tuple(k * min(b, -(-min(C, n - j * C) // L)) for j in range(nt))
+    return _Layout(R // L, b, math.ceil(PARAM_BITS_PER_COL * C / (8 * L)), o.m // R, nt, (k,) * nt, src, n, False,
+                   o.wmode == "kT" or k <= dw)
+
+
+def gemm_terms(cfg: AccelConfig, o: Op) -> GemmTerms:
+    g = _layout(cfg, o)
+    R, C, k = cfg.rows, cfg.cols, o.k
+    reps = 1 if g.resident else g.mt
+    x_words = g.mt * g.a * k
+    f_words = -(-2 * g.n_out // cfg.lanes) if g.fmap else 0
+    read = x_words + reps * (sum(g.src) + g.nt * g.P) + f_words
     width = 2 if o.wide else 1
-    emit = n_out * a * mt * width
-    last = n_out - (nt - 1) * C
-    return GemmTerms(compute=nt * mt * max(k, R + 1), read=read, emit=emit, write=n * a * mt * width,
-                     startup=a * k + P + src[0] + f_words, tail=R + a * last * width, beats=nt * mt * k,
-                     resident=resident)
+    last = g.n_out - (g.nt - 1) * C
+    return GemmTerms(compute=g.nt * g.mt * max(k, R + 1), read=read, emit=g.n_out * g.a * g.mt * width,
+                     write=o.n * g.a * g.mt * width, startup=x_words + f_words + g.P + g.src[0],
+                     tail=R + g.a * last * width, beats=g.nt * g.mt * k, resident=g.resident)
+
+
+def gemm_replay(cfg: AccelConfig, o: Op, p: dict, slowdown: float = 1.0) -> float:
+    """Cycles of one GEMM descriptor by replaying the GEMM unit's schedule tile by tile.
+
+    The read port delivers in one run the input and the feature map, then every column tile's
+    parameters and weights in order (one word per cycle, ``slowdown`` cycles a word on a slower
+    memory); a tile's parameters wait for a free entry (the tile two before took its own), a
+    resident tile's weights for room in the ring.  A token tile's beats start when the input is in
+    and, for a column tile's first pass, when its first weights are; it cannot end before its last
+    weight word.  Its sums drain into a transposer half that the tile two before has emptied; a
+    half's columns go out one word per cycle.  ``p``: read latency ``lat``, drain-to-emission
+    ``pipe``, the write tail ``tail`` and the descriptor's fixed cycles ``one``."""
+    g = _layout(cfg, o)
+    R, k = cfg.rows, o.k
+    lat, pipe = p["lat"], p["pipe"]
+    dw = cfg.wbuf_kib * 1024 // cfg.cols
+    width = 2 if o.wide else 1
+    f_words = -(-2 * g.n_out // cfg.lanes) if g.fmap else 0
+    x_end = lat + (g.mt * g.a * k + f_words) * slowdown
+    q = max(1, dw // max(g.seg))
+    t_port = x_end
+    starts, ends, par_taken, freed = [], [], [], []
+    beat_end = drain_ok = 0.0
+    emit_end = [0.0, 0.0]
+    emit_last = 0.0
+    t = 0
+    for j in range(g.nt):
+        emit = g.a * min(cfg.cols, g.n_out - j * cfg.cols) * width
+        for mm in range(g.mt):
+            first = mm == 0 or not g.resident
+            if first:
+                i = len(starts)
+                st = t_port
+                if i >= 2:
+                    st = max(st, par_taken[i - 2])
+                if g.resident and i >= q:
+                    st = max(st, freed[i - q])
+                elif not g.resident and i >= 1:  # streamed: the ring holds `dw` words ahead of the reader
+                    st = max(st, beat_end - dw * g.b * slowdown)
+                starts.append(st)
+                t_port = st + (g.P + g.src[j]) * slowdown
+                ends.append(t_port + lat)
+            start = max(beat_end, x_end, (starts[-1] + (g.P + g.b) * slowdown + lat) if first else 0.0)
+            end = max(start + k, drain_ok, ends[-1] + 1 if first else 0.0)
+            d_start = max(end, emit_end[t % 2])
+            drain_ok = d_start + R + 1
+            beat_end = end
+            emit_last = max(d_start + R + pipe, emit_last) + emit
+            emit_end[t % 2] = emit_last
+            if mm == g.mt - 1 or not g.resident:
+                par_taken.append(start)
+                freed.append(end)
+            t += 1
+    return emit_last + p["tail"] + p["one"] + p.get("fetch", 0.0) * DESC_BYTES / cfg.lanes
 
 
 def op_terms(cfg: AccelConfig, o: Op) -> dict[str, float]:
@@ -236,9 +310,7 @@ def op_terms(cfg: AccelConfig, o: Op) -> dict[str, float]:
     L = cfg.lanes
     fetch = DESC_BYTES / L
     if o.kind == "gemm":
-        g = gemm_terms(cfg, o)
-        return {"bound": max(g.compute, g.read, g.emit), "startup": g.startup, "tail": g.tail, "fetch": fetch,
-                "one": 1.0}
+        raise ValueError("GEMM descriptors are replayed (gemm_replay), not a linear model")
     if o.kind == "layernorm":
         return {"beats": o.blocks * o.k, "blocks": o.blocks, "fetch": fetch, "one": 1.0}
     if o.kind == "softmax":
@@ -272,11 +344,9 @@ def _model() -> dict:
 def op_cycles(cfg: AccelConfig, o: Op, model: dict | None = None, slowdown: float = 1.0) -> float:
     """Cycles of one descriptor (of one, when ``o.count`` > 1)."""
     coef = (model or _model())[o.kind]
-    t = op_terms(cfg, o)
-    if slowdown > 1 and o.kind == "gemm":
-        g = gemm_terms(cfg, o)
-        t["bound"] = max(g.compute, g.read * slowdown, g.emit)
-    return sum(coef.get(name, 0.0) * v for name, v in t.items())
+    if o.kind == "gemm":
+        return gemm_replay(cfg, o, coef, slowdown)
+    return sum(coef.get(name, 0.0) * v for name, v in op_terms(cfg, o).items())
 
 
 def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool = False,

@@ -317,10 +317,10 @@ def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
     blocks_l = Tp // L
     abuf_words = cfg.abuf_kib * 1024 // R
     wbuf_words = cfg.wbuf_kib * 1024 // C
-    for what, v in (("dim", D), ("head dim", dh), *((f"block {i} MLP width", mc.mlp_at(i)) for i in range(mc.depth))):
+    for what, v in ((f"block {i} attention width (heads x head dim)", mc.heads_at(i) * dh) for i in range(mc.depth)):
         if v % L:
-            raise CompileError(f"{what} {v} is not a multiple of the lanes ({L}): choose a design with lanes 8 or a "
-                               "subnet whose widths are multiples of 16")
+            raise CompileError(f"{what} {v} is not a multiple of the lanes ({L}): V cannot be transposed; "
+                               "choose a design with lanes 8 or heads x head dim a multiple of 16")
     mem = Memory(L)
     P = param_words(C, L)
     par_lay = requant_params_layout(C, signed(16))
