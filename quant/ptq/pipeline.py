@@ -2,7 +2,7 @@
 
 Methods (``METHODS``), each a :class:`PTQConfig`:
 
-=================  ==============================================================================
+================== ==============================================================================
 ``rtn``            min-max activation ranges, min-max per-channel weight scales, round to nearest
 ``percentile``     activation clipping at the percentile (99 to 100) that minimizes the consumers'
                    weighted error, per-channel weight clipping minimizing the rounding error
@@ -10,7 +10,7 @@ Methods (``METHODS``), each a :class:`PTQConfig`:
 ``compensate``     ``polish`` + activation compensation (closed-form ridge update of each layer)
 ``quartdepth``     ``compensate`` + weight reconstruction by GPTQ (+ bias correction)
 ``quartdepth-ada`` ``compensate`` + Fisher-weighted AdaRound (+ bias correction)
-=================  ==============================================================================
+================== ==============================================================================
 
 Precision: every hidden layer ``W{wbits}A{abits}``; the first layer (its input is the 8-bit image)
 and the last layer (the depth head) keep 8-bit weights and 8-bit inputs (``PTQConfig.edge_bits``),
