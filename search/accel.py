@@ -18,7 +18,8 @@ by ``python -m qsilicon.search.vit_latency`` from ``bench/vit_system_cycles.py``
 * LayerNorm and Shiftmax: the row unit's three passes over every token block (int16 rows are two
   words a beat) and its dividers and square root per block; GELU, the residual adds and the
   ``V`` transpose: their words through the port;
-* every descriptor: its fetch (128 bytes) and the cycle-log write.
+* the controller (:func:`control_cycles`): every descriptor's fetch (128 bytes) and cycle-log
+  write, and the start and the end of the run.
 
 The memory port moves one word of ``lanes`` bytes per cycle; a board whose DRAM is slower than
 that (bytes per cycle at the clock) slows every memory-bound term in proportion.
@@ -46,9 +47,9 @@ from qsilicon.hw.config import AccelConfig
 from . import resources as res
 
 __all__ = [
-    "LANES", "PACKINGS", "AccelConfig", "Op", "Prediction", "block_shapes", "fits", "fixed_resources", "gemm_terms",
-    "int_vit_workload", "op_terms", "predict", "resources", "subnet_workload", "utilization", "vit_workload",
-    "workload_macs",
+    "LANES", "PACKINGS", "AccelConfig", "Op", "Prediction", "block_shapes", "control_cycles", "fits",
+    "fixed_resources", "gemm_terms", "int_vit_workload", "op_terms", "predict", "resources", "subnet_workload",
+    "utilization", "vit_workload", "workload_macs",
 ]
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -302,20 +303,27 @@ def gemm_replay(cfg: AccelConfig, o: Op, p: dict, slowdown: float = 1.0) -> floa
                 par_taken.append(start)
                 freed.append(end)
             t += 1
-    return emit_last + p["tail"] + p["one"] + p.get("fetch", 0.0) * DESC_BYTES / cfg.lanes
+    return emit_last + p["tail"] + p["one"]
 
 
 def op_terms(cfg: AccelConfig, o: Op) -> dict[str, float]:
-    """The model's features of one descriptor (the fit's ``x``)."""
-    L = cfg.lanes
-    fetch = DESC_BYTES / L
+    """The model's features of one vector descriptor (the fit's ``x``): its cycles from decode to
+    done, as the accelerator's cycle log counts them (the fetch and the log write are the run's,
+    :func:`control_cycles`)."""
     if o.kind == "gemm":
         raise ValueError("GEMM descriptors are replayed (gemm_replay), not a linear model")
-    if o.kind == "layernorm":
-        return {"beats": o.blocks * o.k, "blocks": o.blocks, "fetch": fetch, "one": 1.0}
-    if o.kind == "softmax":
-        return {"beats": o.blocks * o.k, "blocks": o.blocks, "fetch": fetch, "one": 1.0}
-    return {"words": o.words, "fetch": fetch, "one": 1.0}
+    if o.kind in ("layernorm", "softmax"):
+        return {"beats": o.blocks * o.k, "blocks": o.blocks, "one": 1.0}
+    return {"words": o.words, "one": 1.0}
+
+
+def control_cycles(cfg: AccelConfig, ops: list[Op], model: dict | None = None, slowdown: float = 1.0) -> float:
+    """The controller's cycles around the descriptors: start to the first fetch and the end to
+    the interrupt (``one``), and per descriptor its 128-byte fetch (``fetch`` a word, one word of
+    ``lanes`` bytes per cycle, ``slowdown`` on a slower memory) and the cycle-log write (``desc``)."""
+    run = (model or _model())["run"]
+    n = sum(o.count for o in ops) + 1  # and the END descriptor
+    return run["one"] + n * (run["desc"] + run["fetch"] * slowdown * DESC_BYTES / cfg.lanes)
 
 
 @dataclass(frozen=True)
@@ -370,7 +378,9 @@ def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool =
         shares[o.kind] = shares.get(o.kind, 0.0) + c
         if detail:
             per.append((o.name, o.kind, round(c), bound))
-    total += model["run"]["one"]
+    control = control_cycles(cfg, ops, model, slowdown)
+    total += control
+    shares["control"] = control
     cycles = round(total)
     return Prediction(cycles, cfg.clock_mhz * 1e6 / cycles, round(traffic), mem_bound, tuple(per),
                       {k: round(v / total, 4) for k, v in shares.items()})

@@ -3,10 +3,13 @@ against whole-model RTL runs.
 
 ``bench/vit_system_cycles.py`` runs integer ViTs of several shapes on generated designs
 (Verilator) and records every descriptor's cycles (``data/vit_system_cycles.json``, each run
-marked ``train`` or ``held_out``).  Each kind's coefficients are a least-squares fit (relative
-errors) of its descriptors' cycles on :func:`~qsilicon.search.accel.op_terms` over the training
-runs; the run overhead (start to the first fetch, the last descriptor to the interrupt) is the
-mean remainder.  ``python -m qsilicon.search.vit_latency`` refits (rewriting
+marked ``train`` or ``held_out``).  GEMM descriptors are replayed tile by tile
+(:func:`~qsilicon.search.accel.gemm_replay`), its five timing constants fitted by Nelder-Mead;
+every vector kind's coefficients are a least-squares fit (relative errors) of its descriptors'
+cycles on :func:`~qsilicon.search.accel.op_terms`; both on the training runs only.  The
+controller's cycles (:func:`~qsilicon.search.accel.control_cycles`: descriptor fetches, cycle-log
+writes, start and end) are a least-squares fit of what the descriptors leave of each run.
+``python -m qsilicon.search.vit_latency`` refits (rewriting
 ``data/vit_system_model.json``) and prints the errors per run, per kind of descriptor and per
 descriptor on both splits.
 """
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from qsilicon.hw.config import AccelConfig
 
-from .accel import MODEL, Op, op_cycles, op_terms, predict, vit_workload
+from .accel import DESC_BYTES, MODEL, Op, control_cycles, op_cycles, op_terms, predict, vit_workload
 
 __all__ = ["CYCLES", "errors", "fit", "load_runs", "run_workload"]
 
@@ -71,10 +74,34 @@ def _lstsq(x: list[list[float]], y: list[float]) -> list[float]:
     return np.linalg.lstsq(a * w[:, None], b * w, rcond=None)[0].tolist()
 
 
+GEMM_PARAMS = ("lat", "pipe", "tail", "one")
+
+
+def _fit_gemm(train: list[dict]) -> dict:
+    """The GEMM replay's timing constants: Nelder-Mead on the squared relative errors."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    from .accel import gemm_replay
+
+    rows = [(run["cfg"], o, c) for run in train for o in run["workload"] if o.kind == "gemm"
+            for c in run["ops"][o.name]]
+    y = np.array([c for _, _, c in rows], dtype=float)
+
+    def loss(x):
+        p = dict(zip(GEMM_PARAMS, x, strict=True))
+        pred = np.array([gemm_replay(cfg, o, p) for cfg, o, _ in rows])
+        return float(np.mean(((pred - y) / y) ** 2))
+
+    res = minimize(loss, [3.0, 5.0, 5.0, 10.0], method="Nelder-Mead",
+                   options={"maxiter": 3000, "xatol": 1e-4, "fatol": 1e-10})
+    return {k: round(float(v), 6) for k, v in zip(GEMM_PARAMS, res.x, strict=True)}
+
+
 def fit(runs: list[dict]) -> dict:
     train = [r for r in runs if r["split"] == "train"]
-    model: dict = {}
-    for kind in KINDS:
+    model: dict = {"gemm": _fit_gemm(train)}
+    for kind in KINDS[1:]:
         x, y, names = [], [], None
         for run in train:
             for o in run["workload"]:
@@ -87,8 +114,15 @@ def fit(runs: list[dict]) -> dict:
                     y.append(c)
         coef = _lstsq(x, y)
         model[kind] = {k: round(v, 6) for k, v in zip(names, coef, strict=True)}
-    rest = [run["total"] - sum(op_cycles(run["cfg"], o, model) * o.count for o in run["workload"]) for run in train]
-    model["run"] = {"one": round(sum(rest) / len(rest), 3)}
+    # the controller: what the descriptors' own cycles leave of each run, linear in the descriptors
+    # (a fixed part and the fetch of DESC_BYTES / lanes words each) plus a constant
+    x, y = [], []
+    for run in train:
+        n = sum(o.count for o in run["workload"]) + 1
+        x.append([1.0, n, n * DESC_BYTES / run["cfg"].lanes])
+        y.append(run["total"] - sum(sum(c) for c in run["ops"].values()))
+    one, desc, fetch = _lstsq(x, y)
+    model["run"] = {"one": round(one, 3), "desc": round(desc, 4), "fetch": round(fetch, 4)}
     return model
 
 
@@ -104,6 +138,7 @@ def errors(runs: list[dict], model: dict) -> list[dict]:
             pred = op_cycles(cfg, o, model) * o.count
             m_, p_ = kinds.get(o.kind, (0, 0.0))
             kinds[o.kind] = (m_ + meas, p_ + pred)
+        kinds["control"] = (run["total"] - sum(sum(c) for c in run["ops"].values()), control_cycles(cfg, ops, model))
         out.append({"design": cfg.tag, "model": run["row"]["model"], "ratio8": run["row"]["ratio8"],
                     "split": run["split"], "measured": run["total"], "predicted": p.cycles,
                     "error": abs(p.cycles - run["total"]) / run["total"],

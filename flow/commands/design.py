@@ -89,7 +89,7 @@ def verify_vit(iv, cfg, images, *, sim: str = "verilator", ready_p: float = 1.0,
     import torch
 
     from qsilicon.hw.vit.iss import run_program
-    from qsilicon.search.accel import int_vit_workload, op_cycles, predict
+    from qsilicon.search.accel import control_cycles, int_vit_workload, op_cycles, predict
     from qsilicon.sim.vit_accel import rtl_vit
 
     prog = prog or _compile(iv, cfg)
@@ -101,6 +101,7 @@ def verify_vit(iv, cfg, images, *, sim: str = "verilator", ready_p: float = 1.0,
     kinds_pred: dict[str, float] = {}
     for o in ops:
         kinds_pred[o.kind] = kinds_pred.get(o.kind, 0.0) + op_cycles(cfg, o) * o.count
+    kinds_pred["control"] = control_cycles(cfg, ops)  # descriptor fetches, cycle-log writes, start and end
     per_image, kinds_rtl = [], {}
     log = range(prog.log, prog.log + len(prog.ops) * cfg.lanes)
     for i, res in enumerate(run.results):
@@ -113,6 +114,7 @@ def verify_vit(iv, cfg, images, *, sim: str = "verilator", ready_p: float = 1.0,
             same = all(image[a] == got[a] for a in range(len(image)) if a not in log)
         for info, c in zip(prog.ops, res.op_cycles, strict=False):
             kinds_rtl[info.kind] = kinds_rtl.get(info.kind, 0) + c
+        kinds_rtl["control"] = kinds_rtl.get("control", 0) + res.cycles - sum(res.op_cycles)
         per_image.append({"image": i, "bit_exact": bool(exact), "memory_equal_to_iss": same, "status": res.status,
                           "error_cause": res.cause, "cycles": res.cycles,
                           "rtl_top1": int(torch.tensor(res.logits).argmax()), "model_top1": int(expect[i].argmax())})
