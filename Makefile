@@ -32,7 +32,7 @@ demo: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs build/docs
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=25 $(PYTEST_ARGS)
 
 test-all: setup
 	$(BIN)/python -m pytest -q --runslow $(PYTEST_ARGS)
