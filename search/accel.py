@@ -33,12 +33,12 @@ synthesis of whole generated tops (``data/vit_system_resources.json``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from qsilicon.hw.config import ACCEL_LANES as LANES
 from qsilicon.hw.config import ACCEL_PACKINGS as PACKINGS
@@ -63,8 +63,7 @@ DESC_BYTES = 128
 FMAP_ENTRIES = 4096
 
 
-@dataclass(frozen=True)
-class Op:
+class Op(NamedTuple):
     """One descriptor of a workload.
 
     ``kind`` is the unit (``gemm``, ``layernorm``, ``softmax``, ``gelu``, ``add``,
@@ -177,7 +176,7 @@ def int_vit_workload(iv, cfg: AccelConfig) -> list[Op]:
     for i, blk in enumerate(iv.blocks):
         for name in ("qkv", "proj", "fc1", "fc2"):
             layers[f"b{i}.{name}"] = blk[name]
-    return [dataclasses.replace(o, n8=n8(layers[o.name])) if o.name in layers else o for o in ops]
+    return [o._replace(n8=n8(layers[o.name])) if o.name in layers else o for o in ops]
 
 
 def workload_macs(ops: list[Op]) -> int:
@@ -393,6 +392,14 @@ def op_cycles(cfg: AccelConfig, o: Op, model: dict | None = None, slowdown: floa
     return sum(coef.get(name, 0.0) * v for name, v in op_terms(cfg, o).items())
 
 
+def _coefficients(model: dict) -> tuple[tuple, dict]:
+    """The GEMM replay's parameters and every vector kind's (per beat or word, per block, fixed)."""
+    g = model["gemm"]
+    vec = {kind: (c.get("beats", c.get("words", 0.0)), c.get("blocks", 0.0), c.get("one", 0.0))
+           for kind, c in model.items() if kind not in ("gemm", "run")}
+    return (g["lat"], g["pipe"], g["tail"] + g["one"]), vec
+
+
 def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool = False,
             model: dict | None = None) -> Prediction:
     """Cycles of ``ops`` on ``cfg`` with external memory of ``dram_gbps`` GB/s (0: no limit)."""
@@ -401,25 +408,49 @@ def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool =
     slowdown = max(1.0, cfg.lanes / bytes_per_cycle)
     total, traffic, mem_bound = 0.0, 0, 0
     per, shares = [], {}
+    shape = (cfg.rows, cfg.cols, cfg.lanes, cfg.wbuf_kib)
+    gp, vec = _coefficients(model)
     for o in ops:
-        c = op_cycles(cfg, o, model, slowdown) * o.count
-        bound = "compute"
-        if o.kind == "gemm":
-            g = gemm_terms(cfg, o)
-            traffic += (g.read + g.write) * cfg.lanes * o.count
-            if g.read * slowdown > g.compute or g.emit > g.compute:
-                bound = "memory" if g.read * slowdown >= g.emit else "output"
+        kind = o.kind
+        if kind == "gemm":
+            c, words, bound = _gemm_predict(shape, o[3:9], gp, slowdown)  # (m, k, n, n8, wmode, wide)
+            c *= o.count
+            traffic += words * o.count
+            if bound != "compute":
                 mem_bound += o.count
+        else:  # the sums of op_cycles(op_terms), without the dictionaries
+            bound = "compute"
+            a, b, one = vec[kind]
+            c = ((a * o.blocks * o.k + b * o.blocks) if kind in ("layernorm", "softmax") else a * o.words) + one
+            c *= o.count
         total += c
-        shares[o.kind] = shares.get(o.kind, 0.0) + c
+        shares[kind] = shares.get(kind, 0.0) + c
         if detail:
-            per.append((o.name, o.kind, round(c), bound))
+            per.append((o.name, kind, round(c), bound))
+    traffic *= cfg.lanes
     control = control_cycles(cfg, ops, model, slowdown)
     total += control
     shares["control"] = control
     cycles = round(total)
     return Prediction(cycles, cfg.clock_mhz * 1e6 / cycles, round(traffic), mem_bound, tuple(per),
                       {k: round(v / total, 4) for k, v in shares.items()})
+
+
+@lru_cache(maxsize=1 << 17)
+def _gemm_predict(shape: tuple, gemm: tuple, gp: tuple, slowdown: float) -> tuple[float, int, str]:
+    """One GEMM descriptor ``gemm`` (m, k, n, n8, wmode, wide) on a design ``shape`` (rows, cols,
+    lanes, wbuf_kib: all its schedule depends on): its cycles, the words it moves and what bounds
+    it.  Cached: a search meets the same pairs again and again across subnets, blocks and clocks."""
+    cfg = AccelConfig(rows=shape[0], cols=shape[1], lanes=shape[2], wbuf_kib=shape[3])
+    o = Op("", "gemm", "", *gemm)
+    g = _layout(cfg, o)
+    cycles = _replay(g, shape[0], shape[1], shape[2], o.k, shape[3] * 1024 // shape[1], 2 if o.wide else 1,
+                     *gp, slowdown)
+    t = gemm_terms(cfg, o)
+    bound = "compute"
+    if t.read * slowdown > t.compute or t.emit > t.compute:
+        bound = "memory" if t.read * slowdown >= t.emit else "output"
+    return cycles, t.read + t.write, bound
 
 
 def gemm_busy_share(cfg: AccelConfig, ops: list[Op], dram_gbps: float = 0.0) -> float:

@@ -109,11 +109,15 @@ class Simulation:
 
 def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | None = None) -> Simulation:
     """Build ``verilog`` for ``sim`` once: the build is cached under :func:`cache_root` by a hash
-    of the source and the simulator, and reused while the source is unchanged."""
+    of the source, the simulator and the cocotb installation (a Verilator binary links cocotb's
+    VPI library by its absolute path, so a build made by another checkout's virtual environment
+    is not reused), and reused while they are unchanged."""
+    import cocotb
     from cocotb_tools.runner import get_runner
 
     check_simulator(sim)
-    digest = hashlib.sha256(f"{sim}\n{toplevel}\n{verilog}".encode()).hexdigest()[:16]
+    cocotb_at = f"{Path(cocotb.__file__).resolve().parent} {getattr(cocotb, '__version__', '')}"
+    digest = hashlib.sha256(f"{sim}\n{toplevel}\n{cocotb_at}\n{verilog}".encode()).hexdigest()[:16]
     build_dir = cache_root() / "sim" / sim / f"{tag}-{digest}"
     stamp = build_dir / "qsilicon-build.ok"
     if log_file is None:
