@@ -386,18 +386,25 @@ def _model() -> dict:
 
 def op_cycles(cfg: AccelConfig, o: Op, model: dict | None = None, slowdown: float = 1.0) -> float:
     """Cycles of one descriptor (of one, when ``o.count`` > 1)."""
-    coef = (model or _model())[o.kind]
+    model = model or _model()
     if o.kind == "gemm":
-        return gemm_replay(cfg, o, coef, slowdown)
-    return sum(coef.get(name, 0.0) * v for name, v in op_terms(cfg, o).items())
+        return gemm_replay(cfg, o, model["gemm"], slowdown)
+    return _vector_cycles(_coefficients(model)[1][o.kind], o)
 
 
 def _coefficients(model: dict) -> tuple[tuple, dict]:
-    """The GEMM replay's parameters and every vector kind's (per beat or word, per block, fixed)."""
+    """The GEMM replay's parameters (lat, pipe, tail, one) and every vector kind's (per beat or
+    word, per block, fixed), as hashable tuples."""
     g = model["gemm"]
     vec = {kind: (c.get("beats", c.get("words", 0.0)), c.get("blocks", 0.0), c.get("one", 0.0))
            for kind, c in model.items() if kind not in ("gemm", "run")}
-    return (g["lat"], g["pipe"], g["tail"] + g["one"]), vec
+    return (g["lat"], g["pipe"], g["tail"], g["one"]), vec
+
+
+def _vector_cycles(coef: tuple, o: Op) -> float:
+    """One vector descriptor's cycles: the model's sum over :func:`op_terms`' features."""
+    a, b, one = coef
+    return ((a * o.blocks * o.k + b * o.blocks) if o.kind in ("layernorm", "softmax") else a * o.words) + one
 
 
 def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool = False,
@@ -418,11 +425,9 @@ def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool =
             traffic += words * o.count
             if bound != "compute":
                 mem_bound += o.count
-        else:  # the sums of op_cycles(op_terms), without the dictionaries
+        else:
             bound = "compute"
-            a, b, one = vec[kind]
-            c = ((a * o.blocks * o.k + b * o.blocks) if kind in ("layernorm", "softmax") else a * o.words) + one
-            c *= o.count
+            c = _vector_cycles(vec[kind], o) * o.count
         total += c
         shares[kind] = shares.get(kind, 0.0) + c
         if detail:
@@ -443,9 +448,7 @@ def _gemm_predict(shape: tuple, gemm: tuple, gp: tuple, slowdown: float) -> tupl
     it.  Cached: a search meets the same pairs again and again across subnets, blocks and clocks."""
     cfg = AccelConfig(rows=shape[0], cols=shape[1], lanes=shape[2], wbuf_kib=shape[3])
     o = Op("", "gemm", "", *gemm)
-    g = _layout(cfg, o)
-    cycles = _replay(g, shape[0], shape[1], shape[2], o.k, shape[3] * 1024 // shape[1], 2 if o.wide else 1,
-                     *gp, slowdown)
+    cycles = gemm_replay(cfg, o, dict(zip(("lat", "pipe", "tail", "one"), gp, strict=True)), slowdown)
     t = gemm_terms(cfg, o)
     bound = "compute"
     if t.read * slowdown > t.compute or t.emit > t.compute:
