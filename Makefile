@@ -8,6 +8,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.qsilicon-setup
+TECH   := $(VENV)/share/qsilicon/tech
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test test-all lint docs clean
@@ -19,7 +20,20 @@ $(STAMP): pyproject.toml Makefile
 		echo "[setup] installing Icarus Verilog, Fashion-MNIST, opencv-doc and PostgreSQL (apt)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog dataset-fashion-mnist opencv-doc postgresql >/dev/null; \
 	fi
+	@if ! command -v sta >/dev/null 2>&1; then \
+		echo "[setup] installing OpenSTA (apt: opensta)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opensta >/dev/null; \
+	fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if [ ! -f $(TECH)/osu018/osu018_stdcells.lib ]; then \
+		echo "[setup] extracting the OSU 0.18 um cell library from Debian's qflow-tech-osu018 (without the rest of qflow)"; \
+		rm -rf $(VENV)/.tech-tmp && mkdir -p $(VENV)/.tech-tmp $(TECH) && \
+		(cd $(VENV)/.tech-tmp && apt-get download -qq qflow-tech-osu018 >/dev/null 2>&1 || \
+			{ apt-get update -qq && apt-get download -qq qflow-tech-osu018; }) && \
+		dpkg-deb -x $(VENV)/.tech-tmp/qflow-tech-osu018_*.deb $(VENV)/.tech-tmp/x && \
+		rm -rf $(TECH)/osu018 && cp -r $(VENV)/.tech-tmp/x/usr/share/qflow/tech/osu018 $(TECH)/osu018 && \
+		rm -rf $(VENV)/.tech-tmp; \
+	fi
 	@echo "[setup] torch==2.13.0 (CPU wheel) first, so that nothing pulls a CUDA build"
 	@$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
 	@echo "[setup] qsilicon with its pinned simulator and synthesis wheels"

@@ -68,15 +68,25 @@ def rtl_gemm(
     ready_p: float = 1.0,
     seed: int = 0,
     log_file: Path | None = None,
+    netlist=None,
+    vcd: Path | None = None,
 ) -> RtlGemmResult:
     """Run ``case`` on the generated RTL in cocotb and return what the RTL computed.
 
     The testbench checks the RTL against :func:`~qsilicon.quant.ref_gemm` itself and the run
     raises :class:`~qsilicon.sim.runner.SimulationError` on any mismatch; the outputs are
     returned as well so callers can compare them independently.
+
+    ``netlist`` (a :class:`~qsilicon.hw.asic.AsicNetlist` of this engine) runs the mapped
+    gate-level netlist instead of the RTL (Icarus; ``vcd``: dump its nets there for power).
     """
     sched = schedule_gemm(case, cfg)  # validates the case against the config before building
-    simulation = build_gemm(cfg, sim, log_file)
+    if netlist is not None:
+        from qsilicon.hw.asic import gate_level_verilog
+
+        simulation = prepare(gate_level_verilog(netlist), TOPLEVEL, sim, f"{cfg.tag}_gl_{netlist.library}", log_file)
+    else:
+        simulation = build_gemm(cfg, sim, log_file)
     with tempfile.TemporaryDirectory(prefix="qs-gemm-") as tmp:
         tmp = Path(tmp)
         case.save(tmp / "case.pt")
@@ -87,7 +97,8 @@ def rtl_gemm(
         }
         failure = None
         try:
-            simulation.run("qsilicon.sim.tb_gemm", env, tmp / "results.xml", log_file)
+            simulation.run("qsilicon.sim.tb_gemm", env, tmp / "results.xml", log_file,
+                           plusargs=[f"+qs_vcd={vcd}"] if vcd is not None else None)
         except SimulationError as e:
             failure = e
         if not (tmp / "result.json").exists():

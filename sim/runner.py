@@ -72,8 +72,10 @@ class Simulation:
     toplevel: str
     build_dir: Path
 
-    def run(self, test_module: str, env: dict[str, str], results_xml: Path, log_file: Path | None = None) -> None:
+    def run(self, test_module: str, env: dict[str, str], results_xml: Path, log_file: Path | None = None,
+            plusargs: list[str] | None = None) -> None:
         """Run ``test_module``'s cocotb tests; raise :class:`SimulationError` unless all pass.
+        ``plusargs`` go to the simulator (``+name=value``).
 
         ``runner.test()`` alone only fails under pytest, so the results file is read here.
         """
@@ -84,6 +86,11 @@ class Simulation:
         if log_file is None:
             log_file = self.build_dir / f"run-{os.getpid()}.log"
         runner = get_runner(self.sim)
+        if self.sim == "icarus" and any(a.startswith("+qs_vcd=") for a in plusargs or ()):
+            # the runner passes vvp '-none' (no dumps) unless cocotb records its own FST: keep the
+            # design's own $dumpfile as VCD instead
+            command = runner._test_command
+            runner._test_command = lambda: [[("-vcd" if a == "-none" else a) for a in c] for c in command()]
         full_env = {"COCOTB_REWRITE_ASSERTION_FILES": "tb_*.py", **env}
         results_xml = results_xml.resolve()
         crash = None
@@ -91,7 +98,7 @@ class Simulation:
             runner.test(
                 test_module=test_module, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
                 build_dir=self.build_dir, test_dir=results_xml.parent, results_xml=str(results_xml),
-                extra_env=full_env, log_file=log_file,
+                extra_env=full_env, log_file=log_file, plusargs=list(plusargs or []),
             )
         except (RuntimeError, SystemExit) as e:  # under pytest the runner exits on failures
             crash = e

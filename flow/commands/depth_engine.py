@@ -19,6 +19,7 @@ from ..common import (
     simulation_error,
     write_manifest,
 )
+from .asic import add_asic_args, check_asic_args, print_asic, run_asic
 from .depth_model import depth_split, load_int_depth
 
 __all__ = ["add_engine_args", "depth_model", "depth_program", "engine_config", "register"]
@@ -191,6 +192,11 @@ def cmd_synth_engine(args) -> int:
 
     cfg = engine_config(args)
     board = pnr_board(args)
+    check_asic_args(args)
+    if args.model is not None and args.target != "asic":
+        raise CliError("--model goes with --target asic (the network whose energy per inference is reported)")
+    if args.target == "asic":
+        return _synth_engine_asic(cfg, args)
     target = "generic_sram" if args.target == "generic" else args.target
     progress(f"synthesizing the QuartDepth engine {cfg.tag} for {args.target} with yosys (minutes)")
     try:
@@ -224,6 +230,56 @@ def cmd_synth_engine(args) -> int:
             print(f"  critical path: {pnr.critical_path}")
     return 0
 
+
+
+def _synth_engine_asic(cfg, args) -> int:
+    from qsilicon.hw.depth.engine import DepthEngine
+    from qsilicon.search.depth_latency import predict_program
+
+    ig, size, img, what = depth_model(args.model)
+    prog = depth_program(ig, cfg, size)
+    mem = prog.with_input(ig.image_codes(img)[0])
+
+    def simulate(net, window):
+        import torch
+
+        from qsilicon.hw.asic import activity_from_vcd
+        from qsilicon.sim.depth import rtl_run
+        from qsilicon.sim.runner import SimulationError
+
+        require_simulator("verilator")
+        require_simulator("icarus")
+        try:
+            progress(f"running {what} on the engine's RTL (Verilator): the reference run")
+            rtl = rtl_run(cfg, mem, prog.prog_addr)
+            if not torch.equal(prog.read(rtl.memory), ig.forward(img)):
+                raise CliError("the engine's RTL differs from the integer graph: run 'qsilicon verify depth'")
+            first = max(0, rtl.cycles // 2 - window // 2) if window else 0
+            progress(f"running it on the mapped netlist (Icarus, gate level), recording cycles {first} to "
+                     f"{first + window if window else rtl.cycles}")
+            with tempfile.TemporaryDirectory(prefix="qs-gl-") as tmp:
+                vcd = Path(tmp) / "gl.vcd"
+                gl = rtl_run(cfg, mem, prog.prog_addr, netlist=net, vcd=vcd, vcd_window=(first, window))
+                act, n = activity_from_vcd(vcd)
+        except SimulationError as e:
+            raise simulation_error(e) from None
+        if gl.memory != rtl.memory or gl.cycles != rtl.cycles:
+            raise CliError(f"the mapped netlist differs from the RTL in a gate-level simulation of {what} "
+                           f"(memory images {'equal' if gl.memory == rtl.memory else 'differ'}, cycles {gl.cycles} "
+                           f"vs {rtl.cycles})")
+        return act, (f"gate-level simulation (Icarus) of {what} on the mapped netlist, identical to the RTL "
+                     f"(memory image and {rtl.cycles} cycles); toggles of cycles {first}-{first + n}"), rtl.cycles
+
+    cycles = None if args.activity == "sim" else predict_program(prog).cycles
+    report = run_asic(DepthEngine(cfg), "depth_engine", args, simulate, cycles, what=f"the depth engine {cfg.tag}")
+    report = {"component": "depth-engine", "config": cfg.to_dict(), "model": what, **report}
+    if args.activity != "sim":
+        report["cycles_source"] = "the engine's latency model (a prediction)"
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_asic(f"depth engine {cfg.tag}", report)
+    return 0
 
 
 def cmd_latency_depth(args) -> int:
@@ -271,8 +327,12 @@ def register(sub, groups) -> None:
     ye = groups["synth"].add_parser("engine", help="the QuartDepth engine: generic (gates + SRAM, area "
                                     "estimate), xcup, ecp5")
     add_engine_args(ye)
-    ye.add_argument("--target", choices=("generic", "xcup", "ecp5"), required=True,
-                    help="generic: two-input gates with memories as SRAM macros and an area estimate")
+    ye.add_argument("--target", choices=("generic", "xcup", "ecp5", "asic"), required=True,
+                    help="generic: two-input gates with memories as SRAM macros and an area estimate; asic: a "
+                    "standard-cell library (area, OpenSTA timing and power, energy per inference)")
+    ye.add_argument("--model", default=None, help="--target asic: int_graph.pt (or its directory) whose inference "
+                    "the energy is for; default: the reduced network (16x16)")
+    add_asic_args(ye, "the network")
     ye.add_argument("--pnr", action="store_true", help="also place and route it in its self-test shell (ECP5) "
                     "for fmax")
     ye.add_argument("--board", default=None, help="board for --pnr (default ulx3s)")

