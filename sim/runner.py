@@ -71,11 +71,13 @@ class Simulation:
     sim: str
     toplevel: str
     build_dir: Path
+    saif: bool = False
 
     def run(self, test_module: str, env: dict[str, str], results_xml: Path, log_file: Path | None = None,
-            plusargs: list[str] | None = None) -> None:
+            plusargs: list[str] | None = None, trace_file: Path | None = None) -> None:
         """Run ``test_module``'s cocotb tests; raise :class:`SimulationError` unless all pass.
-        ``plusargs`` go to the simulator (``+name=value``).
+        ``plusargs`` go to the simulator (``+name=value``); ``trace_file``: where a build made with
+        ``saif`` writes its SAIF.
 
         ``runner.test()`` alone only fails under pytest, so the results file is read here.
         """
@@ -83,6 +85,8 @@ class Simulation:
         from cocotb_tools.runner import get_runner
 
         check_simulator(self.sim)
+        if trace_file is not None and not self.saif:
+            raise ValueError("a trace file needs a build made with saif=True")
         if log_file is None:
             log_file = self.build_dir / f"run-{os.getpid()}.log"
         runner = get_runner(self.sim)
@@ -99,6 +103,7 @@ class Simulation:
                 test_module=test_module, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
                 build_dir=self.build_dir, test_dir=results_xml.parent, results_xml=str(results_xml),
                 extra_env=full_env, log_file=log_file, plusargs=list(plusargs or []),
+                **({"waves": True, "test_args": ["--trace-file", str(trace_file)]} if trace_file else {}),
             )
         except (RuntimeError, SystemExit) as e:  # under pytest the runner exits on failures
             crash = e
@@ -114,17 +119,22 @@ class Simulation:
             raise SimulationError(f"{self.sim} simulation of {self.toplevel} failed{where}: {crash}")
 
 
-def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | None = None) -> Simulation:
+def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | None = None, *,
+            saif: bool = False) -> Simulation:
     """Build ``verilog`` for ``sim`` once: the build is cached under :func:`cache_root` by a hash
     of the source, the simulator and the cocotb installation (a Verilator binary links cocotb's
     VPI library by its absolute path, so a build made by another checkout's virtual environment
-    is not reused), and reused while they are unchanged."""
+    is not reused), and reused while they are unchanged.  ``saif`` (Verilator): built with SAIF
+    tracing of the top module's nets (toggle counts and time high per net, for power), written
+    when a run names a ``trace_file``."""
     import cocotb
     from cocotb_tools.runner import get_runner
 
     check_simulator(sim)
     cocotb_at = f"{Path(cocotb.__file__).resolve().parent} {getattr(cocotb, '__version__', '')}"
-    digest = hashlib.sha256(f"{sim}\n{toplevel}\n{cocotb_at}\n{verilog}".encode()).hexdigest()[:16]
+    if saif and sim != "verilator":
+        raise ValueError("SAIF tracing needs Verilator")
+    digest = hashlib.sha256(f"{sim}\n{toplevel}\n{cocotb_at}\n{saif}\n{verilog}".encode()).hexdigest()[:16]
     build_dir = cache_root() / "sim" / sim / f"{tag}-{digest}"
     stamp = build_dir / "qsilicon-build.ok"
     if log_file is None:
@@ -141,10 +151,15 @@ def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | No
             kwargs["timescale"] = ("1ns", "1ps")
         else:
             kwargs["build_args"] = ["-Wno-fatal", "-O3"]
+            if saif:  # '--trace' (VCD), which waves=True adds first, gives way to the SAIF format
+                # a flat gate-level netlist is one huge C++ function at -Os: split it and compile lightly
+                kwargs["build_args"] = ["-Wno-fatal", "--trace-saif", "--trace-depth", "2", "--output-split", "4000",
+                                        "--output-split-cfuncs", "400", "-CFLAGS", "-O1"]
+                kwargs["waves"] = True
         try:
             runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, log_file=log_file, **kwargs)
         except (RuntimeError, SystemExit) as e:
             where = f" (log: {log_file})"
             raise SimulationError(f"{sim} failed to build {toplevel}{where}: {e}") from None
         stamp.write_text(digest)
-    return Simulation(sim, toplevel, build_dir)
+    return Simulation(sim, toplevel, build_dir, saif)

@@ -19,10 +19,10 @@ def add_asic_args(p: argparse.ArgumentParser, workload: str) -> None:
                    "slack and power are computed at (default 100)")
     p.add_argument("--activity", default="default", help="--target asic: switching activity for power: 'default' "
                    "(0.1 toggles per cycle on the inputs, propagated), 'sim' (simulate " + workload + " on the "
-                   "mapped netlist with Icarus, check it against the RTL and use its toggles), or a VCD of the "
+                   "mapped netlist, check it against the RTL and use its toggles), or a VCD or SAIF file of the "
                    "netlist's nets")
-    p.add_argument("--window", type=int, default=3000, help="--activity sim: cycles of the run whose toggles are "
-                   "recorded, from its middle (default 3000; 0: the whole run)")
+    p.add_argument("--window", type=int, default=0, help="--activity sim (engine): simulate only the first CYCLES "
+                   "cycles at gate level (default 0: the whole run)")
     p.add_argument("-o", "--output", default=None, help="--target asic: also write netlist.v, qs_sram.lib, the "
                    "gate-level simulation models and report.json here")
 
@@ -43,7 +43,7 @@ def check_asic_args(args) -> None:
     if args.window < 0:
         raise CliError(f"--window must be >= 0 cycles, not {args.window}")
     if args.activity not in ("default", "sim") and not Path(args.activity).is_file():
-        raise CliError(f"--activity {args.activity}: no such VCD file (or use 'default' or 'sim')")
+        raise CliError(f"--activity {args.activity}: no such VCD or SAIF file (or use 'default' or 'sim')")
     try:
         library(args.liberty)
         sta_tool()
@@ -57,7 +57,14 @@ def run_asic(component, top: str, args, simulate: Callable | None = None, cycles
              what: str = "") -> dict:
     """Map ``component`` to the library, simulate it if asked, and return the report of
     :func:`qsilicon.hw.asic.asic_report` (``simulate(netlist, window) -> (activity, source, cycles)``)."""
-    from qsilicon.hw.asic import AsicError, activity_from_vcd, asic_report, asic_synthesize, gate_level_verilog
+    from qsilicon.hw.asic import (
+        AsicError,
+        activity_from_saif,
+        activity_from_vcd,
+        asic_report,
+        asic_synthesize,
+        gate_level_verilog,
+    )
     from qsilicon.hw.asic import sram_liberty as write_sram_lib
 
     progress(f"mapping {what or top} to {args.liberty} with yosys at {args.clock:g} MHz (minutes; cached after)")
@@ -69,7 +76,8 @@ def run_asic(component, top: str, args, simulate: Callable | None = None, cycles
                 raise CliError("--activity sim is not available for this design: give a VCD of its netlist")
             activity, source, cycles = simulate(net, args.window)
         elif args.activity != "default":
-            activity, n = activity_from_vcd(Path(args.activity))
+            read = activity_from_saif if args.activity.lower().endswith(".saif") else activity_from_vcd
+            activity, n = read(Path(args.activity))
             source = f"{args.activity} ({n} cycles)"
         progress("timing and power with OpenSTA")
         report = asic_report(net, args.clock, activity, source, cycles)

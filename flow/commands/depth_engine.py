@@ -243,32 +243,33 @@ def _synth_engine_asic(cfg, args) -> int:
     def simulate(net, window):
         import torch
 
-        from qsilicon.hw.asic import activity_from_vcd
+        from qsilicon.hw.asic import activity_from_saif
         from qsilicon.sim.depth import rtl_run
         from qsilicon.sim.runner import SimulationError
 
         require_simulator("verilator")
-        require_simulator("icarus")
         try:
             progress(f"running {what} on the engine's RTL (Verilator): the reference run")
             rtl = rtl_run(cfg, mem, prog.prog_addr)
             if not torch.equal(prog.read(rtl.memory), ig.forward(img)):
                 raise CliError("the engine's RTL differs from the integer graph: run 'qsilicon verify depth'")
-            first = max(0, rtl.cycles // 2 - window // 2) if window else 0
-            progress(f"running it on the mapped netlist (Icarus, gate level), recording cycles {first} to "
-                     f"{first + window if window else rtl.cycles}")
+            stop = window or 0
+            progress(f"running it on the mapped netlist (Verilator, gate level; the first build of a netlist takes "
+                     f"tens of minutes), {'to cycle ' + str(stop) if stop else 'the whole run'}")
             with tempfile.TemporaryDirectory(prefix="qs-gl-") as tmp:
-                vcd = Path(tmp) / "gl.vcd"
-                gl = rtl_run(cfg, mem, prog.prog_addr, netlist=net, vcd=vcd, vcd_window=(first, window))
-                act, n = activity_from_vcd(vcd)
+                saif = Path(tmp) / "gl.saif"
+                gl = rtl_run(cfg, mem, prog.prog_addr, netlist=net, saif=saif, stop_at=stop)
+                ref = rtl_run(cfg, mem, prog.prog_addr, stop_at=stop) if stop else rtl
+                act, n = activity_from_saif(saif)
         except SimulationError as e:
             raise simulation_error(e) from None
-        if gl.memory != rtl.memory or gl.cycles != rtl.cycles:
+        if gl.memory != ref.memory or gl.regs != ref.regs:
             raise CliError(f"the mapped netlist differs from the RTL in a gate-level simulation of {what} "
-                           f"(memory images {'equal' if gl.memory == rtl.memory else 'differ'}, cycles {gl.cycles} "
-                           f"vs {rtl.cycles})")
-        return act, (f"gate-level simulation (Icarus) of {what} on the mapped netlist, identical to the RTL "
-                     f"(memory image and {rtl.cycles} cycles); toggles of cycles {first}-{first + n}"), rtl.cycles
+                           f"(memory images {'equal' if gl.memory == ref.memory else 'differ'}, registers "
+                           f"{'equal' if gl.regs == ref.regs else 'differ'})")
+        span = f"its first {n} cycles" if stop else f"the whole run ({n} cycles)"
+        return act, (f"gate-level simulation (Verilator) of {what} on the mapped netlist, identical to the RTL "
+                     f"(memory image and registers); toggles of {span}"), rtl.cycles
 
     cycles = None if args.activity == "sim" else predict_program(prog).cycles
     report = run_asic(DepthEngine(cfg), "depth_engine", args, simulate, cycles, what=f"the depth engine {cfg.tag}")

@@ -163,8 +163,90 @@ def test_asic_options_errors(tmp_path):
     assert r.returncode != 0 and "--clock: only with --target asic" in r.stderr
     r = run_cli("synth", "gemm", "--rows", "2", "--cols", "2", "--wbits", "8", "--abits", "8", "--target", "asic",
                 "--activity", str(tmp_path / "none.vcd"))
-    assert r.returncode != 0 and "no such VCD file" in r.stderr
+    assert r.returncode != 0 and "no such VCD or SAIF file" in r.stderr
     r = run_cli("synth", "engine", "--target", "asic", "--clock", "0")
     assert r.returncode != 0 and "--clock must be between 0 and 2000 MHz" in r.stderr
     r = run_cli("synth", "engine", "--target", "xcup", "--model", "x")
     assert r.returncode != 0 and "--model goes with --target asic" in r.stderr
+
+
+@pytest.mark.slow
+def test_depth_engine_netlist_equals_the_rtl_through_a_layer(tmp_path):
+    """The small QuartDepth engine mapped to OSU018 (about 6 minutes of Yosys, cached after) runs
+    the reduced W4A4 polished network at gate level (Verilator) to the end of its first hidden layer:
+    memory image and registers equal to the RTL's (Verilator) at the same cycle; its toggles give
+    OpenSTA a power above the leakage."""
+    import torch
+
+    from qsilicon.hw.asic import asic_report, asic_synthesize
+    from qsilicon.hw.depth.compiler import compile_graph
+    from qsilicon.hw.depth.engine import DepthEngine
+    from qsilicon.hw.depth.isa import EngineConfig
+    from qsilicon.quant.ptq.toy import reduced_depth_graph
+    from qsilicon.sim.depth import rtl_run
+
+    cfg = EngineConfig(co=8, px=4, max_width=16, act_depth=128, out_depth=32, wgt_depth=512, par_depth=16,
+                       tab_depth=64)
+    ig, x = reduced_depth_graph(seed=0)
+    prog = compile_graph(ig, cfg, height=16, width=16)
+    mem = prog.with_input(ig.image_codes(x[:1])[0])
+    full = rtl_run(cfg, mem, prog.prog_addr)
+    assert torch.equal(prog.read(full.memory), ig.forward(x[:1]))
+    tags = sorted(full.first_by_tag, key=full.first_by_tag.get)
+    stop = full.first_by_tag[tags[2]]  # the start of the third layer: two whole layers done
+    net = asic_synthesize(DepthEngine(cfg), "depth_engine", "osu018", 100.0)
+    assert {m["memory"] for m in net.macros} >= {"act", "wgt", "out"}  # buffers as macros, FIFOs as flip-flops
+    rtl = rtl_run(cfg, mem, prog.prog_addr, stop_at=stop)
+    saif = tmp_path / "gl.saif"
+    gl = rtl_run(cfg, mem, prog.prog_addr, netlist=net, saif=saif, stop_at=stop)
+    assert gl.memory == rtl.memory and gl.regs == rtl.regs and gl.busy_by_tag == rtl.busy_by_tag
+    assert sum(rtl.beats_by_tag.values()) > 0
+    act, n = asic.activity_from_saif(saif)
+    assert abs(n - stop) < 50  # the register reads after the stop are traced too
+    rep = asic_report(net, 100.0, act, "gate level", full.cycles)
+    assert rep["power_mw"]["switching"] > 100 * rep["power_mw"]["leakage"] > 0
+    assert rep["power_mw"]["memory"] > 0 and rep["energy_per_inference_uj"] > 0
+
+
+def test_activity_from_saif_reads_the_top_nets_only(tmp_path):
+    saif = tmp_path / "a.saif"
+    saif.write_text("""(SAIFILE
+(SAIFVERSION "2.0")
+(DURATION 400)
+ (INSTANCE $rootio
+  (NET
+   (clk (T0 200) (T1 200) (TZ 0) (TX 0) (TB 0) (TC 8))
+   (a\\[1\\] (T0 300) (T1 100) (TZ 0) (TX 0) (TB 0) (TC 2))
+  )
+ )
+ (INSTANCE top
+  (NET
+   (n7 (T0 100) (T1 300) (TZ 0) (TX 0) (TB 0) (TC 1))
+  )
+  (INSTANCE g0
+   (NET
+    (Y (T0 0) (T1 400) (TZ 0) (TX 0) (TB 0) (TC 9))
+   )
+  )
+ )
+)
+""")
+    act, cycles = asic.activity_from_saif(saif)
+    assert cycles == 4
+    assert act == {"clk": (2.0, 0.5), "a[1]": (0.5, 0.25), "n7": (0.25, 0.75)}
+
+
+def test_memory_access_power_from_enables():
+    """1 read and 0.25 writes a cycle of a 8 KB, 64-bit macro (160 pJ an access) at 100 MHz: 20 mW."""
+    from qsilicon.hw.asic import AsicNetlist, memory_power
+
+    verilog = ("module t (clk);\n  input clk;\n  QS_SRAM_1024X64 m0 (.CLK(clk), .RE0(n1), .RA0({n2, n3}), "
+               ".RD0({n4, n5}), .WE({n6, n7}), .WA({n2, n3}), .WD({n4, n5}));\nendmodule\n")
+    net = AsicNetlist("t", "osu018", verilog, {"QS_SRAM_1024X64": 1}, {}, [
+        {"name": "m0", "memory": "buf", "depth": 1024, "width": 64, "read_ports": 1, "bits": 65536,
+         "macro": "QS_SRAM_1024X64", "area_um2": 0.0}], {}, 100.0, "yosys")
+    act = {"n1": (0.0, 1.0), "n6": (0.1, 0.25), "n7": (0.1, 0.125)}
+    p = memory_power(net, 100.0, act)
+    assert p["macros"][0]["reads_per_cycle"] == 1.0 and p["macros"][0]["writes_per_cycle"] == 0.25
+    assert p["mw"] == pytest.approx(1.25 * 160.0 * 100e6 * 1e-12 * 1e3)
+    assert memory_power(net, 100.0)["mw"] == pytest.approx(1.0 * 160.0 * 100e6 * 1e-12 * 1e3)  # 0.5 + 0.5 default
