@@ -910,7 +910,8 @@ def gate_level_verilog(net: AsicNetlist, clock_port: str = "clk") -> str:
     tech = library(net.library)
     used = {t for t in net.cells if not t.startswith("QS_SRAM_")}
     body = net.verilog.rstrip().removesuffix("endmodule")
-    return "\n".join([body + VCD_HOOK.format(top=net.top, clk=clock_port) + "endmodule",
+    # the cells' and macros' insides are not traced (Verilator): only the netlist's own nets
+    return "\n".join([body + VCD_HOOK.format(top=net.top, clk=clock_port) + "endmodule", "/*verilator tracing_off*/",
                       cell_models_verilog(tech, used), *(sram_model_verilog(m) for m in set(net.macro_models()))])
 
 

@@ -153,8 +153,8 @@ def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | No
             kwargs["build_args"] = ["-Wno-fatal", "-O3"]
             if saif:  # '--trace' (VCD), which waves=True adds first, gives way to the SAIF format
                 # a flat gate-level netlist is one huge C++ function at -Os: split it and compile lightly
-                kwargs["build_args"] = ["-Wno-fatal", "--trace-saif", "--trace-depth", "2", "--output-split", "4000",
-                                        "--output-split-cfuncs", "400", "-CFLAGS", "-O1"]
+                kwargs["build_args"] = ["-Wno-fatal", "--trace-saif", "--output-split", "20000",
+                                        "--output-split-cfuncs", "2000", "-CFLAGS", "-O0"]
                 kwargs["waves"] = True
         try:
             runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, log_file=log_file, **kwargs)
