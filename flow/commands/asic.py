@@ -21,8 +21,6 @@ def add_asic_args(p: argparse.ArgumentParser, workload: str) -> None:
                    "(0.1 toggles per cycle on the inputs, propagated), 'sim' (simulate " + workload + " on the "
                    "mapped netlist, check it against the RTL and use its toggles), or a VCD or SAIF file of the "
                    "netlist's nets")
-    p.add_argument("--window", type=int, default=0, help="--activity sim (engine): simulate only the first CYCLES "
-                   "cycles at gate level (default 0: the whole run)")
     p.add_argument("-o", "--output", default=None, help="--target asic: also write netlist.v, qs_sram.lib, the "
                    "gate-level simulation models and report.json here")
 
@@ -40,8 +38,6 @@ def check_asic_args(args) -> None:
         return
     if not 0 < args.clock <= 2000:
         raise CliError(f"--clock must be between 0 and 2000 MHz, not {args.clock:g}")
-    if args.window < 0:
-        raise CliError(f"--window must be >= 0 cycles, not {args.window}")
     if args.activity not in ("default", "sim") and not Path(args.activity).is_file():
         raise CliError(f"--activity {args.activity}: no such VCD or SAIF file (or use 'default' or 'sim')")
     try:
@@ -56,7 +52,7 @@ def check_asic_args(args) -> None:
 def run_asic(component, top: str, args, simulate: Callable | None = None, cycles: int | None = None,
              what: str = "") -> dict:
     """Map ``component`` to the library, simulate it if asked, and return the report of
-    :func:`qsilicon.hw.asic.asic_report` (``simulate(netlist, window) -> (activity, source, cycles)``)."""
+    :func:`qsilicon.hw.asic.asic_report` (``simulate(netlist) -> (activity, source, cycles)``)."""
     from qsilicon.hw.asic import (
         AsicError,
         activity_from_saif,
@@ -74,7 +70,7 @@ def run_asic(component, top: str, args, simulate: Callable | None = None, cycles
         if args.activity == "sim":
             if simulate is None:
                 raise CliError("--activity sim is not available for this design: give a VCD of its netlist")
-            activity, source, cycles = simulate(net, args.window)
+            activity, source, cycles = simulate(net)
         elif args.activity != "default":
             read = activity_from_saif if args.activity.lower().endswith(".saif") else activity_from_vcd
             activity, n = read(Path(args.activity))

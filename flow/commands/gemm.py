@@ -169,7 +169,7 @@ def cmd_synth_gemm(args) -> int:
 def _synth_gemm_asic(cfg, args) -> int:
     from qsilicon.hw.gemm import GemmEngine
 
-    def simulate(net, window):
+    def simulate(net):
         from qsilicon.hw.asic import activity_from_vcd
         from qsilicon.quant.gemm_case import random_gemm_case
         from qsilicon.sim.gemm import GemmMismatchError, rtl_gemm
