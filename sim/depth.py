@@ -59,16 +59,13 @@ def build_depth_engine(cfg: EngineConfig, sim: str = "verilator", log_file: Path
 
 def rtl_run(cfg: EngineConfig, memory: bytes | bytearray, prog_addr: int, *, sim: str = "verilator",
             ready_p: float = 1.0, seed: int = 0, expect_error: bool = False, max_cycles: int = 20_000_000,
-            log_file: Path | None = None, netlist=None, vcd: Path | None = None,
-            vcd_window: tuple[int, int] = (0, 0), stop_at: int = 0, saif: Path | None = None) -> RtlRun:
+            log_file: Path | None = None, netlist=None, vcd: Path | None = None, saif: Path | None = None) -> RtlRun:
     """Run the program at ``prog_addr`` in ``memory`` on the engine's RTL (AXI4 memory model with
     ``ready_p`` handshake probability, AXI4-Lite start and status).
 
     ``netlist`` (a :class:`~qsilicon.hw.asic.AsicNetlist` of this engine) runs the mapped
     gate-level netlist instead: on Verilator with ``saif`` (its nets' toggle counts written there, a
-    SAIF file), else on Icarus, where ``vcd`` dumps its nets, ``vcd_window`` = ``(first cycle,
-    cycles)`` (0 cycles: to the end).  ``stop_at``: stop after that many cycles
-    (a partial run; its memory image and registers are those of that cycle)."""
+    SAIF file), else on Icarus, where ``vcd`` dumps its nets."""
     plusargs = None
     if netlist is not None:
         from qsilicon.hw.asic import gate_level_verilog
@@ -76,7 +73,7 @@ def rtl_run(cfg: EngineConfig, memory: bytes | bytearray, prog_addr: int, *, sim
         simulation = prepare(gate_level_verilog(netlist), TOPLEVEL, "verilator" if saif else "icarus",
                              f"{cfg.tag}_gl_{netlist.library}", log_file, saif=saif is not None)
         if vcd is not None:
-            plusargs = [f"+qs_vcd={vcd}", f"+qs_vcd_from={vcd_window[0]}", f"+qs_vcd_cycles={vcd_window[1]}"]
+            plusargs = [f"+qs_vcd={vcd}"]
     else:
         simulation = build_depth_engine(cfg, sim, log_file)
     with tempfile.TemporaryDirectory(prefix="qs-depth-") as tmp:
@@ -84,8 +81,7 @@ def rtl_run(cfg: EngineConfig, memory: bytes | bytearray, prog_addr: int, *, sim
         (tmp / "mem.bin").write_bytes(bytes(memory))
         env = {"QS_MEM": str(tmp / "mem.bin"), "QS_PROG": str(prog_addr), "QS_DUMP": str(tmp / "dump.bin"),
                "QS_RESULT": str(tmp / "result.json"), "QS_READY_P": str(ready_p), "QS_SEED": str(seed),
-               "QS_EXPECT_ERROR": "1" if expect_error else "0", "QS_MAX_CYCLES": str(max_cycles),
-               "QS_STOP_AT": str(stop_at)}
+               "QS_EXPECT_ERROR": "1" if expect_error else "0", "QS_MAX_CYCLES": str(max_cycles)}
         simulation.run("qsilicon.sim.tb_depth", env, tmp / "results.xml", log_file, plusargs=plusargs,
                        trace_file=saif)
         res = json.loads((tmp / "result.json").read_text())

@@ -2,9 +2,8 @@
 :mod:`qsilicon.sim.axi_agents`, plus a monitor of the compute unit's activity per instruction tag.
 
 Run through :func:`qsilicon.sim.depth.rtl_depth`, which passes ``QS_MEM``, ``QS_PROG``, ``QS_DUMP``,
-``QS_RESULT``, ``QS_READY_P``, ``QS_SEED``, ``QS_MAX_CYCLES``, ``QS_EXPECT_ERROR`` (1: the run must
-stop with the error bit) and ``QS_STOP_AT`` (stop after that many cycles, a partial run whose state
-is compared with another simulator's at the same cycle; 0: run to the end) in the environment.
+``QS_RESULT``, ``QS_READY_P``, ``QS_SEED``, ``QS_MAX_CYCLES`` and ``QS_EXPECT_ERROR`` (1: the run must
+stop with the error bit) in the environment.
 """
 
 from __future__ import annotations
@@ -29,9 +28,8 @@ async def depth_engine_runs(dut):
     beats_by_tag: dict = defaultdict(int)
     first_by_tag: dict = {}  # cycle (from start) of each tag's first compute beat
     max_cycles = int(os.environ.get("QS_MAX_CYCLES", "5000000"))
-    stop_at = int(os.environ.get("QS_STOP_AT", "0"))
     finished = False
-    for cycle in range(stop_at or max_cycles):
+    for cycle in range(max_cycles):
         await RisingEdge(dut.clk)
         memory.drive()
         host.drive()
@@ -57,8 +55,6 @@ async def depth_engine_runs(dut):
                    "busy_by_tag": busy_by_tag, "beats_by_tag": beats_by_tag,
                    "first_by_tag": first_by_tag, "end_cycle": end_cycle}, f)
     assert not memory.errors, memory.errors[0]
-    if stop_at:
-        return
     assert finished, f"the engine did not finish in {max_cycles} cycles"
     expect_error = os.environ.get("QS_EXPECT_ERROR", "0") == "1"
     assert bool(regs["STATUS"] & 4) == expect_error, (
