@@ -97,13 +97,15 @@ def random_program(cfg: EngineConfig, seed: int, n: int = 40) -> tuple[bytearray
 
     Loads pick a memory, mode, run and pattern at random from a random-data region (parameter words
     come from a region of legal ones: M0 < 2**16, shift <= 47, sorted thresholds); computes pick
-    kernel, stride, upsampling, decode/encode, residual add, format and both segments' geometry at random; stores
+    kernel, stride, upsampling, decode/encode, residual add, format, W4A4 pairs (``nibble`` engines) and
+    paired output, and both segments' geometry at random; stores
     pick format, width and pattern into an output region.  The ISS and the RTL must leave the same
     memory image."""
     import random
 
     from qsilicon.hw.depth.isa import (
         FMT_S16,
+        FMT_U4,
         FMT_U8,
         MEM_PAR,
         MODE_NIBBLE_S,
@@ -167,11 +169,15 @@ def random_program(cfg: EngineConfig, seed: int, n: int = 40) -> tuple[bytearray
         out = rng.randrange(cfg.out_depth)
         out_h = rng.randint(1, 3)
         n_co = rng.randint(1, cfg.co)
-        insns.append({"op": OP_COMPUTE, "k": rng.choice((1, 3)), "stride": stride, "decode": rng.randrange(2),
+        pair = int(cfg.packing == "nibble" and rng.random() < 0.5)  # W4A4 pairs (no decode)
+        pair_out = int(fmt == FMT_U4 and rng.random() < 0.5)  # channel pairs packed (no residual)
+        insns.append({"op": OP_COMPUTE, "k": rng.choice((1, 3)), "stride": stride,
+                      "decode": 0 if pair else rng.randrange(2),
                       "encode": enc, "fmt": fmt, "n_co": n_co, "oy0": rng.randint(0, 6), "out_h": out_h,
                       "out_w": rng.randint(1, cfg.max_width), "wgt": anchors[1], "par": anchors[2], "tab": anchors[3],
                       "out": out, "seg0": seg(True), "seg1": seg(rng.random() < 0.5), "tag": rng.randrange(256),
-                      "res": int(rng.random() < 0.4), "res_base": (anchors[0] + rng.randint(0, 3)) % cfg.act_depth})
+                      "res": int(not pair_out and rng.random() < 0.4),
+                      "res_base": (anchors[0] + rng.randint(0, 3)) % cfg.act_depth, "pair": pair, "pair_out": pair_out})
         run, n0, n1 = rng.randint(1, 4), out_h, n_co
         s0, s1 = 8 * rng.randint(4, 8), 8 * rng.randint(30, 60)
         span = (n0 - 1) * s0 + (n1 - 1) * s1 + run * 8

@@ -8,19 +8,18 @@ from amaranth.lib.wiring import In, Out
 
 from qsilicon.quant.intops import ACC_BITS
 
-from .packed import PackedMul, check_lane, lane_geometry
+from .packed import PackedMul, check_lane, lane_geometry, nibble_mul
 
 __all__ = ["MacArray", "acc_row_layout", "operand_layout"]
 
 
-def operand_layout(rows: int, cols: int, a_shape: Shape, w_shape: Shape) -> data.StructLayout:
+def operand_layout(rows: int, cols: int, a_shape: Shape, w_shape: Shape, pair: bool = False) -> data.StructLayout:
     """One operand beat: a column of ``rows`` activations, a column of ``cols`` weights, and
-    ``last`` on the final beat of a tile's reduction."""
-    return data.StructLayout({
-        "a": data.ArrayLayout(a_shape, rows),
-        "w": data.ArrayLayout(w_shape, cols),
-        "last": 1,
-    })
+    ``last`` on the final beat of a tile's reduction (and ``pair`` for arrays built with ``pair4``)."""
+    fields = {"a": data.ArrayLayout(a_shape, rows), "w": data.ArrayLayout(w_shape, cols), "last": 1}
+    if pair:
+        fields["pair"] = 1
+    return data.StructLayout(fields)
 
 
 def acc_row_layout(cols: int) -> data.StructLayout:
@@ -66,6 +65,12 @@ class MacArray(wiring.Component):
         Operand shapes (signed or unsigned, 2 to 16 bits).
     packing : str
         One of :data:`~qsilicon.hw.blocks.packed.PACKINGS`.
+    pair4 : bool
+        Precision-scalable PEs (:func:`~qsilicon.hw.blocks.packed.nibble_mul`: two 5-bit x 4-bit
+        multipliers each; int8 x uint8 operands, packing ``none``): a beat with ``pair`` set takes
+        each operand byte as two 4-bit halves and accumulates ``a[0:4] w[0:4] + a[4:8] w[4:8]``
+        (signed 4-bit x unsigned 4-bit), two MACs per PE in one cycle; any other beat is an int8 x
+        uint8 product over two cycles (the operand stream is not ready in the first).
 
     Members
     -------
@@ -75,7 +80,7 @@ class MacArray(wiring.Component):
         Finished tiles, row 0 first, ``rows`` beats per tile.
     """
 
-    def __init__(self, rows: int, cols: int, a_shape, w_shape, packing: str = "none") -> None:
+    def __init__(self, rows: int, cols: int, a_shape, w_shape, packing: str = "none", pair4: bool = False) -> None:
         for name, v in (("Rows", rows), ("Cols", cols)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
@@ -87,9 +92,12 @@ class MacArray(wiring.Component):
         if rows % na or cols % nw:
             raise ValueError(f"{packing} packing needs rows divisible by {na} and cols by {nw}, "
                              f"not {rows}x{cols}")
-        self._packing = packing
+        if pair4 and (packing != "none" or self._a_shape != signed(8) or self._w_shape != Shape(8, False)):
+            raise ValueError("pair4 PEs take signed 8-bit x unsigned 8-bit operands with packing none, "
+                             f"not {self._a_shape} x {self._w_shape} with packing {packing}")
+        self._packing, self._pair4 = packing, bool(pair4)
         super().__init__({
-            "i_op": In(stream.Signature(operand_layout(rows, cols, self._a_shape, self._w_shape))),
+            "i_op": In(stream.Signature(operand_layout(rows, cols, self._a_shape, self._w_shape, self._pair4))),
             "o_acc": Out(stream.Signature(acc_row_layout(cols))),
         })
 
@@ -105,13 +113,18 @@ class MacArray(wiring.Component):
     def packing(self) -> str:
         return self._packing
 
+    @property
+    def pair4(self) -> bool:
+        return self._pair4
+
     def elaborate(self, platform):
         m = Module()
         R, C = self._rows, self._cols
         acc_shape = signed(ACC_BITS)
 
         # Stage 0: operand registers.  Stage 1: product registers (maps onto DSP pipelines).
-        v0, l0 = Signal(name="v0"), Signal(name="l0")
+        v0, l0, pair0 = Signal(name="v0"), Signal(name="l0"), Signal(name="pair0")
+        phase = Signal(name="phase")  # pair4: second cycle of an int8 beat
         a0 = Signal(data.ArrayLayout(self._a_shape, R))
         w0 = Signal(data.ArrayLayout(self._w_shape, C))
         v1, l1 = Signal(name="v1"), Signal(name="l1")
@@ -126,27 +139,36 @@ class MacArray(wiring.Component):
 
         na, nw = lane_geometry(self._packing)
         lane_products = []
-        for r0 in range(0, R, na):
+        for r0 in range(0, R, na) if not self._pair4 else ():
             for c0 in range(0, C, nw):
                 lane = PackedMul(self._packing, self._a_shape, self._w_shape)
                 m.submodules[f"lane_{r0}_{c0}"] = lane
                 m.d.comb += [lane.a[i].eq(a0[r0 + i]) for i in range(na)]
                 m.d.comb += [lane.w[j].eq(w0[c0 + j]) for j in range(nw)]
                 lane_products += [(r0 + i, c0 + j, lane.p[i * nw + j]) for i in range(na) for j in range(nw)]
+        if self._pair4:
+            lane_products = [(r, c, nibble_mul(a0[r], w0[c], pair0, phase)) for r in range(R) for c in range(C)]
 
-        stall = Signal()
+        stall, hold = Signal(), Signal()
         m.d.comb += stall.eq(v1 & l1 & drain_full)
-        m.d.comb += self.i_op.ready.eq(~stall)
+        if self._pair4:  # an int8 beat stays in stage 0 for its second (high-nibble) cycle
+            m.d.comb += hold.eq(v0 & ~pair0 & ~phase)
+        m.d.comb += self.i_op.ready.eq(~stall & ~hold)
 
-        with m.If(~stall):
+        with m.If(~stall & hold):
+            m.d.sync += [phase.eq(1), v1.eq(1), l1.eq(0)]
+        with m.Elif(~stall):
             m.d.sync += [
                 v0.eq(self.i_op.valid),
                 l0.eq(self.i_op.payload.last),
                 a0.eq(self.i_op.payload.a),
                 w0.eq(self.i_op.payload.w),
+                pair0.eq(self.i_op.payload.pair if self._pair4 else 0),
+                phase.eq(0),
                 v1.eq(v0),
                 l1.eq(l0),
             ]
+        with m.If(~stall):
             for r, c, value in lane_products:
                 m.d.sync += prod[r][c].eq(value)
             with m.If(v1):

@@ -21,11 +21,11 @@ negative low product took from the field above (and so on upwards).
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Shape, Signal, signed
+from amaranth import Cat, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PACKINGS", "PackedMul", "check_lane", "lane_geometry", "shift_add_mul"]
+__all__ = ["PACKINGS", "PackedMul", "check_lane", "lane_geometry", "nibble_mul", "shift_add_mul"]
 
 #: Multiplier implementations of the MAC array: ``none`` (a plain ``a * w`` per PE, mapped as the
 #: synthesis tool likes), ``dsp2``, ``dsp4`` (packed, above) and ``lut`` (an explicit shift-and-add
@@ -52,6 +52,26 @@ def shift_add_mul(a, w):
         shifted = a << i
         total = total + Mux(w[i], shifted if i < n - 1 else -shifted, 0)
     return total
+
+
+def nibble_mul(a, w, pair, phase):
+    """Products of a signed 8-bit ``a`` and an unsigned 8-bit ``w`` on two 5-bit x 4-bit multipliers
+    (a precision-scalable multiplier; ``a = aH 2**4 + aL``, ``w = wH 2**4 + wL``):
+
+    * ``pair`` 1: two W4A4 MACs, ``aL wL + aH wH`` (``aL``, ``aH`` signed 4-bit weights, ``wL``,
+      ``wH`` unsigned 4-bit codes of two input channels);
+    * ``pair`` 0: ``a * w`` over two cycles, ``phase`` 0 giving ``aL w`` (``aL`` unsigned) and
+      ``phase`` 1 giving ``aH w 2**4``; their sum is the int8 x uint8 product.
+
+    Each multiplier takes a weight nibble with a fifth (sign) bit, so one multiplier serves the
+    unsigned low nibble of an int8 and the signed nibbles of int4."""
+    lo_u = Cat(a[0:4], pair & a[3]).as_signed()  # aL: signed int4 in pair mode, else unsigned
+    a_hi = Cat(a[4:8], a[7]).as_signed()
+    x1 = Mux(phase, a_hi, lo_u)  # times wL
+    x2 = Mux(pair | phase, a_hi, lo_u)  # times wH
+    m1, m2 = x1 * w[0:4], x2 * w[4:8]
+    part = Mux(pair, m1 + m2, m1 + (m2 << 4))
+    return Mux(phase, part << 4, part)
 
 
 def check_lane(packing: str, a_shape, w_shape) -> tuple[Shape, Shape]:

@@ -69,16 +69,25 @@ class CompileError(ValueError):
 
 @dataclass(frozen=True)
 class TensorPlace:
+    """Where a tensor lives: ``[slots][height][row]``, a slot being a channel, or for a ``paired``
+    tensor (4-bit codes of W4A4 layers on a ``nibble`` engine) a channel pair, a byte per pixel
+    holding channel ``2i`` in its low nibble and ``2i + 1`` in its high nibble."""
+
     name: str
     base: int
     channels: int
     height: int
     width: int
     bits: int
+    paired: bool = False
+
+    @property
+    def slots(self) -> int:
+        return -(-self.channels // 2) if self.paired else self.channels
 
     @property
     def row_words(self) -> int:
-        return math.ceil(self.width * self.bits / 64)
+        return math.ceil(self.width * (8 if self.paired else self.bits) / 64)
 
     @property
     def row_bytes(self) -> int:
@@ -86,7 +95,7 @@ class TensorPlace:
 
     @property
     def nbytes(self) -> int:
-        return self.channels * self.height * self.row_bytes
+        return self.slots * self.height * self.row_bytes
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,7 @@ class LayerInfo:
     macs: int  # true multiply-accumulates of the layer
     jobs: int
     band_rows: int
+    pair: bool = False  # W4A4 on the nibble multipliers: two input channels per beat
 
 
 @dataclass
@@ -125,8 +135,10 @@ class DepthProgram:
     def read(self, mem: bytes | bytearray, name: str | None = None) -> torch.Tensor:
         """Tensor ``name`` (default the output) from a memory image, ``[1, C, H, W]`` int64."""
         t = self.tensors[name or self.output]
-        raw = np.frombuffer(bytes(mem[t.base : t.base + t.nbytes]), np.uint8).reshape(t.channels, t.height, -1)
-        if t.bits == 4:
+        raw = np.frombuffer(bytes(mem[t.base : t.base + t.nbytes]), np.uint8).reshape(t.slots, t.height, -1)
+        if t.paired:
+            v = np.stack([raw & 15, raw >> 4], 1).reshape(2 * t.slots, t.height, -1)[: t.channels]
+        elif t.bits == 4:
             v = np.stack([raw & 15, raw >> 4], -1).reshape(t.channels, t.height, -1)
         elif t.bits == 8:
             v = raw
@@ -137,9 +149,14 @@ class DepthProgram:
 
 def _write_tensor(mem: bytearray, t: TensorPlace, codes: torch.Tensor) -> None:
     v = codes.to(torch.int64).numpy()
-    rows = np.zeros((t.channels, t.height, t.row_words * 64 // t.bits), np.int64)
+    if t.paired:
+        v = np.concatenate([v, np.zeros((2 * t.slots - t.channels, *v.shape[1:]), np.int64)])
+        v = (v[0::2] & 15) | ((v[1::2] & 15) << 4)
+    rows = np.zeros((t.slots, t.height, t.row_bytes * 8 // (8 if t.paired else t.bits)), np.int64)
     rows[:, :, : t.width] = v
-    if t.bits == 4:
+    if t.paired:
+        data = rows.astype(np.uint8).tobytes()
+    elif t.bits == 4:
         b = (rows[..., 0::2] & 15) | ((rows[..., 1::2] & 15) << 4)
         data = b.astype(np.uint8).tobytes()
     elif t.bits == 8:
@@ -224,6 +241,18 @@ def compile_graph(g: IntGraph, cfg: EngineConfig | None = None, *, height: int =
         k = kinds[t]
         return 16 if k.kind == "output" else (4 if k.kind == "polished" else k.bits)
 
+    # W4A4 layers on the nibble multipliers take two input channels per beat; their inputs are
+    # stored paired, so every consumer of a paired tensor must be such a layer.
+    def pairable(L):
+        return cfg.packing == "nibble" and L.w_bits == 4 and all(
+            t != INPUT and kinds[t].kind == "uniform" and kinds[t].bits == 4 for t, _ in L.inputs)
+
+    consumers: dict[str, list] = {}
+    for L in layers:
+        for t, _ in L.inputs:
+            consumers.setdefault(t, []).append(L)
+    paired = {t: bool(consumers.get(t)) and all(pairable(L) for L in consumers[t]) for t in shape}
+
     for t, (c, h, w) in shape.items():
         if w > cfg.max_width:
             raise CompileError(f"tensor {t} is {w} pixels wide; the engine's rows hold {cfg.max_width} "
@@ -249,11 +278,17 @@ def compile_graph(g: IntGraph, cfg: EngineConfig | None = None, *, height: int =
         if any(up for _, up in L.inputs) and s != 1:
             raise CompileError(f"{L.name}: an upsampled input needs stride 1")
         n_out, cin = L.w.shape[0], L.w.shape[1]
-        beats = cin * k * k
+        pair = pairable(L) and all(paired[t] for t, _ in L.inputs)
+        pair_out = paired[L.output]
+
+        def slots(t, pair=pair):  # operand rows of an input: channels, or channel pairs
+            return -(-shape[t][0] // 2) if pair else shape[t][0]
+
+        beats = sum(slots(t) for t, _ in L.inputs) * k * k
         if beats > wgt_half:
             raise CompileError(f"{L.name}: {beats} weight words per group; half the weight buffer holds {wgt_half} "
                                "(raise wgt_depth)")
-        if cin > cfg.tab_depth:
+        if not pair and cin > cfg.tab_depth:
             raise CompileError(f"{L.name}: {cin} input channels; the decode-table memory holds {cfg.tab_depth}")
         oc, oh, ow = shape[L.output]
         okind = kinds[L.output]
@@ -277,12 +312,12 @@ def compile_graph(g: IntGraph, cfg: EngineConfig | None = None, *, height: int =
             lo, hi = max(0, oy0 * s - pad), min(ih - 1, (oy0 + T - 1) * s - pad + k - 1)
             return lo, hi
 
-        def footprint(T, L=L, oh=oh, rows_needed=rows_needed):
+        def footprint(T, L=L, oh=oh, rows_needed=rows_needed, slots=slots):
             worst = 0
             for oy0 in range(0, oh, T):
                 tt = min(T, oh - oy0)
-                worst = max(worst, sum(shape[t][0] * (rows_needed(oy0, tt, t, up)[1] - rows_needed(oy0, tt, t, up)[0]
-                                                      + 1) for t, up in L.inputs))
+                worst = max(worst, sum(slots(t) * (rows_needed(oy0, tt, t, up)[1] - rows_needed(oy0, tt, t, up)[0]
+                                                   + 1) for t, up in L.inputs))
             return worst
 
         T = min(oh, out_half // cfg.co, 255)
@@ -310,14 +345,23 @@ def compile_graph(g: IntGraph, cfg: EngineConfig | None = None, *, height: int =
         for gi in range(groups):
             co0 = gi * cfg.co
             n_co = min(cfg.co, n_out - co0)
-            # weights: beat (ci, ky, kx) -> co weights
+            # weights: beat (ci, ky, kx) -> co weights; paired: beat (channel pair, ky, kx) -> co bytes
             wg = np.zeros((cin, k, k, cfg.co), np.int64)
             wg[..., :n_co] = L.w[co0 : co0 + n_co].permute(1, 2, 3, 0).numpy()
-            wpb = math.ceil(cfg.co * L.w_bits / 64)
-            per_word = 64 // L.w_bits
+            wbits = L.w_bits
+            if pair:  # each segment padded to whole pairs (a zero weight for the missing channel)
+                parts, c0 = [], 0
+                for t, _ in L.inputs:
+                    c = shape[t][0]
+                    seg = np.concatenate([wg[c0 : c0 + c], np.zeros((c % 2, k, k, cfg.co), np.int64)])
+                    parts.append((seg[0::2] & 15) | ((seg[1::2] & 15) << 4))
+                    c0 += c
+                wg, wbits = np.concatenate(parts), 8
+            wpb = math.ceil(cfg.co * wbits / 64)
+            per_word = 64 // wbits
             words = np.zeros((beats, wpb * per_word), np.int64)
             words[:, : cfg.co] = wg.reshape(beats, cfg.co)
-            wblob = _pack_values(words.reshape(-1), L.w_bits)
+            wblob = _pack_values(words.reshape(-1), wbits)
             par = np.zeros((cfg.co, PAR_BYTES), np.uint8)
             for c in range(n_co):
                 oc_ = co0 + c
@@ -337,14 +381,16 @@ def compile_graph(g: IntGraph, cfg: EngineConfig | None = None, *, height: int =
                     pl_c, pl_h, pl_w = shape[t]
                     lo, hi = rows_needed(oy0, tt, t, up)
                     band = hi - lo + 1
+                    pl_c = slots(t)
                     segs.append({"ch": pl_c, "up": int(up), "in_h": pl_h, "in_w": pl_w, "row0": lo, "band": band,
                                  "base": off})
-                    loads.append({"op": OP_LOAD, "mem": MEM_ACT, "mode": MODE_NIBBLE_U if bits(t) == 4 else MODE_BYTES,
+                    mode = MODE_NIBBLE_U if bits(t) == 4 and not paired[t] else MODE_BYTES
+                    loads.append({"op": OP_LOAD, "mem": MEM_ACT, "mode": mode,
                                   "flush": 1, "nbytes": pl_w, "sram": off, "tag": tag,
                                   "dram": {"tensor": (t, lo), "n0": band, "n1": pl_c}})
                     off += pl_c * band
                 if slot_group.get(slot) != (tag, gi):
-                    ld_w = {"op": OP_LOAD, "mem": MEM_WGT, "mode": MODE_NIBBLE_S if L.w_bits == 4 else MODE_BYTES,
+                    ld_w = {"op": OP_LOAD, "mem": MEM_WGT, "mode": MODE_NIBBLE_S if wbits == 4 else MODE_BYTES,
                             "nbytes": cfg.co, "sram": slot * wgt_half, "tag": tag,
                             "dram": {"run": len(wblob) // WORD_BYTES, "n0": 1, "n1": 1}}
                     ld_p = {"op": OP_LOAD, "mem": MEM_PAR, "mode": MODE_BYTES, "nbytes": PAR_BYTES,
@@ -366,21 +412,23 @@ def compile_graph(g: IntGraph, cfg: EngineConfig | None = None, *, height: int =
                               "fmt": fmt, "n_co": n_co, "oy0": oy0, "out_h": tt, "out_w": ow,
                               "wgt": slot * wgt_half, "par": slot * par_half, "tab": 0, "out": slot * out_half,
                               "seg0": segs[0], "seg1": seg1, "pop_prev": 1, "pop_next": int(job >= 2),
-                              "push_prev": 1, "push_next": 1})
-                insns.append({"op": OP_STORE, "tag": tag, "fmt": FMT_U4 if enc else fmt, "width": ow,
+                              "push_prev": 1, "push_next": 1, "pair": int(pair), "pair_out": int(pair_out)})
+                st_fmt = FMT_U8 if pair_out else (FMT_U4 if enc else fmt)
+                insns.append({"op": OP_STORE, "tag": tag, "fmt": st_fmt, "width": ow,
                               "out": slot * out_half,
                               "pop_prev": 1, "push_prev": 1,
-                              "dram": {"tensor": (L.output, oy0, co0), "n0": tt, "n1": n_co}})
+                              "dram": {"tensor": (L.output, oy0, co0 // 2 if pair_out else co0), "n0": tt,
+                                       "n1": -(-n_co // 2) if pair_out else n_co}})
                 job += 1
             blobs.append((wblob, wblob_refs))
             blobs.append((par.tobytes(), pblob_refs))
-        infos.append(LayerInfo(tag, L.name, oh * ow * n_out * cin * k * k, groups * -(-oh // T), T))
+        infos.append(LayerInfo(tag, L.name, oh * ow * n_out * cin * k * k, groups * -(-oh // T), T, pair))
     insns.append({"op": OP_END})
     # ---------------------------------------------------------------- memory image
     addr = _align(len(insns) * INSN_BYTES)
     places = {}
     for t, (c, h, w) in shape.items():
-        places[t] = TensorPlace(t, addr, c, h, w, bits(t))
+        places[t] = TensorPlace(t, addr, c, h, w, bits(t), paired[t])
         addr = _align(addr + places[t].nbytes)
     blob_at = []
     for data, refs in blobs:

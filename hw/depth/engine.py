@@ -17,10 +17,13 @@ on its unit (four deep).  Units:
   upsampling and the two concatenated segments are address arithmetic and lane selection), the
   channel's decode table from ``tab`` and the beat's weights from ``wgt``; feeds the
   :class:`~qsilicon.hw.blocks.mac_array.MacArray` (rows = output channels, columns = pixels,
-  signed 8-bit weights x unsigned 8-bit operands, int32 accumulation); drains each channel row
+  signed 8-bit weights x unsigned 8-bit operands, int32 accumulation; with ``nibble`` packing a
+  ``pair`` COMPUTE takes each byte as two 4-bit weights / codes of two input channels and every PE
+  does both MACs in the cycle); drains each channel row
   through the post-op pipeline (bias, requantization ``round_half_up(acc M0 / 2**shift)``,
   clamp to u4/u8/s16, which is also the ReLU, optional residual add of an ``act`` row with
-  saturation, polished encode by 15 thresholds) into ``out``.
+  saturation, polished encode by 15 thresholds, or with ``pair_out`` two channels' u4 codes packed
+  into one row's bytes) into ``out``.
 * **store**: packs ``out`` rows (u4/u8/s16) onto the AXI4 write channels.
 
 The units synchronise with the instructions' token flags; all memories are
@@ -36,7 +39,8 @@ Registers (AXI4-Lite, 32 bits, byte offsets)
 0x0C    CYCLES      cycles of the last run; read-only
 0x10    INSNS       instructions dispatched (END included); read-only
 0x14    PC          address of the instruction being dispatched (or that stopped the run)
-0x18    INFO        co in bits 7:0, px in 15:8, max_width in 23:16, 1 in 31:24 for dsp2 packing
+0x18    INFO        co in bits 7:0, px in 15:8, max_width in 23:16, packing in 31:24 (0 none,
+                    1 dsp2, 2 nibble)
 0x1C    BEATS       MAC-array beats (co x px MACs each)
 0x20    LD_BUSY     cycles the load unit worked
 0x24    CP_BUSY     cycles the compute unit worked
@@ -82,6 +86,7 @@ from .isa import (
     OP_END,
     OP_LOAD,
     OP_STORE,
+    PACKINGS,
     PAR_BYTES,
     TAB_BYTES,
     EngineConfig,
@@ -150,7 +155,9 @@ class DepthEngine(wiring.Component):
         m.submodules.g_ld = g_ld = AddrGen(8)
         m.submodules.g_st = g_st = AddrGen(8)
         # rows = output channels (int8 weights), columns = pixels (uint8 operands)
-        m.submodules.mac = mac = MacArray(CO, PX, signed(8), unsigned(8), packing=cfg.packing)
+        nibble = cfg.packing == "nibble"
+        m.submodules.mac = mac = MacArray(CO, PX, signed(8), unsigned(8), packing="none" if nibble else cfg.packing,
+                                          pair4=nibble)
         queues = {}
         for op in (OP_LOAD, OP_COMPUTE, OP_STORE):
             queues[op] = q = fifo.SyncFIFOBuffered(width=IB, depth=4)
@@ -185,7 +192,7 @@ class DepthEngine(wiring.Component):
         m.d.comb += [
             reg[1].eq(Cat(busy, done, error, Const(0, 5), cause)), reg[2].eq(regs.reg_o[2]), reg[3].eq(cycles),
             reg[4].eq(insns), reg[5].eq(pc),
-            reg[6].eq(Cat(Const(CO, 8), Const(PX, 8), Const(MW, 8), Const(cfg.packing == "dsp2", 8))),
+            reg[6].eq(Cat(Const(CO, 8), Const(PX, 8), Const(MW, 8), Const(PACKINGS.index(cfg.packing), 8))),
             reg[7].eq(beats), reg[8].eq(ld_busy_c), reg[9].eq(cp_busy_c), reg[10].eq(st_busy_c),
             reg[11].eq(rd_words), reg[12].eq(wr_words), self.irq.eq(done),
         ]
@@ -213,7 +220,9 @@ class DepthEngine(wiring.Component):
                  & (L.nbytes <= nb_max[L.mem]))
         cp_ok = (((C.k == 1) | (C.k == 3)) & ((C.stride == 1) | (C.stride == 2)) & (C.fmt <= FMT_S16)
                  & (~C.encode | (C.fmt == FMT_U8)) & (C.n_co >= 1) & (C.n_co <= CO) & (C.out_w >= 1)
-                 & (C.out_w <= MW) & (C.out_h >= 1) & seg_ok(C.seg0) & seg_ok(C.seg1) & (C.seg0.ch != 0))
+                 & (C.out_w <= MW) & (C.out_h >= 1) & seg_ok(C.seg0) & seg_ok(C.seg1) & (C.seg0.ch != 0)
+                 & ~(C.pair & (C.decode | Const(not nibble)))
+                 & ~(C.pair_out & ((C.fmt != FMT_U4) | C.encode | C.res)))
         st_ok = ~S.pop_next & ~S.push_next & (S.fmt <= FMT_S16) & (S.width >= 1) & (S.width <= MW)
         legal = Mux(op == OP_LOAD, ld_ok, Mux(op == OP_COMPUTE, cp_ok, Mux(op == OP_STORE, st_ok, 1)))
         unit_idle = Signal()  # every queue empty and every unit idle (set below)
@@ -399,6 +408,8 @@ class DepthEngine(wiring.Component):
                 m.d.sync += opw[j].eq(Mux(s1_row_ok & s1_ok[j], Mux(s1_dec, table[v[:4]], v), 0))
         m.d.comb += [mac.i_op.valid.eq(op_valid), mac.i_op.payload.a.eq(opa), mac.i_op.payload.w.eq(opw),
                      mac.i_op.payload.last.eq(op_last)]
+        if nibble:
+            m.d.comb += mac.i_op.payload.pair.eq(ci.pair)
         with m.If(mac.i_op.valid & mac.i_op.ready):
             m.d.sync += beats.eq(beats + 1)
         m.d.comb += [self.o_mac.eq(mac.i_op.valid & mac.i_op.ready), self.o_tag.eq(ci.tag)]
@@ -487,16 +498,26 @@ class DepthEngine(wiring.Component):
             s_ = Signal(signed(18), name=f"res_sum{j}")
             m.d.comb += s_.eq(p4y[j] + p4res[8 * j : 8 * j + 8])
             m.d.sync += p5y[j].eq(Mux(s_ < lo, lo, Mux(s_ > hi, hi, s_)))
-        # stage 6: encode and write
+        # stage 6: encode and write.  pair_out: an even channel's u4 codes wait in ``pend`` and go out
+        # with the odd channel's (the drain delivers a tile's channels in order), or alone if last.
         lanes = []
         for j in range(PX):
             code = sum((p5y[j] >= p5thr[i]).as_unsigned() for i in range(15))
             lanes.append(Mux(ci.encode, code, p5y[j])[:16])
-        block = Cat(*lanes)
+        pend = Signal(4 * PX)
+        odd = p5m.co[0] if CO > 1 else Const(0)
+        codes4 = Cat(*(p5y[j][:4] for j in range(PX)))
+        paired = Cat(*(Cat(Mux(odd, pend[4 * j : 4 * j + 4], p5y[j][:4]), Mux(odd, p5y[j][:4], 0), Const(0, 8))
+                       for j in range(PX)))
+        with m.If(p5v & ci.pair_out & ~odd):
+            m.d.sync += pend.eq(codes4)
+        block = Mux(ci.pair_out, paired, Cat(*lanes))
+        out_row = Mux(ci.pair_out, p5m.co >> 1, p5m.co)
+        writes = ~ci.pair_out | odd | (p5m.co == ci.n_co - 1)
         lane_en = Cat(*((p5m.ox0 + j < ci.out_w) & (p5m.co < ci.n_co) for j in range(PX)))
         blk = (p5m.ox0 // PX)[: max(1, (nblk - 1).bit_length())]
-        m.d.comb += [out_w.addr.eq(ci.out + p5m.co * ci.out_h + p5m.t), out_w.data.eq(block.replicate(nblk)),
-                     out_w.en.eq(Mux(p5v, (lane_en << (blk * PX))[:MW], 0))]
+        m.d.comb += [out_w.addr.eq(ci.out + out_row * ci.out_h + p5m.t), out_w.data.eq(block.replicate(nblk)),
+                     out_w.en.eq(Mux(p5v & writes, (lane_en << (blk * PX))[:MW], 0))]
         cp_busy = Signal()
         cci_ok = cq.r_rdy & (~cq_view.pop_prev | (tok["ld2cp"] != 0)) & (~cq_view.pop_next | (tok["st2cp"] != 0))
         with m.FSM(name="compute"):

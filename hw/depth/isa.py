@@ -31,6 +31,14 @@ On-chip memories (words; sizes in :class:`EngineConfig`):
 * ``tab``: one word (16 bytes) per input channel: the 16-entry decode table of polished codes.
 * ``out``: one word = one output row of one channel, ``max_width`` 16-bit lanes.
 
+Paired 4-bit tensors (W4A4 layers on an engine with ``nibble`` packing).  A COMPUTE with ``pair``
+reads each ``act`` byte lane as the 4-bit codes of two input channels (channel ``2i`` in the low
+nibble, ``2i + 1`` in the high one; a segment's ``ch`` counts channel pairs) and each ``wgt`` byte
+as their two signed 4-bit weights, and every PE accumulates both products in the cycle: half the
+beats of the unpaired layer.  A COMPUTE with ``pair_out`` (format u4) writes output channels
+``2i`` and ``2i + 1`` into the low and high nibbles of ``out`` row ``i`` (a STORE in format u8 then
+writes the paired tensor, a byte per pixel); an odd last channel leaves its high nibble 0.
+
 Which buffers are double-buffered is the program's choice: the compiler ping-pongs between the two
 halves of ``act``, ``wgt``, ``par`` and ``out`` and orders the halves with the tokens.
 """
@@ -42,7 +50,7 @@ from dataclasses import asdict, dataclass
 __all__ = [
     "FIELDS", "FMT_BITS", "FMT_S16", "FMT_U4", "FMT_U8", "INSN_BYTES", "MEM_ACT", "MEM_PAR", "MEM_TAB", "MEM_WGT",
     "MODE_BYTES", "MODE_NIBBLE_S", "MODE_NIBBLE_U", "OPCODES", "OP_COMPUTE", "OP_END", "OP_LOAD", "OP_STORE",
-    "PAR_BYTES", "TAB_BYTES", "EngineConfig", "IllegalInstruction", "check", "decode", "encode", "isa_table",
+    "PACKINGS", "PAR_BYTES", "TAB_BYTES", "EngineConfig", "IllegalInstruction", "check", "decode", "encode", "isa_table",
 ]
 
 INSN_BYTES = 32
@@ -56,6 +64,8 @@ FMT_U4, FMT_U8, FMT_S16 = 0, 1, 2
 #: Output formats: bits, signed.
 FMT_BITS = {FMT_U4: (4, False), FMT_U8: (8, False), FMT_S16: (16, True)}
 PAR_BYTES, TAB_BYTES = 32, 16
+#: MAC-array multipliers of the engine (:class:`EngineConfig`).
+PACKINGS = ("none", "dsp2", "nibble")
 
 _HEADER = [("op", 4), ("pop_prev", 1), ("pop_next", 1), ("push_prev", 1), ("push_next", 1), ("barrier", 1),
            ("tag", 8)]
@@ -69,7 +79,7 @@ FIELDS: dict[int, list] = {
     OP_COMPUTE: _HEADER + [
         ("k", 2), ("stride", 2), ("decode", 1), ("encode", 1), ("fmt", 2), ("n_co", 8), ("oy0", 8), ("out_h", 8),
         ("out_w", 8), ("wgt", 16), ("par", 12), ("tab", 12), ("out", 12), ("seg0", _SEG), ("seg1", _SEG),
-        ("res", 1), ("res_base", 16)],
+        ("res", 1), ("res_base", 16), ("pair", 1), ("pair_out", 1)],
     OP_STORE: _HEADER + [("fmt", 2), ("width", 8), ("out", 12), ("dram", _PATTERN)],
 }
 
@@ -102,7 +112,10 @@ class EngineConfig:
         Words of the on-chip memories (powers of two).
     packing : str
         The MAC array's multiplier lanes (:mod:`qsilicon.hw.blocks.packed`): ``none`` (one int8 x
-        uint8 multiplier per PE) or ``dsp2`` (one DSP48E2 multiplication for two PEs of a row).
+        uint8 multiplier per PE), ``dsp2`` (one DSP48E2 multiplication for two PEs of a row) or
+        ``nibble`` (one precision-scalable multiplier per PE: an int8 x uint8 product, or in a
+        COMPUTE with ``pair`` two int4 x uint4 products of two input channels; see
+        :func:`~qsilicon.hw.blocks.packed.nibble_mul`).
     """
 
     co: int = 16
@@ -116,8 +129,8 @@ class EngineConfig:
     packing: str = "none"
 
     def __post_init__(self) -> None:
-        if self.packing not in ("none", "dsp2"):
-            raise ValueError(f"packing must be none or dsp2, not {self.packing!r}")
+        if self.packing not in PACKINGS:
+            raise ValueError(f"packing must be one of {', '.join(PACKINGS)}, not {self.packing!r}")
         for name, allowed in (("co", (4, 8, 16)), ("px", (4, 8, 16)), ("max_width", (16, 32, 64))):
             v = getattr(self, name)
             if v not in allowed or isinstance(v, bool):
@@ -237,6 +250,10 @@ def check(insn: dict, cfg: EngineConfig) -> None:
                 bad(f"COMPUTE {s}: width {seg['in_w']}, upsample {seg['up']} with stride {insn['stride']}")
         if insn["seg0"]["ch"] == 0:
             bad("COMPUTE seg0 has no channels")
+        if insn["pair"] and (cfg.packing != "nibble" or insn["decode"]):
+            bad("COMPUTE pair needs an engine with nibble packing and no decode")
+        if insn["pair_out"] and (insn["fmt"] != FMT_U4 or insn["encode"] or insn["res"]):
+            bad("COMPUTE pair_out needs the u4 format without encode or residual")
     elif op == OP_STORE:
         if insn["fmt"] not in FMT_BITS:
             bad(f"STORE format {insn['fmt']}")

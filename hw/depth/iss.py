@@ -162,13 +162,19 @@ class _Machine:
         cols = np.arange(i["out_w"])
         parts = [self._gather(i, i[s], rows, cols, k) for s in ("seg0", "seg1") if i[s]["ch"]]
         x = np.concatenate([v for v, _ in parts], 0)  # [cin, k, k, H, W]
-        cin = x.shape[0]
+        cin = x.shape[0]  # operand rows: channels, or channel pairs
+        beats = cin * k * k
         if i["decode"]:  # through the channel's table; padding stays 0
             valid = np.concatenate([ok for _, ok in parts], 0)
             tab = self.tab[(i["tab"] + np.arange(cin)) % cfg.tab_depth]  # [cin, 16]
             x = np.where(valid, tab[np.arange(cin)[:, None, None, None, None], x & 15], 0)
         waddr = (i["wgt"] + np.arange(cin * k * k)) % cfg.wgt_depth
         w = self.wgt[waddr].reshape(cin, k, k, cfg.co)  # [cin, ky, kx, co]
+        if i["pair"]:  # bytes = two 4-bit codes / two signed 4-bit weights of channels 2i, 2i + 1
+            x = np.stack([x & 15, x >> 4], 1).reshape(2 * cin, *x.shape[1:])
+            wb = w & 255
+            w = np.stack([wb & 15, wb >> 4], 1).reshape(2 * cin, *w.shape[1:])
+            w = np.where(w >= 8, w - 16, w)
         acc = np.einsum("ijkhw,ijkc->chw", x, w, optimize=True)[: i["n_co"]]
         par = self.par[(i["par"] + np.arange(i["n_co"])) % cfg.par_depth]
         bias = par[:, 0:4].copy().view("<i4").astype(np.int64)[:, 0]
@@ -186,11 +192,15 @@ class _Machine:
             thr = torch.from_numpy(par[:, 7:22].astype(np.int64))
             y = encode_thresholds(y[None], thr)[0]
         y = y.numpy()
-        for co in range(i["n_co"]):
+        if i["pair_out"]:  # channels 2i, 2i + 1 -> low and high nibbles of row i
+            if len(y) % 2:
+                y = np.concatenate([y, np.zeros_like(y[:1])])
+            y = y[0::2] | (y[1::2] << 4)
+        for co in range(len(y)):
             for t in range(i["out_h"]):
                 self.out[(i["out"] + co * i["out_h"] + t) % cfg.out_depth, : i["out_w"]] = y[co, t]
         tiles = i["out_h"] * -(-i["out_w"] // cfg.px)
-        self.stats.beats[i["tag"]] += tiles * cin * k * k
+        self.stats.beats[i["tag"]] += tiles * beats
 
     # ------------------------------------------------------------------ STORE
     def store(self, i: dict) -> None:

@@ -89,6 +89,43 @@ def test_back_to_back_tiles_do_not_stall():
     assert cycles == tiles * k + 2 + rows
 
 
+def _nib(v: int) -> tuple[int, int]:
+    """Low and high nibble of a byte as signed 4-bit values."""
+    lo, hi = v & 15, (v >> 4) & 15
+    return lo - 16 * (lo >= 8), hi - 16 * (hi >= 8)
+
+
+def test_pair4_array_mixes_w4a4_pairs_and_int8_beats():
+    """Precision-scalable PEs: pair beats accumulate two signed-4 x unsigned-4 products in one
+    cycle, int8 x uint8 beats take two cycles; tiles mixing both, with every extreme operand byte."""
+    rows, cols, k, tiles = 4, 3, 8, 6
+    lay = operand_layout(rows, cols, signed(8), unsigned(8), pair=True)
+    rng = random.Random(1)
+    beats, expect, n_int8 = [], [], 0
+    corners = [-128, 127, -8, 7, 0, -1]
+    for t in range(tiles):
+        A = [[rng.choice(corners + [rng.randint(-128, 127)]) for _ in range(rows)] for _ in range(k)]
+        W = [[rng.choice([0, 255, 15, 240, rng.randint(0, 255)]) for _ in range(cols)] for _ in range(k)]
+        P = [int(t % 3 == 0 or rng.random() < 0.5) if t % 3 != 1 else 0 for _ in range(k)]
+        n_int8 += k - sum(P)
+        beats += [pack(lay, {"a": A[i], "w": W[i], "last": int(i == k - 1), "pair": P[i]}) for i in range(k)]
+
+        def prod(a, w, pair):
+            if not pair:
+                return a * w
+            (al, ah), (wl, wh) = _nib(a), (w & 15, w >> 4)
+            return al * wl + ah * wh
+
+        expect += [[sum(prod(A[i][r], W[i][c], P[i]) for i in range(k)) for c in range(cols)] for r in range(rows)]
+    arr = MacArray(rows, cols, signed(8), unsigned(8), pair4=True)
+    outs, cycles = pysim_streams(arr, {"i_op": beats}, "o_acc", len(expect))
+    assert [unpack(acc_row_layout(cols), b)["data"] for b in outs] == expect
+    assert 0 < n_int8 < tiles * k
+    assert cycles == tiles * k + n_int8 + 2 + rows  # one extra cycle per int8 beat, no other stall
+    with pytest.raises(ValueError, match="pair4 PEs take signed 8-bit x unsigned 8-bit"):
+        MacArray(rows, cols, signed(4), signed(4), pair4=True)
+
+
 @pytest.mark.parametrize("out_fmt", [IntFormat(8, True), IntFormat(8, False), IntFormat(4, True), IntFormat(4, False)],
                          ids=lambda f: f.name)
 def test_requantizer_matches_reference(out_fmt):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from qsilicon.hw.depth.compiler import compile_graph
-from qsilicon.hw.depth.isa import INSN_BYTES, OP_COMPUTE, OP_END, OP_LOAD, EngineConfig, encode
+from qsilicon.hw.depth.isa import INSN_BYTES, OP_COMPUTE, OP_END, OP_LOAD, EngineConfig, decode, encode
 from qsilicon.hw.depth.iss import run_program
 from qsilicon.quant.ptq.toy import reduced_depth_graph
 from qsilicon.sim.depth import random_program, rtl_run
@@ -41,15 +41,34 @@ def _check_network(ig, img, cfg, height, width, ready_p, seed):
 
 
 @pytest.mark.parametrize("method, abits, packing", [
-    ("polish", 4, "none"), ("rtn", 8, "none"),
+    ("polish", 4, "none"), ("rtn", 8, "none"), ("rtn", 4, "nibble"),
     pytest.param("polish", 4, "dsp2", marks=pytest.mark.slow),  # another build; the lane is tested exhaustively
-], ids=["w4a4-polished", "w4a8", "w4a4-dsp2"])
+], ids=["w4a4-polished", "w4a8", "w4a4-uniform-nibble", "w4a4-dsp2"])
 def test_reduced_network_bit_exact_on_verilator_with_stalls(method, abits, packing):
-    ig, x = reduced_depth_graph(seed=0, method=method, abits=abits)
+    widths = (5, 7) if packing == "nibble" else (8, 16)  # odd channel counts: half-empty pairs
+    ig, x = reduced_depth_graph(seed=0, widths=widths, method=method, abits=abits)
     cfg = SMALL if packing == "none" else dataclasses.replace(SMALL, packing=packing)
     prog, rtl = _check_network(ig, x[:1], cfg, 16, 16, ready_p=0.6, seed=5)
     assert rtl.cycles > rtl.regs["BEATS"]  # bubbles between tiles and AXI stalls cost cycles
     assert rtl.regs["RD_WORDS"] * 8 >= sum(p.nbytes for p in prog.tensors.values() if p.name != "out") // 2
+    if packing == "nibble":  # the hidden W4A4 layers ran in pairs, the 8-bit edge layers did not
+        assert [layer.pair for layer in prog.layers] == [False, True, True, True, False]
+        assert any(p.paired for p in prog.tensors.values())
+
+
+def test_nibble_engine_random_programs_with_pairs_agree_with_the_iss():
+    cfg = dataclasses.replace(SMALL, packing="nibble")
+    pairs = 0
+    for seed in range(4):
+        mem, pa = random_program(cfg, 100 + seed)
+        pairs += sum(1 for i in range(0, pa + 40 * INSN_BYTES, INSN_BYTES)
+                     if mem[i] & 15 == OP_COMPUTE and decode(bytes(mem[i : i + INSN_BYTES]))["pair"])
+        iss = bytearray(mem)
+        run_program(iss, pa, cfg, strict=False)
+        rtl = rtl_run(cfg, mem, pa, ready_p=0.7, seed=seed)
+        diff = [i for i in range(len(iss)) if iss[i] != rtl.memory[i]]
+        assert not diff, f"seed {seed}: {len(diff)} bytes differ, first at {diff[0]:#x}"
+    assert pairs >= 4
 
 
 def test_random_legal_programs_agree_with_the_iss():
