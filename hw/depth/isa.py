@@ -50,7 +50,8 @@ from dataclasses import asdict, dataclass
 __all__ = [
     "FIELDS", "FMT_BITS", "FMT_S16", "FMT_U4", "FMT_U8", "INSN_BYTES", "MEM_ACT", "MEM_PAR", "MEM_TAB", "MEM_WGT",
     "MODE_BYTES", "MODE_NIBBLE_S", "MODE_NIBBLE_U", "OPCODES", "OP_COMPUTE", "OP_END", "OP_LOAD", "OP_STORE",
-    "PACKINGS", "PAR_BYTES", "TAB_BYTES", "EngineConfig", "IllegalInstruction", "check", "decode", "encode", "isa_table",
+    "PACKINGS", "PAR_BYTES", "TAB_BYTES", "EngineConfig", "IllegalInstruction", "check", "decode", "encode",
+    "isa_table",
 ]
 
 INSN_BYTES = 32
