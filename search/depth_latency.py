@@ -4,7 +4,9 @@ The compiler fixes every instruction, so the model needs no data: it replays the
 schedule.  Each instruction gets a duration from its own fields:
 
 * LOAD: ``a_l`` per 64-bit word plus ``b_l`` per address run (a burst) plus ``c_l``;
-* COMPUTE: one cycle per MAC-array beat (``out_h * ceil(out_w / px) * cin * k * k``) plus
+* COMPUTE: one cycle per MAC-array beat (``out_h * ceil(out_w / px) * cin * k * k``, ``cin``
+  counting channel pairs in a W4A4 ``pair`` COMPUTE; two cycles per beat of any other COMPUTE
+  on an engine with ``nibble`` packing) plus
   ``r_c`` per output row it writes (``n_co * out_h``) plus ``c_c``;
 * STORE: ``a_s`` per word plus ``b_s`` per run plus ``c_s``;
 
@@ -56,6 +58,8 @@ def program_ops(prog) -> list[list[int]]:
         if i["op"] == OP_COMPUTE:
             cin = i["seg0"]["ch"] + i["seg1"]["ch"]
             beats = i["out_h"] * -(-i["out_w"] // px) * cin * i["k"] * i["k"]
+            if prog.cfg.packing == "nibble" and not i.get("pair"):
+                beats *= 2  # an int8 beat takes two cycles on the nibble multipliers
             rows = i["n_co"] * i["out_h"]
         else:
             d = i["dram"]

@@ -26,7 +26,7 @@ __all__ = ["add_engine_args", "depth_model", "depth_program", "engine_config", "
 
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
-    from qsilicon.hw.depth.isa import EngineConfig
+    from qsilicon.hw.depth.isa import PACKINGS, EngineConfig
 
     d = EngineConfig()
     p.add_argument("--co", type=int, default=d.co, help=f"MAC-array rows: output channels at once (default {d.co})")
@@ -35,8 +35,10 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
     for name in ("act", "wgt", "out", "par", "tab"):
         v = getattr(d, f"{name}_depth")
         p.add_argument(f"--{name}-depth", type=int, default=v, help=f"words of the {name} buffer (default {v})")
-    p.add_argument("--packing", choices=("none", "dsp2"), default="none",
-                   help="MAC lanes: none (a multiplier per PE) or dsp2 (2 MACs per DSP48E2)")
+    p.add_argument("--packing", choices=PACKINGS, default="none",
+                   help="MAC lanes: none (an int8 x uint8 multiplier per PE), dsp2 (2 MACs per DSP48E2) or nibble "
+                        "(two 5x4-bit multipliers per PE: 2 MACs per cycle in W4A4 layers of uniform 4-bit codes, "
+                        "e.g. --method quartdepth-u4; int8 beats take 2 cycles)")
 
 
 def engine_config(args):

@@ -10,6 +10,9 @@ Methods (``METHODS``), each a :class:`PTQConfig`:
 ``compensate``     ``polish`` + activation compensation (closed-form ridge update of each layer)
 ``quartdepth``     ``compensate`` + weight reconstruction by GPTQ (+ bias correction)
 ``quartdepth-ada`` ``compensate`` + Fisher-weighted AdaRound (+ bias correction)
+``quartdepth-u4``  ``quartdepth`` with uniform 4-bit activations (``percentile`` clipping) instead of
+                   polished ones: the codes multiply directly, so a W4A4 layer runs two MACs per
+                   multiplier on an engine with ``nibble`` packing (the 4-bit datapath)
 ================== ==============================================================================
 
 Precision: every hidden layer ``W{wbits}A{abits}``; the first layer (its input is the 8-bit image)
@@ -82,6 +85,7 @@ METHODS = {
     "compensate": PTQConfig(act="polish", compensate=True),
     "quartdepth": PTQConfig(act="polish", weight="mse", compensate=True, recon="gptq"),
     "quartdepth-ada": PTQConfig(act="polish", weight="mse", compensate=True, recon="adaround"),
+    "quartdepth-u4": PTQConfig(act="percentile", weight="mse", compensate=True, recon="gptq"),
 }
 
 

@@ -3,6 +3,8 @@ against the integer graph (bit for bit), fusion, and the errors for what does no
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -61,6 +63,8 @@ def test_encode_decode_round_trip_and_field_overflow():
     ({"op": OP_LOAD, "mode": 3}, "mode"),
     ({"op": OP_LOAD, "pop_prev": 1}, "does not exist"),
     ({"op": 7}, "unknown opcode"),
+    ({"op": OP_COMPUTE, "pair": 1}, "pair needs an engine with nibble packing"),
+    ({"op": OP_COMPUTE, "pair_out": 1}, "pair_out needs the u4 format"),
 ])
 def test_illegal_instructions_are_named(bad, msg):
     good = {OP_COMPUTE: {"op": OP_COMPUTE, "k": 3, "stride": 1, "fmt": 1, "n_co": 8, "out_h": 1, "out_w": 4,
@@ -84,6 +88,40 @@ def test_compiled_toy_network_is_bit_exact_in_the_iss(toy, cfg):
         assert torch.equal(prog.read(mem, t), v), t  # every intermediate tensor, not only the output
     assert stats.dram_written == sum(p.nbytes for n, p in prog.tensors.items() if n != "img")
     assert sum(stats.beats.values()) > 0
+
+
+@pytest.mark.parametrize("widths", [(8, 16), (5, 7)], ids=["even", "odd-channels"])
+def test_nibble_engine_runs_w4a4_layers_in_channel_pairs(widths):
+    """Uniform W4A4 layers on the nibble engine: paired tensors, half the beats, bit-exact in the ISS
+    (odd channel counts leave a pair half empty); the same network on packing none is unpaired."""
+    ig, x = reduced_depth_graph(seed=2, widths=widths, method="rtn", abits=4)
+    nib = dataclasses.replace(SMALL, packing="nibble")
+    beats = {}
+    for cfg in (SMALL, nib):
+        prog = compile_graph(ig, cfg, height=16, width=16)
+        mem, stats = _run_iss(prog, ig, x[:1], cfg)
+        for t, v in ig.run(x[:1], keep=True).items():
+            assert torch.equal(prog.read(mem, t), v), (cfg.packing, t)
+        beats[cfg.packing] = {layer.name: stats.beats[layer.tag] for layer in prog.layers}
+        assert [layer.pair for layer in prog.layers] == [cfg is nib and 0 < i < 4 for i in range(5)]
+        assert {n for n, p in prog.tensors.items() if p.paired} == ({"s0", "s1", "t1"} if cfg is nib else set())
+    for name in ("d0a", "d0b", "u0"):  # channel pairs: half the beats (rounded up per segment)
+        assert beats["nibble"][name] * 2 >= beats["none"][name] > beats["nibble"][name] * 1.5
+    assert beats["nibble"]["stem"] == beats["none"]["stem"] and beats["nibble"]["head"] == beats["none"]["head"]
+
+
+def test_paired_tensor_round_trip():
+    from qsilicon.hw.depth.compiler import TensorPlace, _write_tensor
+
+    t = TensorPlace("x", 0, channels=5, height=3, width=9, bits=4, paired=True)
+    assert t.slots == 3 and t.row_bytes == 16 and t.nbytes == 3 * 3 * 16
+    codes = torch.randint(0, 16, (5, 3, 9))
+    mem = bytearray(t.nbytes)
+    _write_tensor(mem, t, codes)
+    assert mem[0] == codes[0, 0, 0] | codes[1, 0, 0] << 4 and mem[2 * 48] == codes[4, 0, 0]  # high nibble empty
+    prog = compile_graph(*reduced_depth_graph(seed=0)[:1], SMALL, height=16, width=16)
+    prog.tensors["x"] = t
+    assert torch.equal(prog.read(mem, "x")[0], codes)
 
 
 def test_small_buffers_force_bands_and_groups(toy):

@@ -187,7 +187,7 @@ def quantized(small):
     _, nodes, (xc, dc), _ = small
     fast = {"tune_images": 8, "ada_iters": 60, "ada_images": 8, "ada_columns": 2048}
     return {name: quantize_graph(nodes, xc, dc, method_config(name, 4, 4, **fast))
-            for name in ("rtn", "percentile", "polish", "compensate", "quartdepth", "quartdepth-ada")}
+            for name in ("rtn", "percentile", "polish", "compensate", "quartdepth", "quartdepth-ada", "quartdepth-u4")}
 
 
 def test_every_method_runs_and_polishing_closes_most_of_the_w4a4_gap(small, quantized):
@@ -198,8 +198,11 @@ def test_every_method_runs_and_polishing_closes_most_of_the_w4a4_gap(small, quan
     # measured on the full sets: rtn 0.163, polish 0.132, fp 0.130 (README); here 24 calibration scenes
     assert r["polish"] < r["rtn"] - 0.01, r
     assert r["percentile"] < r["rtn"], r
-    for k in ("compensate", "quartdepth", "quartdepth-ada"):
+    for k in ("compensate", "quartdepth", "quartdepth-ada", "quartdepth-u4"):
         assert r[k] < r["rtn"] - 0.01, r
+    # the 4-bit datapath's variant: uniform 4-bit codes everywhere inside (they multiply directly)
+    u4 = quantized["quartdepth-u4"]
+    assert all(isinstance(a, UniformAct) for a in u4.acts.values()) and u4.acts["s1"].bits == 4
     # first and last layers stay 8-bit, the rest are 4-bit
     q = quantized["quartdepth"]
     assert q.wbits["stem"] == 8 and q.wbits["head"] == 8 and q.wbits["d1b"] == 4
@@ -223,7 +226,7 @@ def test_compensation_reduces_each_layers_output_error(small, quantized):
     assert errs["compensate"] < errs["polish"], errs
 
 
-@pytest.mark.parametrize("name,abits", [("quartdepth", 4), ("rtn", 4), ("percentile", 8)])
+@pytest.mark.parametrize("name,abits", [("quartdepth", 4), ("quartdepth-u4", 4), ("rtn", 4), ("percentile", 8)])
 def test_integer_export_reproduces_fake_quant_within_one_lsb(small, quantized, name, abits):
     _, nodes, (xc, dc), (xt, _) = small
     q = quantized[name] if abits == 4 else quantize_graph(nodes, xc[:8], dc[:8], method_config(name, 4, abits,
