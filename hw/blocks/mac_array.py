@@ -149,26 +149,28 @@ class MacArray(wiring.Component):
         if self._pair4:
             lane_products = [(r, c, nibble_mul(a0[r], w0[c], pair0, phase)) for r in range(R) for c in range(C)]
 
-        stall, hold = Signal(), Signal()
+        stall = Signal()
         m.d.comb += stall.eq(v1 & l1 & drain_full)
+        load = [
+            v0.eq(self.i_op.valid),
+            l0.eq(self.i_op.payload.last),
+            a0.eq(self.i_op.payload.a),
+            w0.eq(self.i_op.payload.w),
+            v1.eq(v0),
+            l1.eq(l0),
+        ]
         if self._pair4:  # an int8 beat stays in stage 0 for its second (high-nibble) cycle
-            m.d.comb += hold.eq(v0 & ~pair0 & ~phase)
-        m.d.comb += self.i_op.ready.eq(~stall & ~hold)
-
-        with m.If(~stall & hold):
-            m.d.sync += [phase.eq(1), v1.eq(1), l1.eq(0)]
-        with m.Elif(~stall):
-            m.d.sync += [
-                v0.eq(self.i_op.valid),
-                l0.eq(self.i_op.payload.last),
-                a0.eq(self.i_op.payload.a),
-                w0.eq(self.i_op.payload.w),
-                pair0.eq(self.i_op.payload.pair if self._pair4 else 0),
-                phase.eq(0),
-                v1.eq(v0),
-                l1.eq(l0),
-            ]
+            hold = Signal()
+            m.d.comb += [hold.eq(v0 & ~pair0 & ~phase), self.i_op.ready.eq(~stall & ~hold)]
+            with m.If(~stall & hold):
+                m.d.sync += [phase.eq(1), v1.eq(1), l1.eq(0)]
+            with m.Elif(~stall):
+                m.d.sync += [*load[:4], pair0.eq(self.i_op.payload.pair), phase.eq(0), *load[4:]]
+        else:
+            m.d.comb += self.i_op.ready.eq(~stall)
         with m.If(~stall):
+            if not self._pair4:
+                m.d.sync += load
             for r, c, value in lane_products:
                 m.d.sync += prod[r][c].eq(value)
             with m.If(v1):
