@@ -12,8 +12,10 @@ Two rows, the same engine size, the same 64x64 depth network (first and last lay
 Per row: accuracy of the integer network on the synthetic test scenes (AbsRel, on the same scenes
 for both), cycles of one inference on the engine's RTL (Verilator; the output checked bit for bit
 against the integer graph) and the latency model's prediction, the engine mapped to OSU 0.18 um by
-Yosys (area by logic, flip-flops and the SRAM-macro model), OpenSTA's fmax and power (the default
-activity: 0.1 toggles per cycle on the inputs, propagated; stated in the JSON), energy per
+Yosys (area by logic, flip-flops and the SRAM-macro model), OpenSTA's fmax and the logic's power
+(the default activity: 0.1 toggles per cycle on the inputs, propagated; stated in the JSON), the
+memories' access power from the reads and writes of that inference (counted by the
+instruction-set simulator, which issues them as the engine's enables do), energy per
 inference (power x RTL cycles / clock), inferences per second at fmax, TOPS/W and TOPS/mm^2 (2
 operations per MAC of the network).  Also the multipliers alone (MACs per cycle per multiplier
 area) and the QuartDepth paper's figure with the node scaling stated.  Prints a table and writes
@@ -93,6 +95,7 @@ def main() -> int:
     from qsilicon.hw.depth.compiler import compile_graph
     from qsilicon.hw.depth.engine import DepthEngine
     from qsilicon.hw.depth.isa import EngineConfig
+    from qsilicon.hw.depth.iss import run_program
     from qsilicon.quant.depth_data import depth_split
     from qsilicon.quant.models.depthnet import depth_metrics, load_depth
     from qsilicon.quant.ptq import fold_depthnet, method_config, quantize_graph
@@ -119,16 +122,21 @@ def main() -> int:
         cfg = EngineConfig(co=args.co, px=args.px, max_width=64, packing=packing)
         prog = compile_graph(ig, cfg, height=64, width=64)
         log(f"{label}: one inference on the RTL of {cfg.tag} (Verilator)")
-        rtl = rtl_run(cfg, prog.with_input(ig.image_codes(xt[:1])[0]), prog.prog_addr)
+        mem = prog.with_input(ig.image_codes(xt[:1])[0])
+        rtl = rtl_run(cfg, mem, prog.prog_addr)
         if not torch.equal(prog.read(rtl.memory), ig.forward(xt[:1])):
             raise SystemExit(f"{label}: the RTL's depth map differs from the integer graph")
-        runs[label] = (method, cfg, prog, rtl, acc, time.time() - t0)
+        iss = run_program(bytearray(mem), prog.prog_addr, cfg)  # the memories' reads and writes
+        runs[label] = (method, cfg, prog, rtl, acc, iss.sram, time.time() - t0)
     for label, _, _ in reversed(ROWS):  # the engines on the cell library
-        method, cfg, prog, rtl, acc, seconds = runs[label]
+        method, cfg, prog, rtl, acc, sram, seconds = runs[label]
         t0 = time.time()
         log(f"{label}: mapping {cfg.tag} to osu018 (minutes; cached after)")
         net = asic_synthesize(DepthEngine(cfg), "depth_engine", "osu018", args.clock)
-        rep = asic_report(net, args.clock, None, None, rtl.cycles)
+        rep = asic_report(net, args.clock, None, None, rtl.cycles,
+                          accesses={m: (r / rtl.cycles, w / rtl.cycles) for m, (r, w) in sram.items()},
+                          access_source="access counts of the instruction-set simulator on the same image, "
+                                        "over the RTL's cycles")
         macs = sum(layer.macs for layer in prog.layers)
         fmax = rep["fmax_mhz"]
         energy_uj = rep["energy_per_inference_uj"]
@@ -142,7 +150,8 @@ def main() -> int:
             "area_um2": rep["area_um2"], "area_mm2": rep["area_mm2"], "area_breakdown_um2": rep["area_breakdown_um2"],
             "cells": rep["cells"], "fmax_mhz": fmax, "slack_ns": rep["slack_ns"],
             "critical_path": rep["critical_path"], "power_mw": rep["power_mw"],
-            "activity_source": rep["activity_source"], "energy_per_inference_uj": energy_uj,
+            "activity_source": rep["activity_source"], "memory_access_source": rep["memory_access_source"],
+            "memory_access": rep["memory_access"], "energy_per_inference_uj": energy_uj,
             "inferences_per_s_at_fmax": round(ips, 2), "latency_ms_at_fmax": round(1e3 / ips, 3),
             "tops_per_w": round(ops / (energy_uj * 1e-6) / 1e12, 5),
             "tops_per_mm2": round(ops * ips / 1e12 / rep["area_mm2"], 6),

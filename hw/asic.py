@@ -892,10 +892,13 @@ def gate_level_verilog(net: AsicNetlist) -> str:
 DEFAULT_ACCESS = 0.5
 
 
-def memory_power(net: AsicNetlist, clock_mhz: float, activity: Mapping[str, tuple[float, float]] | None = None) -> dict:
+def memory_power(net: AsicNetlist, clock_mhz: float, activity: Mapping[str, tuple[float, float]] | None = None,
+                 accesses: Mapping[str, tuple[float, float]] | None = None) -> dict:
     """Access power of the SRAM macros (mW) by the model of the module docstring: reads per cycle
     = the fraction of cycles a read enable is high, writes per cycle = that of the busiest write-enable
-    bit; :data:`DEFAULT_ACCESS` per port without ``activity``."""
+    bit; :data:`DEFAULT_ACCESS` per port without ``activity``.  ``accesses`` (memory name -> reads
+    per cycle over all its read ports, writes per cycle), e.g. counted by an instruction-set
+    simulator, takes precedence for the memories it names."""
     tech = library(net.library)
     pins = {inst: p for cell, inst, p in _instances(net) if cell.startswith("QS_SRAM_")}
     total, per = 0.0, []
@@ -911,6 +914,8 @@ def memory_power(net: AsicNetlist, clock_mhz: float, activity: Mapping[str, tupl
             return activity.get(n, (0.0, 0.0))[1]
         reads = sum(duty(p[f"RE{r}"][0]) for r in range(model.read_ports) if f"RE{r}" in p)
         writes = max((duty(n) for n in p.get("WE", [])), default=0.0)
+        if accesses is not None and m["memory"] in accesses:
+            reads, writes = accesses[m["memory"]]
         mw = (reads + writes) * model.access_energy_pj(tech.node_um, tech.voltage) * clock_mhz * 1e-3  # pJ x MHz = uW
         total += mw
         per.append({"memory": m["memory"], "reads_per_cycle": round(reads, 4), "writes_per_cycle": round(writes, 4),
@@ -919,13 +924,19 @@ def memory_power(net: AsicNetlist, clock_mhz: float, activity: Mapping[str, tupl
 
 
 def asic_report(net: AsicNetlist, clock_mhz: float | None = None, activity=None, activity_source: str | None = None,
-                cycles_per_inference: int | None = None) -> dict:
+                cycles_per_inference: int | None = None, accesses: Mapping[str, tuple[float, float]] | None = None,
+                access_source: str | None = None) -> dict:
     """Area, timing, power and energy of a mapped netlist in one dictionary (the keys of
     ``qsilicon synth ... --target asic --json``).  Power is computed at ``clock_mhz`` (default the
-    mapped clock); energy per inference = total power x ``cycles_per_inference`` / clock."""
+    mapped clock); energy per inference = total power x ``cycles_per_inference`` / clock.
+    ``accesses``/``access_source``: the memories' access rates and where they come from (see
+    :func:`memory_power`)."""
     clock_mhz = net.clock_mhz if clock_mhz is None else clock_mhz
     sta = run_sta(net, clock_mhz, activity, activity_source=activity_source)
-    mem = memory_power(net, clock_mhz, activity)
+    mem = memory_power(net, clock_mhz, activity, accesses)
+    if access_source is None:
+        access_source = ("read and write enables of the simulation" if activity else
+                         f"default: every port accessed in {DEFAULT_ACCESS:g} of the cycles")
     power = {**sta.power_mw, "memory": mem["mw"]}
     power["total"] = round(sta.power_mw["total"] + mem["mw"], 4)
     tech = library(net.library)
@@ -940,6 +951,7 @@ def asic_report(net: AsicNetlist, clock_mhz: float | None = None, activity=None,
                              f"{MACRO_MIN_BITS} bits as flip-flops"),
             "slack_ns": sta.slack_ns, "fmax_mhz": sta.fmax_mhz, "critical_path": sta.critical_path,
             "power_mw": power, "memory_access": mem["macros"], "activity_source": sta.activity_source,
+            "memory_access_source": access_source,
             "cycles_per_inference": cycles_per_inference,
             "energy_per_inference_uj": round(energy, 6) if energy is not None else None,
             "tool": net.tool}

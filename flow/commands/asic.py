@@ -50,7 +50,7 @@ def check_asic_args(args) -> None:
 
 
 def run_asic(component, top: str, args, simulate: Callable | None = None, cycles: int | None = None,
-             what: str = "") -> dict:
+             what: str = "", accesses: dict | None = None, access_source: str | None = None) -> dict:
     """Map ``component`` to the library, simulate it if asked, and return the report of
     :func:`qsilicon.hw.asic.asic_report` (``simulate(netlist) -> (activity, source, cycles)``)."""
     from qsilicon.hw.asic import (
@@ -76,7 +76,8 @@ def run_asic(component, top: str, args, simulate: Callable | None = None, cycles
             activity, n = read(Path(args.activity))
             source = f"{args.activity} ({n} cycles)"
         progress("timing and power with OpenSTA")
-        report = asic_report(net, args.clock, activity, source, cycles)
+        report = asic_report(net, args.clock, activity, source, cycles,
+                             accesses=accesses, access_source=access_source if accesses else None)
     except AsicError as e:
         raise CliError(str(e)) from None
     report["cached"] = net.cached

@@ -234,6 +234,16 @@ def cmd_synth_engine(args) -> int:
 
 
 
+def sram_accesses(prog, ig, img, cycles: int) -> tuple[dict, str]:
+    """Reads and writes per cycle of each on-chip memory over one inference of ``prog`` on ``img``,
+    counted by the instruction-set simulator (the engine's enables), over ``cycles``."""
+    from qsilicon.hw.depth.iss import run_program
+
+    stats = run_program(prog.with_input(ig.image_codes(img)[0]), prog.prog_addr, prog.cfg)
+    rates = {m: (r / cycles, w / cycles) for m, (r, w) in stats.sram.items()}
+    return rates, f"one inference, access counts of the instruction-set simulator over {cycles} cycles"
+
+
 def _synth_engine_asic(cfg, args) -> int:
     from qsilicon.hw.depth.engine import DepthEngine
     from qsilicon.search.depth_latency import predict_program
@@ -242,9 +252,12 @@ def _synth_engine_asic(cfg, args) -> int:
         raise CliError("--activity sim is not available for the depth engine yet: a gate-level simulation of its "
                        "netlist (about 110k cells for the small engine) runs a few cycles a second on Icarus and takes "
                        "hours to build on Verilator; use --activity default, or a VCD or SAIF of the netlist's nets")
-    ig, size, _, what = depth_model(args.model)
-    cycles = predict_program(depth_program(ig, cfg, size)).cycles
-    report = run_asic(DepthEngine(cfg), "depth_engine", args, None, cycles, what=f"the depth engine {cfg.tag}")
+    ig, size, img, what = depth_model(args.model)
+    prog = depth_program(ig, cfg, size)
+    cycles = predict_program(prog).cycles
+    accesses, source = sram_accesses(prog, ig, img, cycles)
+    report = run_asic(DepthEngine(cfg), "depth_engine", args, None, cycles, what=f"the depth engine {cfg.tag}",
+                      accesses=accesses if args.activity == "default" else None, access_source=source)
     report = {"component": "depth-engine", "config": cfg.to_dict(), "model": what, **report}
     report["cycles_source"] = "the engine's latency model (a prediction)"
     if args.json:

@@ -389,8 +389,9 @@ class DepthEngine(wiring.Component):
         s1_col = [Signal((MW - 1).bit_length(), name=f"s1_col{j}") for j in range(PX)]
         s1_ok = [Signal(name=f"s1_ok{j}") for j in range(PX)]
         s1_dec = Signal()
-        m.d.comb += [act_r.addr.eq(act_addr), act_r.en.eq(adv), tab_r.addr.eq(ci.tab + cg), tab_r.en.eq(adv),
-                     wgt_r.addr.eq(ci.wgt + wptr), wgt_r.en.eq(adv)]
+        # the buffers are read only for beats being issued (and the tables only when decoding)
+        m.d.comb += [act_r.addr.eq(act_addr), act_r.en.eq(adv & issuing), tab_r.addr.eq(ci.tab + cg),
+                     tab_r.en.eq(adv & issuing & ci.decode), wgt_r.addr.eq(ci.wgt + wptr), wgt_r.en.eq(adv & issuing)]
         with m.If(adv):
             m.d.sync += [s1_valid.eq(issuing), s1_last.eq(tile_last), s1_row_ok.eq(row_ok), s1_dec.eq(ci.decode)]
             m.d.sync += [s1_col[j].eq(lane_col[j]) for j in range(PX)]
@@ -442,7 +443,7 @@ class DepthEngine(wiring.Component):
         dt, dox0 = Signal(8), Signal(8)
         ddone = Signal()
         acc = mac.o_acc
-        m.d.comb += [acc.ready.eq(1), par_r.addr.eq(ci.par + drow), par_r.en.eq(1)]
+        m.d.comb += [acc.ready.eq(1), par_r.addr.eq(ci.par + drow), par_r.en.eq(acc.valid)]
         p1v, p2v, p3v, p4v, p5v = (Signal(name=f"p{i}v") for i in range(1, 6))
         meta_l = data.StructLayout({"co": range(CO), "t": 8, "ox0": 8})
         p1m, p2m, p3m, p4m, p5m = (Signal(meta_l, name=f"p{i}m") for i in range(1, 6))
@@ -490,7 +491,7 @@ class DepthEngine(wiring.Component):
         # read during stage 3b and its lanes registered beside the requantized values (p4res), so the
         # SRAM's clock-to-out stays out of the adder's path.
         nblk = MW // PX
-        m.d.comb += [act_res.addr.eq(ci.res_base + p3m.co * ci.out_h + p3m.t), act_res.en.eq(1)]
+        m.d.comb += [act_res.addr.eq(ci.res_base + p3m.co * ci.out_h + p3m.t), act_res.en.eq(p3v & ci.res)]
         res_blocks = Array(act_res.data[8 * PX * b : 8 * PX * (b + 1)] for b in range(nblk))
         p4res = Signal(8 * PX)
         m.d.sync += p4res.eq(Mux(ci.res, res_blocks[(qm.ox0 // PX)[: max(1, (nblk - 1).bit_length())]], 0))

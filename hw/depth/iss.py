@@ -55,6 +55,9 @@ class IssStats:
     beats: dict = field(default_factory=lambda: defaultdict(int))  # tag -> MAC-array beats
     read_by_tag: dict = field(default_factory=lambda: defaultdict(int))
     written_by_tag: dict = field(default_factory=lambda: defaultdict(int))
+    #: on-chip memory -> [reads, writes]: the engine's read enables (act's two ports together)
+    #: and write cycles, for the memories' access power
+    sram: dict = field(default_factory=lambda: {m: [0, 0] for m in ("act", "wgt", "par", "tab", "out")})
 
 
 def _pattern_runs(p: dict):
@@ -107,6 +110,7 @@ class _Machine:
                 words.append(reg)
                 reg, pos = [], 0
         depth = cfg.depth(mem_id)
+        self.stats.sram[("act", "wgt", "par", "tab")[mem_id]][1] += len(words)
         for n, wd in enumerate(words):
             a = (i["sram"] + n) % depth
             row = np.zeros(cfg.word_bytes(mem_id), np.int64)
@@ -201,6 +205,12 @@ class _Machine:
                 self.out[(i["out"] + co * i["out_h"] + t) % cfg.out_depth, : i["out_w"]] = y[co, t]
         tiles = i["out_h"] * -(-i["out_w"] // cfg.px)
         self.stats.beats[i["tag"]] += tiles * beats
+        sram = self.stats.sram
+        sram["act"][0] += tiles * beats + (tiles * cfg.co if i["res"] else 0)  # operands, residuals
+        sram["wgt"][0] += tiles * beats
+        sram["tab"][0] += tiles * beats if i["decode"] else 0
+        sram["par"][0] += tiles * cfg.co  # every drained row of the array
+        sram["out"][1] += tiles * (-(-i["n_co"] // 2) if i["pair_out"] else i["n_co"])
 
     # ------------------------------------------------------------------ STORE
     def store(self, i: dict) -> None:
@@ -208,6 +218,7 @@ class _Machine:
         bits, _ = FMT_BITS[i["fmt"]]
         per = 64 // bits
         for n, start in enumerate(_pattern_runs(p)):
+            self.stats.sram["out"][0] += 1
             row = self.out[(i["out"] + n) % cfg.out_depth].copy()
             row[i["width"] :] = 0
             lanes = np.zeros(p["run"] * per, np.int64)

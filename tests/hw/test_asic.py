@@ -239,3 +239,7 @@ def test_memory_access_power_from_enables():
     assert p["macros"][0]["reads_per_cycle"] == 1.0 and p["macros"][0]["writes_per_cycle"] == 0.25
     assert p["mw"] == pytest.approx(1.25 * 160.0 * 100e6 * 1e-12 * 1e3)
     assert memory_power(net, 100.0)["mw"] == pytest.approx(1.0 * 160.0 * 100e6 * 1e-12 * 1e3)  # 0.5 + 0.5 default
+    # access counts given per memory (e.g. by the depth engine's ISS) take precedence over the enables
+    q = memory_power(net, 100.0, act, accesses={"buf": (0.5, 0.125), "other": (9.0, 9.0)})
+    assert (q["macros"][0]["reads_per_cycle"], q["macros"][0]["writes_per_cycle"]) == (0.5, 0.125)
+    assert q["mw"] == pytest.approx(0.625 * 160.0 * 100e6 * 1e-12 * 1e3)

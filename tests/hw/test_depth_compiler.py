@@ -110,6 +110,36 @@ def test_nibble_engine_runs_w4a4_layers_in_channel_pairs(widths):
     assert beats["nibble"]["stem"] == beats["none"]["stem"] and beats["nibble"]["head"] == beats["none"]["head"]
 
 
+def test_iss_counts_the_engines_memory_accesses():
+    """Reads and writes of each on-chip memory (the access power's input): operands, weights and
+    tables once per beat (tables only when decoding), parameters once per drained row, ``out``
+    written once per channel row (a pair per row with pair_out) and read once per stored row,
+    each load's words written once."""
+    ig, x = reduced_depth_graph(seed=2, widths=(5, 7), method="rtn", abits=4)
+    for cfg in (SMALL, dataclasses.replace(SMALL, packing="nibble")):
+        prog = compile_graph(ig, cfg, height=16, width=16)
+        _, stats = _run_iss(prog, ig, x[:1], cfg)
+        beats = sum(stats.beats.values())
+        computes = [i for i in prog.insns if i["op"] == OP_COMPUTE]
+        tiles = [i["out_h"] * -(-i["out_w"] // cfg.px) for i in computes]
+        s = stats.sram
+        assert s["act"][0] == s["wgt"][0] == beats and s["tab"][0] == 0  # uniform codes: no decode
+        assert s["par"][0] == sum(tiles) * cfg.co
+        rows = [-(-i["n_co"] // 2) if i["pair_out"] else i["n_co"] for i in computes]
+        assert s["out"][1] == sum(t * r for t, r in zip(tiles, rows, strict=True))
+        stores = [i for i in prog.insns if i["op"] == 3]
+        assert s["out"][0] == sum(i["dram"]["n0"] * i["dram"]["n1"] for i in stores)
+        loaded = sum(i["dram"]["n0"] * i["dram"]["n1"] for i in prog.insns if i["op"] == OP_LOAD and i["mem"] == 0)
+        assert s["act"][1] == loaded  # one act row per (channel or pair, input row)
+        assert (cfg.packing == "nibble") == any(i["pair_out"] for i in computes)
+    ig, x = reduced_depth_graph(seed=0)  # polished: decode tables read with every beat of the decoding layers
+    prog = compile_graph(ig, SMALL, height=16, width=16)
+    _, stats = _run_iss(prog, ig, x[:1], SMALL)
+    assert stats.sram["tab"][0] == sum(stats.beats[layer.tag] for layer in prog.layers
+                                       if any(i["op"] == OP_COMPUTE and i["tag"] == layer.tag and i["decode"]
+                                              for i in prog.insns)) > 0
+
+
 def test_paired_tensor_round_trip():
     from qsilicon.hw.depth.compiler import TensorPlace, _write_tensor
 
