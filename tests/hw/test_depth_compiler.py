@@ -108,6 +108,12 @@ def test_nibble_engine_runs_w4a4_layers_in_channel_pairs(widths):
     for name in ("d0a", "d0b", "u0"):  # channel pairs: half the beats (rounded up per segment)
         assert beats["nibble"][name] * 2 >= beats["none"][name] > beats["nibble"][name] * 1.5
     assert beats["nibble"]["stem"] == beats["none"]["stem"] and beats["nibble"]["head"] == beats["none"]["head"]
+    # unfused upsampling: the identity copy of a paired tensor runs in pairs too
+    cfg = dataclasses.replace(nib, act_depth=256)
+    prog = compile_graph(ig, cfg, height=16, width=16, fuse=False)
+    mem, _ = _run_iss(prog, ig, x[:1], cfg)
+    assert torch.equal(prog.read(mem), ig.forward(x[:1])) and any(p.pair and p.name.endswith("_up")
+                                                                   for p in prog.layers)
 
 
 def test_iss_counts_the_engines_memory_accesses():
