@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from qsilicon.hw import asic
 from qsilicon.hw.asic import (
@@ -156,40 +155,6 @@ def test_gemm_mapped_timed_and_simulated_at_gate_level(tmp_path):
     rd = json.loads(d.stdout)
     assert rd["cached"] and rd["fmax_mhz"] == rep["fmax_mhz"] and rd["power_mw"] != rep["power_mw"]
     assert rd["activity_source"].startswith("default")
-
-
-@pytest.mark.slow
-def test_small_nibble_engine_netlist_runs_two_layers_like_the_rtl(tmp_path):
-    """The small depth engine with the 4-bit datapath, mapped to OSU018 (about 6 minutes of Yosys),
-    runs a two-layer program (the stem of a W4A4-uniform network, 8x8, writing a paired 4-bit tensor,
-    and the first W4A4 layer reading it in channel pairs) at gate level on Icarus: the same memory
-    image as the RTL (Verilator) and the ISS, the same cycle count as the RTL."""
-    import dataclasses
-
-    from qsilicon.hw.asic import asic_synthesize
-    from qsilicon.hw.depth.compiler import compile_graph
-    from qsilicon.hw.depth.engine import DepthEngine
-    from qsilicon.hw.depth.isa import EngineConfig
-    from qsilicon.hw.depth.iss import run_program
-    from qsilicon.quant.ptq.export import IntGraph
-    from qsilicon.quant.ptq.toy import reduced_depth_graph
-    from qsilicon.sim.depth import rtl_run
-
-    cfg = dataclasses.replace(EngineConfig(co=8, px=4, max_width=16, act_depth=128, out_depth=32, wgt_depth=512,
-                                           par_depth=16, tab_depth=64), packing="nibble")
-    ig, x = reduced_depth_graph(seed=0, widths=(5, 7), method="rtn", abits=4, size=8)
-    stem = IntGraph(ig.nodes[:2], ig.tensors)
-    prog = compile_graph(stem, cfg, height=8, width=8)
-    mem = prog.with_input(stem.image_codes(x[:1])[0])
-    iss = bytearray(mem)
-    run_program(iss, prog.prog_addr, cfg)
-    rtl = rtl_run(cfg, mem, prog.prog_addr)
-    net = asic_synthesize(DepthEngine(cfg), "depth_engine", "osu018", 100.0)
-    gl = rtl_run(cfg, mem, prog.prog_addr, netlist=net, max_cycles=10_000)
-    assert torch.equal(prog.read(gl.memory), stem.forward(x[:1]))
-    assert prog.tensors[ig.nodes[0].output].paired and [layer.pair for layer in prog.layers] == [False, True]
-    assert gl.memory == rtl.memory == bytes(iss)
-    assert gl.cycles == rtl.cycles
 
 
 def test_asic_options_errors(tmp_path):
