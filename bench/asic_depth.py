@@ -127,14 +127,14 @@ def main() -> int:
         if not torch.equal(prog.read(rtl.memory), ig.forward(xt[:1])):
             raise SystemExit(f"{label}: the RTL's depth map differs from the integer graph")
         iss = run_program(bytearray(mem), prog.prog_addr, cfg)  # the memories' reads and writes
-        runs[label] = (method, cfg, prog, rtl, acc, iss.sram, time.time() - t0)
+        runs[label] = (method, cfg, prog, rtl, acc, iss, time.time() - t0)
     for label, _, _ in reversed(ROWS):  # the engines on the cell library
-        method, cfg, prog, rtl, acc, sram, seconds = runs[label]
+        method, cfg, prog, rtl, acc, iss, seconds = runs[label]
         t0 = time.time()
         log(f"{label}: mapping {cfg.tag} to osu018 (minutes; cached after)")
         net = asic_synthesize(DepthEngine(cfg), "depth_engine", "osu018", args.clock)
         rep = asic_report(net, args.clock, None, None, rtl.cycles,
-                          accesses={m: (r / rtl.cycles, w / rtl.cycles) for m, (r, w) in sram.items()},
+                          accesses=iss.access_rates(rtl.cycles),
                           access_source="access counts of the instruction-set simulator on the same image, "
                                         "over the RTL's cycles")
         macs = sum(layer.macs for layer in prog.layers)

@@ -240,8 +240,8 @@ def sram_accesses(prog, ig, img, cycles: int) -> tuple[dict, str]:
     from qsilicon.hw.depth.iss import run_program
 
     stats = run_program(prog.with_input(ig.image_codes(img)[0]), prog.prog_addr, prog.cfg)
-    rates = {m: (r / cycles, w / cycles) for m, (r, w) in stats.sram.items()}
-    return rates, f"one inference, access counts of the instruction-set simulator over {cycles} cycles"
+    source = f"one inference, access counts of the instruction-set simulator over {cycles} cycles"
+    return stats.access_rates(cycles), source
 
 
 def _synth_engine_asic(cfg, args) -> int:

@@ -139,15 +139,16 @@ class MacArray(wiring.Component):
 
         na, nw = lane_geometry(self._packing)
         lane_products = []
-        for r0 in range(0, R, na) if not self._pair4 else ():
-            for c0 in range(0, C, nw):
-                lane = PackedMul(self._packing, self._a_shape, self._w_shape)
-                m.submodules[f"lane_{r0}_{c0}"] = lane
-                m.d.comb += [lane.a[i].eq(a0[r0 + i]) for i in range(na)]
-                m.d.comb += [lane.w[j].eq(w0[c0 + j]) for j in range(nw)]
-                lane_products += [(r0 + i, c0 + j, lane.p[i * nw + j]) for i in range(na) for j in range(nw)]
         if self._pair4:
             lane_products = [(r, c, nibble_mul(a0[r], w0[c], pair0, phase)) for r in range(R) for c in range(C)]
+        else:
+            for r0 in range(0, R, na):
+                for c0 in range(0, C, nw):
+                    lane = PackedMul(self._packing, self._a_shape, self._w_shape)
+                    m.submodules[f"lane_{r0}_{c0}"] = lane
+                    m.d.comb += [lane.a[i].eq(a0[r0 + i]) for i in range(na)]
+                    m.d.comb += [lane.w[j].eq(w0[c0 + j]) for j in range(nw)]
+                    lane_products += [(r0 + i, c0 + j, lane.p[i * nw + j]) for i in range(na) for j in range(nw)]
 
         stall = Signal()
         m.d.comb += stall.eq(v1 & l1 & drain_full)
@@ -165,7 +166,7 @@ class MacArray(wiring.Component):
             with m.If(~stall & hold):
                 m.d.sync += [phase.eq(1), v1.eq(1), l1.eq(0)]
             with m.Elif(~stall):
-                m.d.sync += [*load[:4], pair0.eq(self.i_op.payload.pair), phase.eq(0), *load[4:]]
+                m.d.sync += [*load, pair0.eq(self.i_op.payload.pair), phase.eq(0)]
         else:
             m.d.comb += self.i_op.ready.eq(~stall)
         with m.If(~stall):

@@ -378,10 +378,10 @@ def compile_graph(g: IntGraph, cfg: EngineConfig | None = None, *, height: int =
                 off = slot * act_half
                 segs = []
                 for t, up in L.inputs:
-                    pl_c, pl_h, pl_w = shape[t]
+                    _, pl_h, pl_w = shape[t]
+                    pl_c = slots(t)
                     lo, hi = rows_needed(oy0, tt, t, up)
                     band = hi - lo + 1
-                    pl_c = slots(t)
                     segs.append({"ch": pl_c, "up": int(up), "in_h": pl_h, "in_w": pl_w, "row0": lo, "band": band,
                                  "base": off})
                     mode = MODE_NIBBLE_U if bits(t) == 4 and not paired[t] else MODE_BYTES

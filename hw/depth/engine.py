@@ -506,7 +506,7 @@ class DepthEngine(wiring.Component):
             code = sum((p5y[j] >= p5thr[i]).as_unsigned() for i in range(15))
             lanes.append(Mux(ci.encode, code, p5y[j])[:16])
         pend = Signal(4 * PX)
-        odd = p5m.co[0] if CO > 1 else Const(0)
+        odd = p5m.co[0]  # co >= 4
         codes4 = Cat(*(p5y[j][:4] for j in range(PX)))
         paired = Cat(*(Cat(Mux(odd, pend[4 * j : 4 * j + 4], p5y[j][:4]), Mux(odd, p5y[j][:4], 0), Const(0, 8))
                        for j in range(PX)))

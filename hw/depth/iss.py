@@ -59,6 +59,10 @@ class IssStats:
     #: and write cycles, for the memories' access power
     sram: dict = field(default_factory=lambda: {m: [0, 0] for m in ("act", "wgt", "par", "tab", "out")})
 
+    def access_rates(self, cycles: int) -> dict[str, tuple[float, float]]:
+        """Reads and writes per cycle of each on-chip memory over a run of ``cycles``."""
+        return {m: (r / cycles, w / cycles) for m, (r, w) in self.sram.items()}
+
 
 def _pattern_runs(p: dict):
     for i1 in range(p["n1"]):
