@@ -802,9 +802,9 @@ def activity_from_vcd(path: Path, clock: str = "clk") -> tuple[dict[str, tuple[f
 # --------------------------------------------------------------------------- gate-level simulation models
 
 
-def _liberty_expr(expr: str) -> str:
+def _liberty_expr(expr: str, rename: Mapping[str, str] | None = None) -> str:
     """A Liberty boolean function as a Verilog expression (``!``/``'`` not, space or ``*``/``&`` and,
-    ``+``/``|`` or, ``^`` xor)."""
+    ``+``/``|`` or, ``^`` xor); ``rename`` maps its names (pins, state) to Verilog names."""
     toks = re.findall(r"[A-Za-z_]\w*|[()!'+|*&^]|[01]", expr)
     out: list[str] = []
     for tok in toks:
@@ -821,8 +821,41 @@ def _liberty_expr(expr: str) -> str:
         starts = tok not in ")+|*&^'"
         if out and starts and (out[-1] not in ("(", "~", "|", "&", "^")):
             out.append("&")  # juxtaposition is AND
-        out.append({"!": "~", "+": "|", "*": "&"}.get(tok, "1'b1" if tok == "1" else "1'b0" if tok == "0" else tok))
+        if tok[0].isalpha() or tok[0] == "_":
+            out.append(rename.get(tok, tok) if rename else tok)
+        else:
+            out.append({"!": "~", "+": "|", "*": "&"}.get(tok, "1'b1" if tok == "1" else "1'b0" if tok == "0" else tok))
     return " ".join(out)
+
+
+def _cell_logic(c: LibCell, rename: Mapping[str, str], regs: str = "") -> list[str]:
+    """Verilog statements of cell ``c``'s function (zero delay): its state register (declared, named
+    ``regs`` + the liberty's state name) and one ``assign`` per output pin, the pins and the state
+    named by ``rename`` (missing names stay as they are)."""
+    names = dict(rename)
+    lines = []
+    if c.ff is not None:
+        for k in (c.ff["state"], c.ff["inverted"]):
+            if k:
+                names[k] = regs + k
+        state = names[c.ff["state"]]
+        clk = c.ff["clocked_on"].strip()
+        neg = clk.replace(" ", "").startswith(("(!", "!"))
+        clk_net = names.get(clk.strip("()! "), clk.strip("()! "))
+        lines.append(f"reg {state};")
+        if c.ff["inverted"]:
+            lines.append(f"wire {names[c.ff['inverted']]} = ~{state};")
+        ev, body = [f"{'negedge' if neg else 'posedge'} {clk_net}"], []
+        for kind, value in (("clear", "1'b0"), ("preset", "1'b1")):
+            if kind in c.ff:
+                lines.append(f"wire {regs}qs_{kind} = {_liberty_expr(c.ff[kind], names)};")
+                ev.append(f"posedge {regs}qs_{kind}")
+                body.append(f"if ({regs}qs_{kind}) {state} <= {value}; else ")
+        lines.append(f"always @({' or '.join(ev)}) {''.join(body)}{state} <= {_liberty_expr(c.ff['next_state'], names)};")
+    for p, fn in c.functions.items():
+        if c.pins.get(p) == "output":
+            lines.append(f"assign {names.get(p, p)} = {_liberty_expr(fn, names)};")
+    return lines
 
 
 def cell_models_verilog(lib: TechLibrary, only=None) -> str:
@@ -834,31 +867,9 @@ def cell_models_verilog(lib: TechLibrary, only=None) -> str:
             continue
         if c.ff is not None and c.ff.get("latch"):
             continue
-        pins = list(c.pins)
-        lines = [f"module {name} ({', '.join(pins)});"]
+        lines = [f"module {name} ({', '.join(c.pins)});"]
         lines += [f"  {'output' if d == 'output' else 'input'} {p};" for p, d in c.pins.items()]
-        if c.ff is not None:
-            state = c.ff["state"]
-            clk = c.ff["clocked_on"].strip()
-            edge = f"negedge {clk.strip('()!')}" if clk.replace(" ", "").startswith(("(!", "!")) else f"posedge {clk}"
-            lines += [f"  reg {state};"] + ([f"  wire {c.ff['inverted']} = ~{state};"] if c.ff["inverted"] else [])
-            ev, body = [edge], []
-            if "clear" in c.ff:
-                lines.append(f"  wire qs_clr = {_liberty_expr(c.ff['clear'])};")
-                ev.append("posedge qs_clr")
-                body.append(f"if (qs_clr) {state} <= 1'b0; else ")
-            if "preset" in c.ff:
-                lines.append(f"  wire qs_pre = {_liberty_expr(c.ff['preset'])};")
-                ev.append("posedge qs_pre")
-                body.append(f"if (qs_pre) {state} <= 1'b1; else ")
-            nxt = _liberty_expr(c.ff["next_state"])
-            lines.append(f"  always @({' or '.join(ev)}) {''.join(body)}{state} <= {nxt};")
-            for p, fn in c.functions.items():
-                lines.append(f"  assign {p} = {_liberty_expr(fn)};")
-        else:
-            for p, fn in c.functions.items():
-                if c.pins.get(p) == "output":
-                    lines.append(f"  assign {p} = {_liberty_expr(fn)};")
+        lines += [f"  {line}" for line in _cell_logic(c, {})]
         lines.append("endmodule")
         out.append("\n".join(lines))
     return "\n".join(out) + "\n"
@@ -876,16 +887,35 @@ VCD_HOOK = """
 """
 
 
-def gate_level_verilog(net: AsicNetlist) -> str:
+def gate_level_verilog(net: AsicNetlist, flat: bool = False) -> str:
     """The mapped netlist with functional models of its cells and macros, ready for a simulator:
     same top module and ports as the generator's Verilog, so its testbenches run it unchanged.
-    With the plusarg of :data:`VCD_HOOK` (Icarus) it dumps its nets for :func:`activity_from_vcd`."""
+    With the plusarg of :data:`VCD_HOOK` (Icarus) it dumps its nets for :func:`activity_from_vcd`.
+
+    ``flat``: every cell instance written in place as its function (``assign`` per output pin,
+    a register and an ``always`` per flip-flop), the same logic in one module: Verilator then
+    builds a large engine in minutes instead of hours (a VPI scope per cell instance is what made
+    the hierarchical netlist slow to compile)."""
     tech = library(net.library)
     used = {t for t in net.cells if not t.startswith("QS_SRAM_")}
     body = net.verilog.rstrip().removesuffix("endmodule")
-    # the cells' and macros' insides are not traced (Verilator): only the netlist's own nets
-    return "\n".join([body + VCD_HOOK.format(top=net.top) + "endmodule", "/*verilator tracing_off*/",
-                      cell_models_verilog(tech, used), *(sram_model_verilog(m) for m in set(net.macro_models()))])
+    if flat:
+        cells = liberty_cells(tech.liberty_path)
+        lines = []
+        for line in body.split("\n"):
+            m = re.fullmatch(r"\s+(\w+) (g\d+) \((.*)\);", line)
+            if m is None or m.group(1) not in cells:
+                lines.append(line)
+                continue
+            pins = dict(re.findall(r"\.(\w+)\(([^()]+)\)", m.group(3)))
+            lines += [f"  {s}" for s in _cell_logic(cells[m.group(1)], pins, regs=f"{m.group(2)}_")]
+        body = "\n".join(lines)
+        models = [sram_model_verilog(m) for m in set(net.macro_models())]
+    else:
+        # the cells' and macros' insides are not traced (Verilator): only the netlist's own nets
+        models = ["/*verilator tracing_off*/", cell_models_verilog(tech, used),
+                  *(sram_model_verilog(m) for m in set(net.macro_models()))]
+    return "\n".join([body + VCD_HOOK.format(top=net.top) + "endmodule", *models])
 
 
 #: Accesses per cycle of each macro port when no simulation is given.

@@ -64,14 +64,16 @@ def rtl_run(cfg: EngineConfig, memory: bytes | bytearray, prog_addr: int, *, sim
     ``ready_p`` handshake probability, AXI4-Lite start and status).
 
     ``netlist`` (a :class:`~qsilicon.hw.asic.AsicNetlist` of this engine) runs the mapped
-    gate-level netlist instead: on Verilator with ``saif`` (its nets' toggle counts written there, a
-    SAIF file), else on Icarus, where ``vcd`` dumps its nets."""
+    gate-level netlist instead: on Verilator (``saif``: its nets' toggle counts written there, a
+    SAIF file), or on Icarus when ``vcd`` names a file to dump its nets to (slow: hours for a few
+    thousand cycles of the small engine)."""
     plusargs = None
     if netlist is not None:
         from qsilicon.hw.asic import gate_level_verilog
 
-        simulation = prepare(gate_level_verilog(netlist), TOPLEVEL, "verilator" if saif else "icarus",
-                             f"{cfg.tag}_gl_{netlist.library}", log_file, saif=saif is not None)
+        gl_sim = "icarus" if vcd is not None else "verilator"
+        simulation = prepare(gate_level_verilog(netlist, flat=gl_sim == "verilator"), TOPLEVEL, gl_sim, f"{cfg.tag}_gl_{netlist.library}",
+                             log_file, saif=saif is not None, gate_level=True)
         if vcd is not None:
             plusargs = [f"+qs_vcd={vcd}"]
     else:

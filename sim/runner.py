@@ -120,13 +120,15 @@ class Simulation:
 
 
 def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | None = None, *,
-            saif: bool = False) -> Simulation:
+            saif: bool = False, gate_level: bool = False) -> Simulation:
     """Build ``verilog`` for ``sim`` once: the build is cached under :func:`cache_root` by a hash
     of the source, the simulator and the cocotb installation (a Verilator binary links cocotb's
     VPI library by its absolute path, so a build made by another checkout's virtual environment
     is not reused), and reused while they are unchanged.  ``saif`` (Verilator): built with SAIF
     tracing of the top module's nets (toggle counts and time high per net, for power), written
-    when a run names a ``trace_file``."""
+    when a run names a ``trace_file``.  ``gate_level`` (Verilator): the source is a flat mapped
+    netlist, compiled in split, lightly optimised C++ (one -O3 function of a whole netlist takes
+    hours to compile)."""
     import cocotb
     from cocotb_tools.runner import get_runner
 
@@ -134,7 +136,8 @@ def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | No
     cocotb_at = f"{Path(cocotb.__file__).resolve().parent} {getattr(cocotb, '__version__', '')}"
     if saif and sim != "verilator":
         raise ValueError("SAIF tracing needs Verilator")
-    digest = hashlib.sha256(f"{sim}\n{toplevel}\n{cocotb_at}\n{saif}\n{verilog}".encode()).hexdigest()[:16]
+    gate_level = gate_level or saif
+    digest = hashlib.sha256(f"{sim}\n{toplevel}\n{cocotb_at}\n{saif}\n{gate_level}\n{verilog}".encode()).hexdigest()[:16]
     build_dir = cache_root() / "sim" / sim / f"{tag}-{digest}"
     stamp = build_dir / "qsilicon-build.ok"
     if log_file is None:
@@ -151,10 +154,11 @@ def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | No
             kwargs["timescale"] = ("1ns", "1ps")
         else:
             kwargs["build_args"] = ["-Wno-fatal", "-O3"]
+            if gate_level:  # a flat netlist is one huge C++ function at -Os: split it and compile lightly
+                kwargs["build_args"] = ["-Wno-fatal", "--output-split", "20000", "--output-split-cfuncs", "2000",
+                                        "-CFLAGS", "-O0"]
             if saif:  # '--trace' (VCD), which waves=True adds first, gives way to the SAIF format
-                # a flat gate-level netlist is one huge C++ function at -Os: split it and compile lightly
-                kwargs["build_args"] = ["-Wno-fatal", "--trace-saif", "--output-split", "20000",
-                                        "--output-split-cfuncs", "2000", "-CFLAGS", "-O0"]
+                kwargs["build_args"].insert(1, "--trace-saif")
                 kwargs["waves"] = True
         try:
             runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, log_file=log_file, **kwargs)

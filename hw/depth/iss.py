@@ -36,7 +36,8 @@ from .isa import (
     decode,
 )
 
-__all__ = ["DeadlockError", "IssStats", "StaleReadError", "run_program"]
+__all__ = ["DeadlockError", "IssStats", "StaleReadError", "compute_accesses", "load_words", "program_accesses",
+           "run_program"]
 
 
 class DeadlockError(RuntimeError):
@@ -57,11 +58,53 @@ class IssStats:
     written_by_tag: dict = field(default_factory=lambda: defaultdict(int))
     #: on-chip memory -> [reads, writes]: the engine's read enables (act's two ports together)
     #: and write cycles, for the memories' access power
-    sram: dict = field(default_factory=lambda: {m: [0, 0] for m in ("act", "wgt", "par", "tab", "out")})
+    sram: dict = field(default_factory=lambda: {m: [0, 0] for m in SRAMS})
 
     def access_rates(self, cycles: int) -> dict[str, tuple[float, float]]:
         """Reads and writes per cycle of each on-chip memory over a run of ``cycles``."""
         return {m: (r / cycles, w / cycles) for m, (r, w) in self.sram.items()}
+
+
+SRAMS = ("act", "wgt", "par", "tab", "out")
+
+
+def load_words(i: dict) -> int:
+    """Words a LOAD writes into its on-chip memory: ``ceil(nbytes / e)`` DRAM words make one
+    (``e`` = 8 bytes or 16 nibbles each; the excess of the last is dropped), each run ending a
+    partial word when ``flush`` is set."""
+    p = i["dram"]
+    per_word = -(-i["nbytes"] // (8 if i["mode"] == MODE_BYTES else 16))
+    runs = p["n0"] * p["n1"]
+    return runs * -(-p["run"] // per_word) if i.get("flush") else runs * p["run"] // per_word
+
+
+def compute_accesses(i: dict, cfg: EngineConfig) -> dict[str, tuple[int, int]]:
+    """``{memory: (reads, writes)}`` of one COMPUTE as the engine's enables issue them: an act and
+    a wgt read per beat (a table read too when decoding), an act read per residual row, a
+    parameter read per drained row of the array, an out write per output row (channel pairs
+    share one with ``pair_out``)."""
+    tiles = i["out_h"] * -(-i["out_w"] // cfg.px)
+    beats = tiles * (i["seg0"]["ch"] + i["seg1"]["ch"]) * i["k"] * i["k"]
+    return {"act": (beats + (tiles * cfg.co if i.get("res") else 0), 0), "wgt": (beats, 0),
+            "tab": (beats if i.get("decode") else 0, 0), "par": (tiles * cfg.co, 0),
+            "out": (0, tiles * (-(-i["n_co"] // 2) if i.get("pair_out") else i["n_co"]))}
+
+
+def program_accesses(insns, cfg: EngineConfig) -> dict[str, list[int]]:
+    """``{memory: [reads, writes]}`` of the on-chip memories over a whole program (its instruction
+    dictionaries), counted from the instructions' fields alone: what :func:`run_program` counts
+    while executing, without the data."""
+    sram = {m: [0, 0] for m in SRAMS}
+    for i in insns:
+        if i["op"] == OP_LOAD:
+            sram[("act", "wgt", "par", "tab")[i["mem"]]][1] += load_words(i)
+        elif i["op"] == OP_COMPUTE:
+            for m, (r, w) in compute_accesses(i, cfg).items():
+                sram[m][0] += r
+                sram[m][1] += w
+        elif i["op"] == OP_STORE:
+            sram["out"][0] += i["dram"]["n0"] * i["dram"]["n1"]
+    return sram
 
 
 def _pattern_runs(p: dict):
@@ -209,12 +252,9 @@ class _Machine:
                 self.out[(i["out"] + co * i["out_h"] + t) % cfg.out_depth, : i["out_w"]] = y[co, t]
         tiles = i["out_h"] * -(-i["out_w"] // cfg.px)
         self.stats.beats[i["tag"]] += tiles * beats
-        sram = self.stats.sram
-        sram["act"][0] += tiles * beats + (tiles * cfg.co if i["res"] else 0)  # operands, residuals
-        sram["wgt"][0] += tiles * beats
-        sram["tab"][0] += tiles * beats if i["decode"] else 0
-        sram["par"][0] += tiles * cfg.co  # every drained row of the array
-        sram["out"][1] += tiles * (-(-i["n_co"] // 2) if i["pair_out"] else i["n_co"])
+        for m, (r, w) in compute_accesses(i, cfg).items():
+            self.stats.sram[m][0] += r
+            self.stats.sram[m][1] += w
 
     # ------------------------------------------------------------------ STORE
     def store(self, i: dict) -> None:

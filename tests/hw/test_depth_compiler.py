@@ -146,6 +146,33 @@ def test_iss_counts_the_engines_memory_accesses():
                                               for i in prog.insns)) > 0
 
 
+def test_access_counts_from_the_instructions_equal_the_iss():
+    """The search's energy model counts the memories' accesses from the instruction fields alone
+    (no data): equal to what the ISS counts while executing, on compiled programs (polished and
+    uniform codes, int8 and nibble engines) and on random legal programs."""
+    from qsilicon.hw.depth.isa import INSN_BYTES, OP_END, decode
+    from qsilicon.hw.depth.iss import program_accesses
+    from qsilicon.sim.depth import random_program
+
+    for seed, method in ((0, "quartdepth"), (2, "rtn")):
+        ig, x = reduced_depth_graph(seed=seed, widths=(5, 7), method=method, abits=4)
+        for cfg in (SMALL, dataclasses.replace(SMALL, packing="nibble")):
+            prog = compile_graph(ig, cfg, height=16, width=16)
+            _, stats = _run_iss(prog, ig, x[:1], cfg)
+            assert program_accesses(prog.insns, cfg) == stats.sram
+    nibble = dataclasses.replace(SMALL, packing="nibble")
+    for seed in range(6):
+        cfg = nibble if seed % 2 else SMALL
+        mem, pa = random_program(cfg, seed)
+        insns, pc = [], pa
+        while (i := decode(mem[pc : pc + INSN_BYTES]))["op"] != OP_END:
+            insns.append(i)
+            pc += INSN_BYTES
+        stats = run_program(bytearray(mem), pa, cfg, strict=False)  # random bands: stale reads are allowed
+        assert program_accesses(insns, cfg) == stats.sram
+        assert stats.sram["act"][1] > 0 and stats.sram["out"][0] > 0
+
+
 def test_paired_tensor_round_trip():
     from qsilicon.hw.depth.compiler import TensorPlace, _write_tensor
 
