@@ -851,7 +851,8 @@ def _cell_logic(c: LibCell, rename: Mapping[str, str], regs: str = "") -> list[s
                 lines.append(f"wire {regs}qs_{kind} = {_liberty_expr(c.ff[kind], names)};")
                 ev.append(f"posedge {regs}qs_{kind}")
                 body.append(f"if ({regs}qs_{kind}) {state} <= {value}; else ")
-        lines.append(f"always @({' or '.join(ev)}) {''.join(body)}{state} <= {_liberty_expr(c.ff['next_state'], names)};")
+        nxt = _liberty_expr(c.ff["next_state"], names)
+        lines.append(f"always @({' or '.join(ev)}) {''.join(body)}{state} <= {nxt};")
     for p, fn in c.functions.items():
         if c.pins.get(p) == "output":
             lines.append(f"assign {names.get(p, p)} = {_liberty_expr(fn, names)};")
@@ -915,7 +916,7 @@ def gate_level_verilog(net: AsicNetlist, flat: bool = False) -> str:
         # the cells' and macros' insides are not traced (Verilator): only the netlist's own nets
         models = ["/*verilator tracing_off*/", cell_models_verilog(tech, used),
                   *(sram_model_verilog(m) for m in set(net.macro_models()))]
-    return "\n".join([body + VCD_HOOK.format(top=net.top) + "endmodule", *models])
+    return "\n".join([body + VCD_HOOK.format(top=net.top) + "endmodule", *models]).rstrip("\n") + "\n"
 
 
 #: Accesses per cycle of each macro port when no simulation is given.

@@ -72,7 +72,8 @@ def rtl_run(cfg: EngineConfig, memory: bytes | bytearray, prog_addr: int, *, sim
         from qsilicon.hw.asic import gate_level_verilog
 
         gl_sim = "icarus" if vcd is not None else "verilator"
-        simulation = prepare(gate_level_verilog(netlist, flat=gl_sim == "verilator"), TOPLEVEL, gl_sim, f"{cfg.tag}_gl_{netlist.library}",
+        verilog = gate_level_verilog(netlist, flat=gl_sim == "verilator")
+        simulation = prepare(verilog, TOPLEVEL, gl_sim, f"{cfg.tag}_gl_{netlist.library}",
                              log_file, saif=saif is not None, gate_level=True)
         if vcd is not None:
             plusargs = [f"+qs_vcd={vcd}"]

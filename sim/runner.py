@@ -137,7 +137,8 @@ def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | No
     if saif and sim != "verilator":
         raise ValueError("SAIF tracing needs Verilator")
     gate_level = gate_level or saif
-    digest = hashlib.sha256(f"{sim}\n{toplevel}\n{cocotb_at}\n{saif}\n{gate_level}\n{verilog}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{sim}\n{toplevel}\n{cocotb_at}\n{saif}\n{gate_level}\n{verilog}".encode())
+    digest = digest.hexdigest()[:16]
     build_dir = cache_root() / "sim" / sim / f"{tag}-{digest}"
     stamp = build_dir / "qsilicon-build.ok"
     if log_file is None:

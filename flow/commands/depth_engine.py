@@ -249,9 +249,9 @@ def _synth_engine_asic(cfg, args) -> int:
     from qsilicon.search.depth_latency import predict_program
 
     if args.activity == "sim":
-        raise CliError("--activity sim is not available for the depth engine yet: a gate-level simulation of its "
-                       "netlist (about 110k cells for the small engine) runs a few cycles a second on Icarus and takes "
-                       "hours to build on Verilator; use --activity default, or a VCD or SAIF of the netlist's nets")
+        raise CliError("--activity sim is not available for the depth engine yet: its gate-level netlist runs about "
+                       "a hundred cycles a second on Verilator (hours for one inference); use --activity default, or a "
+                       "VCD or SAIF of the netlist's nets")
     ig, size, img, what = depth_model(args.model)
     prog = depth_program(ig, cfg, size)
     cycles = predict_program(prog).cycles

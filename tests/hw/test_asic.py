@@ -157,6 +157,91 @@ def test_gemm_mapped_timed_and_simulated_at_gate_level(tmp_path):
     assert rd["activity_source"].startswith("default")
 
 
+@pytest.mark.slow
+def test_small_nibble_engine_netlist_runs_two_layers_like_the_rtl():
+    """The small depth engine with the 4-bit datapath, mapped to OSU018 (about 6 minutes of Yosys),
+    runs a two-layer program (the stem of a W4A4-uniform network, 8x8, writing a paired 4-bit tensor,
+    and the first W4A4 layer reading it in channel pairs) at gate level on Verilator (the flat netlist,
+    about 5 minutes to build): the same memory image as the RTL and the ISS, the same cycle count as
+    the RTL, the layer's output equal to the integer graph's."""
+    import dataclasses
+
+    import torch
+
+    from qsilicon.hw.asic import asic_synthesize
+    from qsilicon.hw.depth.compiler import compile_graph
+    from qsilicon.hw.depth.engine import DepthEngine
+    from qsilicon.hw.depth.isa import EngineConfig
+    from qsilicon.hw.depth.iss import run_program
+    from qsilicon.quant.ptq.export import IntGraph
+    from qsilicon.quant.ptq.toy import reduced_depth_graph
+    from qsilicon.sim.depth import rtl_run
+
+    cfg = dataclasses.replace(EngineConfig(co=8, px=4, max_width=16, act_depth=128, out_depth=32, wgt_depth=512,
+                                           par_depth=16, tab_depth=64), packing="nibble")
+    ig, x = reduced_depth_graph(seed=0, widths=(5, 7), method="rtn", abits=4, size=8)
+    stem = IntGraph(ig.nodes[:2], ig.tensors)
+    prog = compile_graph(stem, cfg, height=8, width=8)
+    mem = prog.with_input(stem.image_codes(x[:1])[0])
+    iss = bytearray(mem)
+    run_program(iss, prog.prog_addr, cfg)
+    rtl = rtl_run(cfg, mem, prog.prog_addr)
+    net = asic_synthesize(DepthEngine(cfg), "depth_engine", "osu018", 100.0)
+    gl = rtl_run(cfg, mem, prog.prog_addr, netlist=net, max_cycles=10_000)
+    assert torch.equal(prog.read(gl.memory, stem.nodes[-1].output), stem.forward(x[:1]))
+    assert prog.tensors[ig.nodes[0].output].paired and [layer.pair for layer in prog.layers] == [False, True]
+    assert gl.memory == rtl.memory == bytes(iss)
+    assert gl.cycles == rtl.cycles
+
+
+def test_flat_gate_level_netlist_computes_the_cells_functions(tmp_path):
+    """The flat form of a mapped netlist (each cell instance written in place as its liberty
+    function, no cell module left) computes what the liberty says: a netlist of one instance of
+    every combinational cell, driven through all its input combinations in Icarus, and a
+    flip-flop that takes its D at the clock edge."""
+    from qsilicon.hw.asic import AsicNetlist, gate_level_verilog
+
+    lib = library("osu018")
+    cells = {n: c for n, c in liberty_cells(lib.liberty_path).items()
+             if not c.sequential and c.functions and not n.startswith("TBUF")}
+    checks, body, k_in, k_out = [], [], 0, 0
+    for gi, (name, c) in enumerate(cells.items()):
+        ins = [p for p, d in c.pins.items() if d == "input"]
+        outs = [p for p in c.functions if c.pins[p] == "output"]
+        conns = [f".{p}(i[{k_in + k}])" for k, p in enumerate(ins)]
+        conns += [f".{o}(o[{k_out + k}])" for k, o in enumerate(outs)]
+        body.append(f"  {name} g{gi} ({', '.join(conns)});")
+        checks.append((name, ins, outs, k_in, k_out))
+        k_in, k_out = k_in + len(ins), k_out + len(outs)
+    body.append(f"  DFFPOSX1 g{len(cells)} (.CLK(clk), .D(i[0]), .Q(q));")
+    verilog = "\n".join(["module t (clk, i, o, q);", "  input clk;", f"  input [{k_in - 1}:0] i;",
+                         f"  output [{k_out - 1}:0] o;", "  output q;", *body, "endmodule", ""])
+    flat = gate_level_verilog(AsicNetlist("t", "osu018", verilog, {}, {}, [], {}, 100.0, "test"), flat=True)
+    assert flat.count("module ") == 1 and not any(f" {n} g" in flat for n in cells)
+    tb = ["module tb;", "  reg clk = 0;", f"  reg [{k_in - 1}:0] i = 0;", f"  wire [{k_out - 1}:0] o;", "  wire q;",
+          "  t dut (.clk(clk), .i(i), .o(o), .q(q));", "  integer v;", "  initial begin"]
+    for name, ins, outs, ki, ko in checks:
+        tb.append(f"    for (v = 0; v < {2 ** len(ins)}; v = v + 1) begin i[{ki + len(ins) - 1}:{ki}] = v; #1 "
+                  + " ".join(f'$display("{name} {o} %0d %0d", v, o[{ko + k}]);' for k, o in enumerate(outs)) + " end")
+    tb += ["    i[0] = 1; #1 clk = 1; #1 i[0] = 0; #1 $display(\"ff %0d\", q); clk = 0; #1 clk = 1; #1 "
+           "$display(\"ff %0d\", q);", "  end", "endmodule"]
+    (tmp_path / "tb.v").write_text(flat + "\n".join(tb) + "\n")
+    subprocess.run(["iverilog", "-o", str(tmp_path / "tb.vvp"), str(tmp_path / "tb.v")], check=True)
+    out = subprocess.run(["vvp", "-n", str(tmp_path / "tb.vvp")], check=True, capture_output=True, text=True).stdout
+    seen, ff = 0, []
+    for line in out.splitlines():
+        if line.startswith("ff "):
+            ff.append(int(line.split()[1]))
+            continue
+        name, pin, v, got = line.split()
+        ins = next(c[1] for c in checks if c[0] == name)
+        env = {p: (int(v) >> k) & 1 for k, p in enumerate(ins)}
+        assert int(got) == _eval_liberty(cells[name].functions[pin], env), (name, pin, env)
+        seen += 1
+    assert seen == sum(2 ** len(c[1]) * len(c[2]) for c in checks) > 100
+    assert ff == [1, 0]
+
+
 def test_asic_options_errors(tmp_path):
     r = run_cli("synth", "gemm", "--rows", "2", "--cols", "2", "--wbits", "8", "--abits", "8", "--target", "xcup",
                 "--clock", "50")
