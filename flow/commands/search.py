@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from ..common import DEFAULT_SUPERNET, CliError, get_board, progress
+from ..common import DEFAULT_SUPERNET, CliError, OutputDir, get_board, progress, write_manifest
 
 __all__ = ["SEARCH_IMAGES", "AccuracyCache", "register", "search_to_dir"]
 
@@ -169,9 +169,26 @@ def search_to_dir(board, space, out: Path, *, trials: int, storage: str | None, 
     return doc
 
 
+VIT_ONLY = ("board", "space", "checkpoint", "images", "no_holdout")
+DEPTH_ONLY = ("target", "model", "max_area", "max_latency", "max_energy", "clock")
+
+
 def cmd_search(args) -> int:
     from qsilicon.search.joint import SpaceError, check_board
 
+    defaults = {"space": "default", "checkpoint": str(DEFAULT_SUPERNET), "images": SEARCH_IMAGES, "no_holdout": False}
+    if args.engine == "depth":
+        given = [k for k in VIT_ONLY if getattr(args, k) not in (None, defaults.get(k))]
+        if given:
+            raise CliError(f"--{given[0].replace('_', '-')} belongs to the ViT search ('qsilicon search --board ...'), "
+                           "not to 'qsilicon search depth'")
+        return cmd_search_depth(args)
+    given = [k for k in DEPTH_ONLY if getattr(args, k) is not None]
+    if given:
+        raise CliError(f"--{given[0].replace('_', '-')} belongs to 'qsilicon search depth', not to the ViT search")
+    if args.board is None:
+        raise CliError("the ViT search needs --board (e.g. --board zcu102); 'qsilicon search depth --target asic' "
+                       "searches the depth engine")
     board = get_board(args.board)
     try:
         check_board(board)
@@ -222,6 +239,83 @@ def _search(args, board, space, out: Path) -> int:
               f"{100 * r['util']['bram36']:>5.1f}  {r['subnet']}  r{h['rows']}c{h['cols']} {h['packing']} "
               f"l{h['lanes']} w{h['wbuf_kib']}k a{h['abuf_kib']}k {h['clock_mhz']:g} MHz")
     print(f"knee point: trial {doc['knee']['number']}; wrote {out / 'pareto.json'} and {out / 'pareto.png'}")
+    return 0
+
+
+def cmd_search_depth(args) -> int:
+    from qsilicon.search.depth_search import Budgets, DepthSearchError, check_inputs, run_depth_search
+
+    from .depth_engine import depth_model
+
+    if args.target != "asic":
+        raise CliError("'qsilicon search depth' needs --target asic (the depth engine's cost model is the ASIC flow's: "
+                       "area in mm2, energy per inference)")
+    budgets = Budgets(args.max_area, args.max_latency, args.max_energy)
+    try:
+        check_inputs(1, args.trials, budgets, args.clock)
+    except DepthSearchError as e:
+        raise CliError(str(e)) from None
+    out = OutputDir(args.output)
+    ig, size, _, what = depth_model(args.model)
+    from tqdm import tqdm
+
+    bar = tqdm(total=args.trials, desc="search", unit="trial", disable=args.json or None, leave=False)
+
+    def show(done, total):
+        bar.n = min(done, total)
+        bar.refresh()
+
+    with out as tmp:
+        storage = args.storage
+        if storage is not None and not storage.startswith(("sqlite://", "postgresql://", "postgresql+")):
+            raise CliError(f"--storage {storage}: expected sqlite:///FILE or postgresql://USER@HOST/DB")
+        try:
+            res = run_depth_search(ig, size, trials=args.trials, seed=args.seed, storage=storage, budgets=budgets,
+                                   clock_mhz=args.clock, progress=show)
+        except DepthSearchError as e:
+            raise CliError(str(e)) from None
+        finally:
+            bar.close()
+        recs = res["records"]
+        if not res["front"]:
+            over = "" if not any(r["compiles"] for r in recs) else " within the budgets"
+            raise CliError(f"no engine of the {len(recs)} trials compiles the network{over}: raise --max-area, "
+                           "--max-latency or --max-energy")
+        front = res["front"]
+        pick = {"smallest": min(front, key=lambda r: r["area_mm2"])["number"],
+                "fastest": min(front, key=lambda r: r["latency_ms"])["number"],
+                "lowest_energy": min(front, key=lambda r: r["energy_uj"])["number"]}
+        doc = {"engine": "depth", "target": "asic", "model": what, "input": f"{size}x{size}", "study": res["study"],
+               "trials": len(recs), "distinct_engines": len({r["tag"] + str(r["engine"]) for r in recs}),
+               "space_size": res["space_size"], "feasible": sum(r["feasible"] for r in recs),
+               "resumed_from": res["resumed_from"],
+               "budgets": {"max_area_mm2": args.max_area, "max_latency_ms": args.max_latency,
+                           "max_energy_uj": args.max_energy},
+               "objectives": ["latency_ms", "area_mm2", "energy_uj"],
+               "assumptions": {"figures": "predictions: cycles by the engine's latency model, area and energy by the "
+                                          "ASIC cost model (search/depth_asic.py) calibrated on the OSU 0.18 um flow "
+                                          "(bench/asic_depth_model.py); logic power at the default activity",
+                               "clock": f"{args.clock} MHz" if args.clock else "each engine at the model's fmax"},
+               "picks": pick, "front": front,
+               "records": [{k: r.get(k) for k in ("number", "tag", "engine", "compiles", "feasible", "latency_ms",
+                                                  "area_mm2", "energy_uj")} for r in recs],
+               "infeasible_reasons": sorted({r["reason"] for r in recs if not r["compiles"]})[:5]}
+        (tmp / "pareto.json").write_text(json.dumps(doc, indent=2) + "\n")
+        write_manifest(tmp, {"command": "search depth", "files": ["pareto.json"]})
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"{doc['trials']} trials ({doc['distinct_engines']} distinct engines of {doc['space_size']}, "
+          f"{doc['feasible']} feasible) on {what}; Pareto front: {len(front)} engines (predictions):")
+    print(f"{'#':>4} {'engine':<22} {'act':>5} {'wgt':>5} {'out':>4} {'area mm2':>9} {'latency ms':>10} "
+          f"{'inf/s':>7} {'energy mJ':>9} {'MHz':>6}")
+    for r in front:
+        e, a = r["engine"], r["asic"]
+        print(f"{r['number']:>4} {r['tag']:<22} {e['act_depth']:>5} {e['wgt_depth']:>5} {e['out_depth']:>4} "
+              f"{r['area_mm2']:>9.3f} {r['latency_ms']:>10.3f} {a['inferences_per_s']:>7.1f} "
+              f"{r['energy_uj'] / 1e3:>9.3f} {a['clock_mhz']:>6.1f}")
+    print("smallest: #{smallest}; fastest: #{fastest}; lowest energy: #{lowest_energy}".format(**pick)
+          + f"; wrote {Path(args.output) / 'pareto.json'}")
     return 0
 
 
@@ -284,8 +378,13 @@ def cmd_latency_vit(args) -> int:
 
 
 def register(sub, groups) -> None:
-    s = sub.add_parser("search", help="joint NSGA-II search of supernet subnets x accelerator designs for a board")
-    s.add_argument("--board", required=True, help="a Zynq UltraScale+ board of the registry (e.g. zcu102)")
+    s = sub.add_parser("search", help="joint NSGA-II search of supernet subnets x accelerator designs for a board; "
+                       "'search depth --target asic': QuartDepth engines for a depth network by area, latency and "
+                       "energy")
+    s.add_argument("engine", nargs="?", choices=("vit", "depth"), default="vit",
+                   help="vit (default): supernet subnets x ViT accelerators on an FPGA board; depth: QuartDepth "
+                        "engine configurations for one integer depth network (--target asic)")
+    s.add_argument("--board", help="vit: a Zynq UltraScale+ board of the registry (e.g. zcu102)")
     s.add_argument("--space", default="default", help="joint search-space YAML, or 'default' "
                    "(configs/search_space.yaml)")
     s.add_argument("--trials", type=int, default=200, help="complete trials the study should hold (default 200)")
@@ -296,6 +395,14 @@ def register(sub, groups) -> None:
     s.add_argument("--images", type=int, default=SEARCH_IMAGES,
                    help=f"test images that score subnets during the search (default {SEARCH_IMAGES})")
     s.add_argument("--no-holdout", action="store_true", help="skip scoring the front on the held-out images")
+    s.add_argument("--target", help="depth: asic (area in mm2 and energy per inference from the ASIC cost model)")
+    s.add_argument("--model", help="depth: int_graph.pt or its directory (from 'qsilicon quantize depth -o'); default "
+                   "the reduced network (random weights, 16x16)")
+    s.add_argument("--max-area", type=float, help="depth: area budget in mm2 (a constraint)")
+    s.add_argument("--max-latency", type=float, help="depth: latency budget in ms per inference (a constraint)")
+    s.add_argument("--max-energy", type=float, help="depth: energy budget in uJ per inference (a constraint)")
+    s.add_argument("--clock", type=float, help="depth: clock in MHz for every engine (default each at the cost "
+                   "model's fmax)")
     s.add_argument("-o", "--output", default="out/search", help="output directory (default out/search)")
     s.add_argument("--json", action="store_true", help="print the Pareto document")
     s.set_defaults(func=cmd_search)

@@ -167,6 +167,13 @@ class EngineConfig:
                 "par": self.par_depth * PAR_BYTES, "tab": self.tab_depth * TAB_BYTES,
                 "out": self.out_depth * self.max_width * 2}
 
+    def sram_shapes(self) -> dict[str, tuple[int, int, int]]:
+        """``{memory: (words, bits per word, read ports)}`` of the engine's on-chip memories as the
+        gateware declares them (act has a second read port for residual rows)."""
+        b = self.sram_bytes()
+        widths = {"act": self.max_width, "wgt": self.co, "par": PAR_BYTES, "tab": TAB_BYTES, "out": self.max_width * 2}
+        return {m: (b[m] // w, 8 * w, 2 if m == "act" else 1) for m, w in widths.items()}
+
     def to_dict(self) -> dict:
         return asdict(self)
 
