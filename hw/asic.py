@@ -834,6 +834,8 @@ def _cell_logic(c: LibCell, rename: Mapping[str, str], regs: str = "") -> list[s
     named by ``rename`` (missing names stay as they are)."""
     names = dict(rename)
     lines = []
+    if c.ff is not None and c.ff.get("latch"):
+        raise AsicError(f"cell {c.name} is a latch: the gate-level models cover flip-flops only")
     if c.ff is not None:
         for k in (c.ff["state"], c.ff["inverted"]):
             if k:

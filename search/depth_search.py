@@ -142,7 +142,8 @@ def run_depth_search(ig, size: int, *, trials: int, seed: int = 0, storage: str 
     def objective(trial):
         point = {k: trial.suggest_categorical(k, list(v)) for k, v in SPACE.items()}
         r = cost(point)
-        trial.set_constraint("compiles", -1.0 if r["compiles"] else 1.0)
+        # a configuration that does not compile ranks behind every one that does, however far over budget
+        trial.set_constraint("compiles", -1.0 if r["compiles"] else 1e6)
         if not r["compiles"]:
             trial.set_user_attr("reason", r["reason"])
             for key in BUDGETS:
@@ -152,10 +153,17 @@ def run_depth_search(ig, size: int, *, trials: int, seed: int = 0, storage: str 
             trial.set_constraint(key, v)
         return tuple(r[k] for k in OBJECTIVES)
 
-    name = f"depth-{graph_digest(ig)}-{size}-{model['library']}-{clock_mhz or 'fmax'}-{seed}"
+    # everything the stored objectives and constraints depend on: a resumed study must have been run with the same
+    what = repr((sorted(SPACE.items()), model["coefficients"], model["fmax_mhz"], vars(budgets), clock_mhz))
+    name = (f"depth-{graph_digest(ig)}-{size}-{model['library']}-{seed}-"
+            f"{hashlib.sha256(what.encode()).hexdigest()[:10]}")
     sampler = NSGAIISampler(population_size=24, seed=seed)
-    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, load_if_exists=True,
-                                directions=["minimize"] * len(OBJECTIVES))
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, load_if_exists=True,
+                                    directions=["minimize"] * len(OBJECTIVES))
+    except Exception as e:  # noqa: BLE001 - the storage backends raise their own (SQLAlchemy, OSError, ...)
+        raise DepthSearchError(f"--storage {storage}: cannot open the study there ({type(e).__name__}: "
+                               f"{str(e).splitlines()[0][:160]})") from None
     study.set_metric_names(list(OBJECTIVES))
     done = sum(1 for t in study.trials if t.state == TrialState.COMPLETE)
 

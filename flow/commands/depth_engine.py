@@ -272,6 +272,8 @@ def _synth_engine_asic(cfg, args) -> int:
                 raise CliError(f"the gate-level netlist of {cfg.tag} computed another depth map than the integer "
                                "graph: a synthesis or cell-model bug")
             activity, n = activity_from_saif(saif)
+            # toggles over the whole trace (testbench set-up and tail included) per cycle of the inference
+            activity = {k: (t * n / run.cycles, d) for k, (t, d) in activity.items()}
         for m, (r, w) in accesses.items():  # per cycle of the simulated inference
             accesses[m] = (r * cycles / run.cycles, w * cycles / run.cycles)
         cycles_source = "the gate-level simulation (equal to the RTL's)"

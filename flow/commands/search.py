@@ -255,6 +255,19 @@ def cmd_search_depth(args) -> int:
         check_inputs(1, args.trials, budgets, args.clock)
     except DepthSearchError as e:
         raise CliError(str(e)) from None
+    if args.output == "out/search":  # the ViT search's default folder: not replaced by a depth search
+        args.output = "out/search-depth"
+    storage = args.storage
+    if storage is not None:
+        if not storage.startswith(("sqlite://", "postgresql://", "postgresql+")):
+            raise CliError(f"--storage {storage}: expected sqlite:///FILE or postgresql://USER@HOST/DB")
+        if storage.startswith("sqlite:///"):
+            db = Path(storage.removeprefix("sqlite:///")).resolve()
+            if db.is_relative_to(Path(args.output).resolve()):
+                raise CliError(f"--storage {storage}: the study must live outside -o {args.output}, which is "
+                               "replaced when the search ends")
+            if not db.parent.is_dir():
+                raise CliError(f"--storage {storage}: no directory {db.parent}")
     out = OutputDir(args.output)
     ig, size, _, what = depth_model(args.model)
     from tqdm import tqdm
@@ -266,9 +279,6 @@ def cmd_search_depth(args) -> int:
         bar.refresh()
 
     with out as tmp:
-        storage = args.storage
-        if storage is not None and not storage.startswith(("sqlite://", "postgresql://", "postgresql+")):
-            raise CliError(f"--storage {storage}: expected sqlite:///FILE or postgresql://USER@HOST/DB")
         try:
             res = run_depth_search(ig, size, trials=args.trials, seed=args.seed, storage=storage, budgets=budgets,
                                    clock_mhz=args.clock, progress=show)
@@ -388,8 +398,9 @@ def register(sub, groups) -> None:
     s.add_argument("--space", default="default", help="joint search-space YAML, or 'default' "
                    "(configs/search_space.yaml)")
     s.add_argument("--trials", type=int, default=200, help="complete trials the study should hold (default 200)")
-    s.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUTPUT/study.db); postgresql://... "
-                   "lets several processes and machines share the study")
+    s.add_argument("--storage", help="Optuna storage URL (vit: default sqlite:///OUTPUT/study.db; depth: default in "
+                   "memory, a sqlite file outside -o to resume); postgresql://... lets several processes and "
+                   "machines share the study")
     s.add_argument("--checkpoint", default=str(DEFAULT_SUPERNET), help="supernet checkpoint")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--images", type=int, default=SEARCH_IMAGES,
@@ -403,7 +414,8 @@ def register(sub, groups) -> None:
     s.add_argument("--max-energy", type=float, help="depth: energy budget in uJ per inference (a constraint)")
     s.add_argument("--clock", type=float, help="depth: clock in MHz for every engine (default each at the cost "
                    "model's fmax)")
-    s.add_argument("-o", "--output", default="out/search", help="output directory (default out/search)")
+    s.add_argument("-o", "--output", default="out/search", help="output directory (default out/search; depth: "
+                   "out/search-depth)")
     s.add_argument("--json", action="store_true", help="print the Pareto document")
     s.set_defaults(func=cmd_search)
 

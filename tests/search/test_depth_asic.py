@@ -142,9 +142,27 @@ def test_search_depth_errors(tmp_path):
                       (("search", "depth", "--target", "asic", "--max-area", "-1"), "must be positive"),
                       (("search", "depth", "--target", "asic", "--clock", "900"), "close timing up to"),
                       (("search", "depth", "--target", "asic", "--trials", "10", "--max-area", "0.01"),
-                       "no engine of the 10 trials")):
+                       "no engine of the 10 trials"),
+                      (("search", "depth", "--target", "asic", "--storage", f"sqlite:///{tmp_path / 'o' / 's.db'}"),
+                       "must live outside -o"),
+                      (("search", "depth", "--target", "asic", "--storage", f"sqlite:///{tmp_path / 'no' / 's.db'}"),
+                       "no directory")):
         out = tmp_path / "o"
         p = run(*args, "-o", str(out))
         assert p.returncode != 0 and msg in p.stderr, (args, p.stderr)
         assert len([ln for ln in p.stderr.strip().splitlines() if not ln.startswith("[qsilicon]")]) == 1, p.stderr
         assert not out.exists()
+
+
+def test_search_depth_resumes_from_its_storage(tmp_path):
+    """A study in a sqlite file outside ``-o`` is continued by a second call up to ``--trials``."""
+    db = f"sqlite:///{tmp_path / 'study.db'}"
+    a = run("search", "depth", "--target", "asic", "--trials", "12", "--storage", db, "-o", str(tmp_path / "a"),
+            "--json")
+    assert a.returncode == 0, a.stderr
+    b = run("search", "depth", "--target", "asic", "--trials", "20", "--storage", db, "-o", str(tmp_path / "a"),
+            "--json")
+    assert b.returncode == 0, b.stderr
+    da, db_ = json.loads(a.stdout), json.loads(b.stdout)
+    assert da["study"] == db_["study"] and db_["resumed_from"] == 12 and db_["trials"] == 20
+    assert [r["number"] for r in db_["records"]][:12] == [r["number"] for r in da["records"]]
