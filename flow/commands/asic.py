@@ -50,9 +50,11 @@ def check_asic_args(args) -> None:
 
 
 def run_asic(component, top: str, args, simulate: Callable | None = None, cycles: int | None = None,
-             what: str = "", accesses: dict | None = None, access_source: str | None = None) -> dict:
+             what: str = "", access_counts: dict | None = None, access_source: str | None = None) -> dict:
     """Map ``component`` to the library, simulate it if asked, and return the report of
-    :func:`qsilicon.hw.asic.asic_report` (``simulate(netlist) -> (activity, source, cycles)``)."""
+    :func:`qsilicon.hw.asic.asic_report` (``simulate(netlist) -> (activity, source, cycles)``).
+    ``access_counts`` (memory -> (reads, writes) of one inference) become access rates over the
+    inference's cycles: ``cycles``, or the simulation's."""
     from qsilicon.hw.asic import (
         AsicError,
         activity_from_saif,
@@ -76,8 +78,10 @@ def run_asic(component, top: str, args, simulate: Callable | None = None, cycles
             activity, n = read(Path(args.activity))
             source = f"{args.activity} ({n} cycles)"
         progress("timing and power with OpenSTA")
-        report = asic_report(net, args.clock, activity, source, cycles,
-                             accesses=accesses, access_source=access_source if accesses else None)
+        accesses = ({m: (r / cycles, w / cycles) for m, (r, w) in access_counts.items()}
+                    if access_counts and cycles else None)
+        report = asic_report(net, args.clock, activity, source, cycles, accesses=accesses,
+                             access_source=f"{access_source} over {cycles} cycles" if accesses else None)
     except AsicError as e:
         raise CliError(str(e)) from None
     report["cached"] = net.cached

@@ -234,25 +234,14 @@ def cmd_synth_engine(args) -> int:
 
 
 
-def sram_accesses(prog, ig, img, cycles: int) -> tuple[dict, str]:
-    """Reads and writes per cycle of each on-chip memory over one inference of ``prog`` on ``img``,
-    counted by the instruction-set simulator (the engine's enables), over ``cycles``."""
-    from qsilicon.hw.depth.iss import run_program
-
-    stats = run_program(prog.with_input(ig.image_codes(img)[0]), prog.prog_addr, prog.cfg)
-    source = f"one inference, access counts of the instruction-set simulator over {cycles} cycles"
-    return stats.access_rates(cycles), source
-
-
 def _synth_engine_asic(cfg, args) -> int:
     from qsilicon.hw.depth.engine import DepthEngine
+    from qsilicon.hw.depth.iss import program_accesses
     from qsilicon.search.depth_latency import predict_program
 
     ig, size, img, what = depth_model(args.model)
     prog = depth_program(ig, cfg, size)
     cycles = predict_program(prog).cycles
-    accesses, source = sram_accesses(prog, ig, img, cycles)
-    cycles_source = "the engine's latency model (a prediction)"
 
     def simulate(net):
         """One inference of the model on the flat netlist (Verilator, SAIF): bit-exact or an error."""
@@ -261,7 +250,6 @@ def _synth_engine_asic(cfg, args) -> int:
         from qsilicon.hw.asic import activity_from_saif
         from qsilicon.sim.depth import rtl_run
 
-        nonlocal accesses, cycles_source
         progress(f"one inference of {what} on the gate-level netlist (Verilator, flat; about {cycles} cycles at "
                  "about a hundred a second, after a build of minutes)")
         with tempfile.TemporaryDirectory(prefix="qs-engine-gl-") as tmp:
@@ -274,19 +262,16 @@ def _synth_engine_asic(cfg, args) -> int:
             activity, n = activity_from_saif(saif)
             # toggles over the whole trace (testbench set-up and tail included) per cycle of the inference
             activity = {k: (t * n / run.cycles, d) for k, (t, d) in activity.items()}
-        for m, (r, w) in accesses.items():  # per cycle of the simulated inference
-            accesses[m] = (r * cycles / run.cycles, w * cycles / run.cycles)
-        cycles_source = "the gate-level simulation (equal to the RTL's)"
         return activity, (f"gate-level simulation (Verilator, flat netlist, SAIF) of one inference of {what}: "
                           f"{run.cycles} cycles, depth map bit-exact to the integer graph"), run.cycles
 
+    counts = program_accesses(prog.insns, cfg) if args.activity in ("default", "sim") else None
     report = run_asic(DepthEngine(cfg), "depth_engine", args, simulate, cycles, what=f"the depth engine {cfg.tag}",
-                      accesses=accesses if args.activity in ("default", "sim") else None, access_source=source)
+                      access_counts=counts, access_source="one inference, access counts from the program's "
+                      "instructions (equal to the instruction-set simulator's)")
     report = {"component": "depth-engine", "config": cfg.to_dict(), "model": what, **report}
-    report["cycles_source"] = cycles_source
-    if args.activity == "sim":
-        report["memory_access_source"] = ("one inference, access counts of the instruction-set simulator over the "
-                                          "gate-level simulation's cycles")
+    report["cycles_source"] = ("the gate-level simulation (equal to the RTL's)" if args.activity == "sim" else
+                               "the engine's latency model (a prediction)")
     if args.json:
         print(json.dumps(report, indent=2))
     else:
