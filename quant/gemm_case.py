@@ -41,18 +41,26 @@ class GemmCase:
         """``(M, K, N)``."""
         return self.x.shape[0], self.x.shape[1], self.w.shape[0]
 
-    def save(self, path: str | Path) -> None:
-        torch.save({
+    def state(self) -> dict:
+        """The case as a dict of tensors and plain values (what :meth:`save` writes)."""
+        return {
             "x": self.x, "w": self.w, "bias": self.bias, "m0": self.m0, "shift": self.shift,
             "zero_point": self.zero_point, "row_bits": self.row_bits,
             "fmts": [(f.bits, f.signed) for f in (self.a_fmt, self.w_fmt, self.out_fmt)],
-        }, path)
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> GemmCase:
+        d = dict(state)
+        a, w, o = (IntFormat(int(b), bool(s)) for b, s in d.pop("fmts"))
+        return cls(a_fmt=a, w_fmt=w, out_fmt=o, **d)
+
+    def save(self, path: str | Path) -> None:
+        torch.save(self.state(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> GemmCase:
-        d = torch.load(path, weights_only=True)
-        a, w, o = (IntFormat(int(b), bool(s)) for b, s in d.pop("fmts"))
-        return cls(a_fmt=a, w_fmt=w, out_fmt=o, **d)
+        return cls.from_state(torch.load(path, weights_only=True))
 
 
 def ref_gemm(case: GemmCase) -> IntLinearResult:

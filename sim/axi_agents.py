@@ -24,8 +24,9 @@ class AxiMemory:
     ``ready_p`` < 1 stalls AR/R/AW/W handshakes at random.
 
     Faults (``faults``, for the error tests): ``read_error`` = n answers the n-th read burst with
-    SLVERR, ``write_error`` = n the n-th write burst; ``stall`` = (first cycle, cycles) holds every
-    handshake of the slave for that long."""
+    SLVERR (or ``error_resp``: 3 for DECERR), ``write_error`` = n the n-th write burst; ``stall`` =
+    (first cycle, cycles) holds every handshake of the slave for that long; ``decerr_outside``
+    answers a burst outside the memory with DECERR (else it is an error of the design)."""
 
     def __init__(self, dut, mem: bytearray, ready_p: float, rng: random.Random, faults: dict | None = None):
         self.dut, self.mem, self.p, self.rng = dut, mem, ready_p, rng
@@ -36,6 +37,7 @@ class AxiMemory:
         self.errors: list[str] = []
         self.faults = faults or {}
         self.n_reads = self.n_writes = self.cycle = 0
+        self.written: dict[int, int] | None = None  # a dict: each written word's address -> its cycle
 
     def _go(self) -> bool:
         return self.p >= 1.0 or self.rng.random() < self.p
@@ -45,6 +47,13 @@ class AxiMemory:
         self.reads.clear()
         self.writes.clear()
         self.bresp.clear()
+
+    @staticmethod
+    def quiet(dut) -> None:
+        """Drive the slave's side of the bus idle (no response, nothing accepted): before a reset
+        ends, so that the design never sees a response of an earlier run's transaction."""
+        for name in ("arready", "awready", "wready", "rvalid", "bvalid"):
+            getattr(dut, f"m_axi__{name}").value = 0
 
     def drive(self) -> None:
         d = self.dut
@@ -72,10 +81,12 @@ class AxiMemory:
         d = self.dut
         if d.m_axi__arvalid.value == 1 and d.m_axi__arready.value == 1:
             addr, beats = int(d.m_axi__araddr.value), int(d.m_axi__arlen.value) + 1
+            resp = self.faults.get("error_resp", 2) if self.faults.get("read_error") == self.n_reads else 0
             if addr % self.wb or addr + beats * self.wb > len(self.mem):
-                self.errors.append(f"read burst {addr:#x} x {beats} outside memory or unaligned")
-                addr = 0
-            self.reads.append([addr, beats, 2 if self.faults.get("read_error") == self.n_reads else 0])
+                if not (self.faults.get("decerr_outside") and addr % self.wb == 0):
+                    self.errors.append(f"read burst {addr:#x} x {beats} outside memory or unaligned")
+                addr, resp = 0, 3
+            self.reads.append([addr, beats, resp])
             self.n_reads += 1
         if d.m_axi__rvalid.value == 1 and d.m_axi__rready.value == 1:
             r = self.reads[0]
@@ -85,15 +96,20 @@ class AxiMemory:
                 self.reads.popleft()
         if d.m_axi__awvalid.value == 1 and d.m_axi__awready.value == 1:
             addr, beats = int(d.m_axi__awaddr.value), int(d.m_axi__awlen.value) + 1
+            resp = self.faults.get("error_resp", 2) if self.faults.get("write_error") == self.n_writes else 0
             if addr % self.wb or addr + beats * self.wb > len(self.mem):
-                self.errors.append(f"write burst {addr:#x} x {beats} outside memory or unaligned")
-            self.writes.append([addr, beats, 2 if self.faults.get("write_error") == self.n_writes else 0])
+                if not (self.faults.get("decerr_outside") and addr % self.wb == 0):
+                    self.errors.append(f"write burst {addr:#x} x {beats} outside memory or unaligned")
+                addr, resp = -len(self.mem) - beats * self.wb, 3  # (its data is dropped below)
+            self.writes.append([addr, beats, resp])
             self.n_writes += 1
         if d.m_axi__wvalid.value == 1 and d.m_axi__wready.value == 1:
             w = self.writes[0]
             data = int(d.m_axi__wdata.value).to_bytes(self.wb, "little")
             if w[0] >= 0 and w[0] + self.wb <= len(self.mem):
                 self.mem[w[0] : w[0] + self.wb] = data
+                if self.written is not None:
+                    self.written[w[0]] = self.cycle
             w[0] += self.wb
             w[1] -= 1
             if (w[1] == 0) != (d.m_axi__wlast.value == 1):
@@ -108,6 +124,14 @@ class AxiMemory:
 class AxiLiteHost:
     """A sequential AXI4-Lite master stepped by the same clock loop."""
 
+    @staticmethod
+    def quiet(dut) -> None:
+        """Drive the master's side idle (no request; responses accepted): what an idle host drives."""
+        for name in ("awvalid", "wvalid", "arvalid"):
+            getattr(dut, f"s_axil__{name}").value = 0
+        dut.s_axil__bready.value = 1
+        dut.s_axil__rready.value = 1
+
     def __init__(self, dut):
         self.dut = dut
         self.queue: deque = deque()  # ("w", addr, data) or ("r", addr, None)
@@ -119,6 +143,10 @@ class AxiLiteHost:
         if self.busy is None and self.queue:
             self.busy = [*self.queue.popleft(), False]
         kind = self.busy[0] if self.busy else None
+        state = (kind, self.busy[1:] if self.busy else None)
+        if state == getattr(self, "_driven", None) and (kind is None or self.busy[3]):
+            return  # idle, or waiting for a response: the signals hold what they had
+        self._driven = (kind, list(self.busy[1:]) if self.busy else None)
         d.s_axil__awvalid.value = int(kind == "w" and not self.busy[3])
         d.s_axil__wvalid.value = int(kind == "w" and not self.busy[3])
         d.s_axil__awaddr.value = self.busy[1] if kind == "w" else 0

@@ -94,9 +94,15 @@ def rtl_run(cfg: EngineConfig, memory: bytes | bytearray, prog_addr: int, *, sim
                   {int(k): v for k, v in res["first_by_tag"].items()}, res["end_cycle"])
 
 
-def random_program(cfg: EngineConfig, seed: int, n: int = 40) -> tuple[bytearray, int]:
-    """A random program of legal instructions over random data (every instruction a barrier, so the
-    units' concurrency cannot change the result): ``(memory image, program address)``.
+def random_program(cfg: EngineConfig, seed: int, n: int = 40, sync: str = "barrier") -> tuple[bytearray, int]:
+    """A random program of legal instructions over random data: ``(memory image, program address)``.
+
+    ``sync`` ``barrier``: every instruction a barrier (the units never overlap), the program cut at
+    ``n`` instructions.  ``tokens``: whole rounds (loads, a compute, a store) until at least ``n``
+    instructions, ordered by the units' tokens as the compiler orders a layer's tiles: the last load
+    of a round hands the compute its inputs, the compute hands the store its output and frees the
+    inputs for the next round's loads, the store frees ``out`` for the next compute; no barriers, so
+    the next round's loads run beside this round's store.
 
     Loads pick a memory, mode, run and pattern at random from a random-data region (parameter words
     come from a region of legal ones: M0 < 2**16, shift <= 47, sorted thresholds); computes pick
@@ -120,8 +126,10 @@ def random_program(cfg: EngineConfig, seed: int, n: int = 40) -> tuple[bytearray
         encode,
     )
 
+    if sync not in ("barrier", "tokens"):
+        raise ValueError(f"sync must be 'barrier' or 'tokens', not {sync!r}")
     rng = random.Random(seed)
-    prog_bytes = (n + 1) * 32
+    prog_bytes = (n + 1 + (24 if sync == "tokens" else 0)) * 32  # tokens: whole rounds, up to 10 past n
     data_at, data_len = 4096, 16384
     par_at, par_words = data_at + data_len, 128
     out_at, out_len = par_at + par_words * PAR_BYTES, 16384
@@ -150,13 +158,18 @@ def random_program(cfg: EngineConfig, seed: int, n: int = 40) -> tuple[bytearray
                 "dram": {"base": base, "run": run, "n0": n0, "n1": n1, "s0": s0, "s1": s1}}
 
     insns = []
+    rounds = 0
     while len(insns) < n:
         # a round: fill the memories around random anchors, compute from them, store the result
         anchors = [rng.randrange(cfg.depth(mid)) for mid in range(4)]
+        first_load = len(insns)
         for mid in rng.sample(range(4), 4):
             for _ in range(rng.randint(1, 2)):
                 off = 0 if mid == MEM_PAR else rng.randint(0, 4)
                 insns.append(load(mid, (anchors[mid] + off) % cfg.depth(mid)))
+        if sync == "tokens":
+            insns[first_load]["pop_next"] = int(rounds > 0)  # the previous compute freed the inputs
+            insns[-1]["push_next"] = 1  # inputs ready
         stride = rng.choice((1, 2))
         fmt = rng.randrange(FMT_S16 + 1)
         enc = int(fmt == FMT_U8 and rng.random() < 0.5)
@@ -181,15 +194,22 @@ def random_program(cfg: EngineConfig, seed: int, n: int = 40) -> tuple[bytearray
                       "out": out, "seg0": seg(True), "seg1": seg(rng.random() < 0.5), "tag": rng.randrange(256),
                       "res": int(not pair_out and rng.random() < 0.4),
                       "res_base": (anchors[0] + rng.randint(0, 3)) % cfg.act_depth, "pair": pair, "pair_out": pair_out})
+        if sync == "tokens":
+            insns[-1].update(pop_prev=1, push_prev=1, push_next=1, pop_next=int(rounds > 0))
         run, n0, n1 = rng.randint(1, 4), out_h, n_co
         s0, s1 = 8 * rng.randint(4, 8), 8 * rng.randint(30, 60)
         span = (n0 - 1) * s0 + (n1 - 1) * s1 + run * 8
         base = out_at + 8 * rng.randrange((out_len - span) // 8)
         insns.append({"op": OP_STORE, "fmt": rng.randrange(FMT_S16 + 1), "width": rng.randint(1, cfg.max_width),
                       "out": out, "dram": {"base": base, "run": run, "n0": n0, "n1": n1, "s0": s0, "s1": s1}})
-    insns = insns[:n]
+        if sync == "tokens":
+            insns[-1].update(pop_prev=1, push_prev=1)
+        rounds += 1
+    if sync == "barrier":
+        insns = insns[:n]
     insns.append({"op": OP_END})
+    assert len(insns) * 32 <= prog_bytes
     for i, ins in enumerate(insns):
-        ins["barrier"] = 1
+        ins["barrier"] = int(sync == "barrier")
         mem[32 * i : 32 * (i + 1)] = encode(ins)
     return mem, 0

@@ -72,12 +72,14 @@ class Simulation:
     toplevel: str
     build_dir: Path
     saif: bool = False
+    waves: bool = False
 
     def run(self, test_module: str, env: dict[str, str], results_xml: Path, log_file: Path | None = None,
             plusargs: list[str] | None = None, trace_file: Path | None = None) -> None:
         """Run ``test_module``'s cocotb tests; raise :class:`SimulationError` unless all pass.
         ``plusargs`` go to the simulator (``+name=value``); ``trace_file``: where a build made with
-        ``saif`` writes its SAIF.
+        ``saif`` writes its SAIF, or one made with ``waves`` its waveform (FST on Verilator, VCD on
+        Icarus).
 
         ``runner.test()`` alone only fails under pytest, so the results file is read here.
         """
@@ -85,16 +87,21 @@ class Simulation:
         from cocotb_tools.runner import get_runner
 
         check_simulator(self.sim)
-        if trace_file is not None and not self.saif:
-            raise ValueError("a trace file needs a build made with saif=True")
+        if trace_file is not None and not (self.saif or self.waves):
+            raise ValueError("a trace file needs a build made with saif=True or waves=True")
         if log_file is None:
             log_file = self.build_dir / f"run-{os.getpid()}.log"
         runner = get_runner(self.sim)
-        if self.sim == "icarus" and any(a.startswith("+qs_vcd=") for a in plusargs or ()):
-            # the runner passes vvp '-none' (no dumps) unless cocotb records its own FST: keep the
-            # design's own $dumpfile as VCD instead
+        plusargs = list(plusargs or [])
+        icarus_dump = self.sim == "icarus" and (any(a.startswith("+qs_vcd=") for a in plusargs) or
+                                                trace_file is not None)
+        if self.sim == "icarus" and trace_file is not None:
+            plusargs.append(f"+dumpfile_path={Path(trace_file).resolve()}")
+        if icarus_dump:
+            # the runner passes vvp '-none' (no dumps), or '-fst' with cocotb's own dump module:
+            # dump VCD instead (the design's own $dumpfile, or cocotb's at +dumpfile_path)
             command = runner._test_command
-            runner._test_command = lambda: [[("-vcd" if a == "-none" else a) for a in c] for c in command()]
+            runner._test_command = lambda: [[("-vcd" if a in ("-none", "-fst") else a) for a in c] for c in command()]
         full_env = {"COCOTB_REWRITE_ASSERTION_FILES": "tb_*.py", **env}
         results_xml = results_xml.resolve()
         crash = None
@@ -102,8 +109,9 @@ class Simulation:
             runner.test(
                 test_module=test_module, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
                 build_dir=self.build_dir, test_dir=results_xml.parent, results_xml=str(results_xml),
-                extra_env=full_env, log_file=log_file, plusargs=list(plusargs or []),
-                **({"waves": True, "test_args": ["--trace-file", str(trace_file)]} if trace_file else {}),
+                extra_env=full_env, log_file=log_file, plusargs=plusargs,
+                **({"waves": True, "test_args": ["--trace-file", str(trace_file)]}
+                   if trace_file and self.sim == "verilator" else {}),
             )
         except (RuntimeError, SystemExit) as e:  # under pytest the runner exits on failures
             crash = e
@@ -120,7 +128,7 @@ class Simulation:
 
 
 def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | None = None, *,
-            saif: bool = False, gate_level: bool = False) -> Simulation:
+            saif: bool = False, gate_level: bool = False, waves: bool = False) -> Simulation:
     """Build ``verilog`` for ``sim`` once: the build is cached under :func:`cache_root` by a hash
     of the source, the simulator and the cocotb installation (a Verilator binary links cocotb's
     VPI library by its absolute path, so a build made by another checkout's virtual environment
@@ -128,7 +136,8 @@ def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | No
     tracing of the top module's nets (toggle counts and time high per net, for power), written
     when a run names a ``trace_file``.  ``gate_level`` (Verilator): the source is a flat mapped
     netlist, compiled in split, lightly optimised C++ (one -O3 function of a whole netlist takes
-    hours to compile)."""
+    hours to compile).  ``waves``: built to record a waveform of every net (FST on Verilator, VCD on
+    Icarus), written when a run names a ``trace_file``."""
     import cocotb
     from cocotb_tools.runner import get_runner
 
@@ -136,8 +145,11 @@ def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | No
     cocotb_at = f"{Path(cocotb.__file__).resolve().parent} {getattr(cocotb, '__version__', '')}"
     if saif and sim != "verilator":
         raise ValueError("SAIF tracing needs Verilator")
+    if saif and waves:
+        raise ValueError("a build records either SAIF or a waveform, not both")
     gate_level = gate_level or saif
-    digest = hashlib.sha256(f"{sim}\n{toplevel}\n{cocotb_at}\n{saif}\n{gate_level}\n{verilog}".encode())
+    extra = "\nwaves" if waves else ""  # (builds without waves keep their earlier names)
+    digest = hashlib.sha256(f"{sim}\n{toplevel}\n{cocotb_at}\n{saif}\n{gate_level}{extra}\n{verilog}".encode())
     digest = digest.hexdigest()[:16]
     build_dir = cache_root() / "sim" / sim / f"{tag}-{digest}"
     stamp = build_dir / "qsilicon-build.ok"
@@ -153,6 +165,7 @@ def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | No
         kwargs: dict = {}
         if sim == "icarus":
             kwargs["timescale"] = ("1ns", "1ps")
+            kwargs["waves"] = waves  # cocotb's dump module, at +dumpfile_path
         else:
             kwargs["build_args"] = ["-Wno-fatal", "-O3"]
             if gate_level:  # a flat netlist is one huge C++ function at -Os: split it and compile lightly
@@ -161,10 +174,13 @@ def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | No
             if saif:  # '--trace' (VCD), which waves=True adds first, gives way to the SAIF format
                 kwargs["build_args"].insert(1, "--trace-saif")
                 kwargs["waves"] = True
+            if waves:  # FST (needs zlib, installed by 'make setup')
+                kwargs["build_args"].insert(1, "--trace-fst")
+                kwargs["waves"] = True
         try:
             runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, log_file=log_file, **kwargs)
         except (RuntimeError, SystemExit) as e:
             where = f" (log: {log_file})"
             raise SimulationError(f"{sim} failed to build {toplevel}{where}: {e}") from None
         stamp.write_text(digest)
-    return Simulation(sim, toplevel, build_dir, saif)
+    return Simulation(sim, toplevel, build_dir, saif, waves)

@@ -36,7 +36,7 @@ from .isa import (
     decode,
 )
 
-__all__ = ["DeadlockError", "IssStats", "StaleReadError", "compute_accesses", "load_words", "program_accesses",
+__all__ = ["SRAMS", "DeadlockError", "IssStats", "StaleReadError", "compute_accesses", "load_words", "program_accesses",
            "run_program"]
 
 
@@ -280,13 +280,32 @@ class _Machine:
             self.stats.written_by_tag[i["tag"]] += len(out)
 
 
+#: The on-chip memories of the ISS's state (:func:`run_program`'s ``sram``).
+SRAMS = ("act", "wgt", "par", "tab", "out")
+
+
 def run_program(mem: bytearray, prog_addr: int, cfg: EngineConfig, *, strict: bool = True,
-                max_insns: int = 1_000_000) -> IssStats:
+                max_insns: int = 1_000_000, sram: dict | None = None) -> IssStats:
     """Execute the program at ``prog_addr`` on ``mem`` (modified in place) until END.
+
+    ``sram``: the on-chip memories to start from (:data:`SRAMS`: arrays of words, bytes as the
+    engine holds them: ``act``/``tab``/``par`` unsigned, ``wgt`` signed, ``out`` the values), for a
+    run that follows another on the same engine (its memories are not cleared by a reset); default
+    all zero; the memories the program leaves are written back into it.
 
     Raises :class:`~qsilicon.hw.depth.isa.IllegalInstruction` where the engine would stop with its
     error bit, :class:`DeadlockError` for an unsatisfiable token pop."""
     m = _Machine(cfg, mem, strict)
+    for name in SRAMS if sram else ():
+        getattr(m, name)[...] = sram[name]
+    try:
+        return _run(m, mem, prog_addr, cfg, max_insns)
+    finally:
+        if sram is not None:
+            sram.update({name: getattr(m, name).copy() for name in SRAMS})
+
+
+def _run(m: _Machine, mem: bytearray, prog_addr: int, cfg: EngineConfig, max_insns: int) -> IssStats:
     tokens = {"ld2cp": 0, "cp2ld": 0, "cp2st": 0, "st2cp": 0}
     links = {OP_LOAD: (None, ("ld2cp", "cp2ld")), OP_COMPUTE: (("cp2ld", "ld2cp"), ("cp2st", "st2cp")),
              OP_STORE: (("st2cp", "cp2st"), None)}
