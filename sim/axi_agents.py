@@ -13,10 +13,11 @@ from collections import deque
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-__all__ = ["AxiLiteHost", "AxiMemory", "read_registers", "start_engine"]
+__all__ = ["AxiLiteHost", "AxiMemory", "EngineBench", "read_registers", "start_engine"]
 
-#: The register offsets every accelerator shares: control, status, program address.
-REG_CTRL, REG_STATUS, REG_PROG = 0x00, 0x04, 0x08
+#: The register offsets every accelerator shares: control, status, program address; instructions
+#: (depth engine) or descriptors (ViT) run, the program counter.
+REG_CTRL, REG_STATUS, REG_PROG, REG_COUNT, REG_PC = 0x00, 0x04, 0x08, 0x10, 0x14
 
 
 class AxiMemory:
@@ -204,3 +205,65 @@ async def read_registers(dut, host: AxiLiteHost, regs: dict[str, int]) -> dict[s
             host.sample()
         out[name] = host.result
     return out
+
+
+class EngineBench:
+    """An accelerator with the shared register map on the AXI4 memory model and the AXI4-Lite host,
+    run program after program in one simulation (the regressions' testbenches): reset with the bus
+    idle, start a program, wait for the interrupt within a cycle limit, read registers."""
+
+    def __init__(self, dut) -> None:
+        self.dut = dut
+        self.host = AxiLiteHost(dut)
+
+    async def reset(self) -> None:
+        await RisingEdge(self.dut.clk)
+        AxiMemory.quiet(self.dut)  # (else the last run's pending responses reach the design)
+        AxiLiteHost.quiet(self.dut)
+        self.host.queue.clear()
+        self.host.busy = None
+        self.dut.rst.value = 1
+        for _ in range(3):
+            await RisingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+
+    async def step(self, memory: AxiMemory) -> None:
+        await RisingEdge(self.dut.clk)
+        memory.drive()
+        self.host.drive()
+        await ReadOnly()
+        memory.sample()
+        self.host.sample()
+
+    async def reg(self, memory: AxiMemory, offset: int) -> int:
+        self.host.queue.append(("r", offset, None))
+        while self.host.queue or self.host.busy is not None:
+            await self.step(memory)
+        return self.host.result
+
+    async def run(self, mem: bytearray, pa: int, ready_p: float, rng: random.Random, faults: dict, limit: int, *,
+                  reset_at: int | None = None, setup: tuple = ()):
+        """Write the ``setup`` registers (``(offset, value)``), start the program at ``pa``;
+        ``(memory model, registers or None if reset at cycle reset_at, cycles)``; raises
+        TimeoutError without an interrupt within ``limit`` cycles (naming the status, the PC and
+        the count of instructions or descriptors, the bursts seen)."""
+        memory = AxiMemory(self.dut, mem, ready_p, rng, faults)
+        memory.written = {}
+        self.host.queue.extend([*(("w", off, v) for off, v in setup), ("w", REG_PROG, pa), ("w", REG_CTRL, 1)])
+        for cycle in range(limit):
+            await self.step(memory)
+            if memory.errors:
+                raise AssertionError(memory.errors[0])
+            if reset_at is not None and cycle == reset_at:
+                memory.reset()
+                await self.reset()
+                return memory, None, cycle
+            if not self.host.queue and self.host.busy is None and int(self.dut.irq.value) == 1:
+                regs = {name: await self.reg(memory, off) for name, off in
+                        (("STATUS", REG_STATUS), ("PC", REG_PC), ("COUNT", REG_COUNT))}
+                return memory, regs, cycle + 1
+        regs = {name: await self.reg(memory, off) for name, off in
+                (("STATUS", REG_STATUS), ("PC", REG_PC), ("COUNT", REG_COUNT))}
+        raise TimeoutError(f"hang: no interrupt within {limit} cycles (STATUS {regs['STATUS']:#x}, PC "
+                           f"{regs['PC']:#x}, {regs['COUNT']} instructions or descriptors; {memory.n_reads} read and "
+                           f"{memory.n_writes} write bursts)")

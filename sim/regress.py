@@ -370,9 +370,88 @@ class DepthAccel(Accel):
                 "bins": [f"config/{cfg.tag}", f"sync/{sync}", f"fault/{fault}", f"backpressure/{bp}"]}
 
 
-ACCELS: dict[str, Accel] = {"gemm": GemmAccel(False), "mpgemm": GemmAccel(True), "depth": DepthAccel()}
+class VitAccel(Accel):
+    """The whole ViT accelerator: windows of one to four descriptors of random small integer ViTs
+    (compiled by :func:`~qsilicon.hw.vit.compiler.compile_vit`) over random activations, against the
+    ViT instruction-set simulator; faults as for the depth engine, plus the watchdog."""
+
+    name = "vit"
+    testbench = "qsilicon.sim.tb_regress_vit"
+    sims = ("verilator",)
+    FAULTS = ("none", "read_slverr", "read_decerr", "write_slverr", "write_decerr", "stall", "reset",
+              "illegal_opcode", "illegal_gemm", "watchdog")
+    PRECISIONS = ("w8a8", "w4a8", "mixed25", "mixed50", "mixed75")
+    DESCRIPTORS = ("embed", "qkv", "qk", "av", "proj", "fc1", "fc2", "head", "ln", "softmax", "gelu", "add",
+                   "transpose")
+
+    def pool(self) -> list:
+        from qsilicon.hw.config import AccelConfig
+
+        return [AccelConfig(8, 8, "dsp2", 8, 8, 8, 100.0)]
+
+    def config_from(self, d: dict):
+        from qsilicon.hw.config import AccelConfig
+
+        return AccelConfig(**d)
+
+    def toplevel(self) -> str:
+        return "vit_accel"
+
+    def verilog(self, cfg) -> str:
+        from .vit_accel import vit_accel_verilog
+
+        return vit_accel_verilog(cfg)
+
+    def build(self, cfg, sim: str, waves: bool = False, log_file: Path | None = None):
+        from .runner import prepare
+
+        return prepare(self.verilog(cfg), self.toplevel(), sim, f"vit_accel_{cfg.tag}" + ("_waves" if waves else ""),
+                       log_file, waves=waves)
+
+    def bins(self, pool: list) -> dict[str, list[str]]:
+        return {
+            "config": [c.tag for c in pool],
+            "descriptor": list(self.DESCRIPTORS),
+            "precision": list(self.PRECISIONS),
+            "shape": ["dim16", "dim32", "heads1", "heads2", "tokens5", "tokens17", "mlp16", "mlp32", "mlp64"],
+            "window": ["1", "2-3", "4"],
+            "fault": list(self.FAULTS),
+            "outcome": ["completed", "stopped_read", "stopped_write", "stopped_opcode", "stopped_gemm",
+                        "stopped_watchdog", "completed_after_reset", "correct_after_fault"],
+            "backpressure": ["none", "light", "heavy"],
+        }
+
+    def generate(self, rng: random.Random, cfg) -> dict:
+        dim, heads, mlp, patch = rng.choice((16, 32)), rng.choice((1, 2)), rng.choice((16, 32, 64)), rng.choice((7, 14))
+        precision = rng.choice(self.PRECISIONS)
+        window = rng.choice((1, 1, 2, 3, 4))
+        fault = "none" if rng.random() < 0.7 else rng.choice(self.FAULTS[1:])
+        bp = rng.choice(("none", "light", "heavy"))
+        ready_p = {"none": 1.0, "light": rng.uniform(0.6, 0.95), "heavy": rng.uniform(0.15, 0.5)}[bp]
+        f: dict = {"kind": fault}
+        if fault.startswith(("read_", "write_")):
+            f["n"] = rng.randint(0, 10)
+            f["resp"] = 2 if fault.endswith("slverr") else 3
+        elif fault == "stall":
+            f["first"], f["length"] = rng.randint(1, 200), rng.randint(1000, 5000)
+        elif fault == "reset":
+            f["at"] = rng.randint(5, 300)
+        elif fault.startswith("illegal"):
+            f["at"] = rng.random()
+        tokens = (28 // patch) ** 2 + 1
+        return {"model": {"dim": dim, "heads": heads, "mlp": mlp, "patch": patch, "precision": precision,
+                          "seed": rng.getrandbits(16)},
+                "start": rng.random(), "window": window, "data_seed": rng.getrandbits(31), "fault": f,
+                "ready_p": ready_p, "seed": rng.getrandbits(31),
+                "bins": [f"config/{cfg.tag}", f"precision/{precision}", f"shape/dim{dim}", f"shape/heads{heads}",
+                         f"shape/tokens{tokens}", f"shape/mlp{mlp}", f"fault/{fault}", f"backpressure/{bp}",
+                         f"window/{'1' if window == 1 else '4' if window == 4 else '2-3'}"]}
+
+
+ACCELS: dict[str, Accel] = {"gemm": GemmAccel(False), "mpgemm": GemmAccel(True), "depth": DepthAccel(),
+                            "vit": VitAccel()}
 #: Other names of the accelerators (the issue's and the ``verify`` commands').
-ALIASES = {"depth-engine": "depth"}
+ALIASES = {"depth-engine": "depth", "vit-system": "vit"}
 
 
 def accel(name: str) -> Accel:
@@ -404,8 +483,8 @@ def load_case(path: Path) -> tuple[Accel, object, dict, dict]:
 
     try:
         d = torch.load(path, weights_only=True)
-    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError) as e:
-        raise ValueError(f"{path}: not a case file written by 'qsilicon regress' ({e})") from None
+    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError):
+        raise ValueError(f"{path}: not a case file written by 'qsilicon regress'") from None
     if not isinstance(d, dict) or d.get("qsilicon_case") != 1:
         raise ValueError(f"{path}: not a case file written by 'qsilicon regress'")
     acc = accel(d["accel"])

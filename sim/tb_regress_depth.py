@@ -23,7 +23,7 @@ import random
 import cocotb
 import torch
 from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import RisingEdge
 
 from qsilicon.hw.depth.engine import ERR_FIELD, ERR_OPCODE, ERR_READ, ERR_WRITE
 from qsilicon.hw.depth.isa import (
@@ -41,10 +41,9 @@ from qsilicon.hw.depth.isa import (
     encode,
 )
 from qsilicon.hw.depth.iss import run_program
-from qsilicon.sim.axi_agents import REG_CTRL, REG_PROG, REG_STATUS, AxiLiteHost, AxiMemory
+from qsilicon.sim.axi_agents import EngineBench
 from qsilicon.sim.depth import random_program
 
-REG_PC, REG_INSNS = 0x14, 0x10
 FMT = {FMT_U4: "u4", FMT_U8: "u8", FMT_S16: "s16"}
 MODES = ("bytes", "nibble_u", "nibble_s")
 
@@ -121,63 +120,7 @@ def read_srams(dut, cfg: EngineConfig) -> dict:
     return out
 
 
-class Bench:
-    def __init__(self, dut) -> None:
-        self.dut = dut
-        self.host = AxiLiteHost(dut)
-
-    async def reset(self) -> None:
-        await RisingEdge(self.dut.clk)
-        AxiMemory.quiet(self.dut)  # (else the last run's pending responses reach the design)
-        AxiLiteHost.quiet(self.dut)
-        self.host.queue.clear()
-        self.host.busy = None
-        self.dut.rst.value = 1
-        for _ in range(3):
-            await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 0
-
-    async def step(self, memory: AxiMemory) -> None:
-        await RisingEdge(self.dut.clk)
-        memory.drive()
-        self.host.drive()
-        await ReadOnly()
-        memory.sample()
-        self.host.sample()
-
-    async def reg(self, memory: AxiMemory, offset: int) -> int:
-        self.host.queue.append(("r", offset, None))
-        while self.host.queue or self.host.busy is not None:
-            await self.step(memory)
-        return self.host.result
-
-    async def run(self, mem: bytearray, pa: int, ready_p: float, rng: random.Random, faults: dict, limit: int,
-                  reset_at: int | None = None):
-        """Start the program; ``(memory model, registers or None if reset, cycles)``; raises
-        TimeoutError without an interrupt within ``limit`` cycles."""
-        memory = AxiMemory(self.dut, mem, ready_p, rng, faults)
-        memory.written = {}
-        self.host.queue.extend([("w", REG_PROG, pa), ("w", REG_CTRL, 1)])
-        for cycle in range(limit):
-            await self.step(memory)
-            if memory.errors:
-                raise AssertionError(memory.errors[0])
-            if reset_at is not None and cycle == reset_at:
-                memory.reset()
-                await self.reset()
-                return memory, None, cycle
-            if not self.host.queue and self.host.busy is None and int(self.dut.irq.value) == 1:
-                regs = {name: await self.reg(memory, off) for name, off in
-                        (("STATUS", REG_STATUS), ("PC", REG_PC), ("INSNS", REG_INSNS))}
-                return memory, regs, cycle + 1
-        regs = {name: await self.reg(memory, off) for name, off in
-                (("STATUS", REG_STATUS), ("PC", REG_PC), ("INSNS", REG_INSNS))}
-        raise TimeoutError(f"hang: no interrupt within {limit} cycles (STATUS {regs['STATUS']:#x}, PC "
-                           f"{regs['PC']:#x}, {regs['INSNS']} instructions dispatched; {memory.n_reads} read and "
-                           f"{memory.n_writes} write bursts)")
-
-
-async def run_case(bench: Bench, cfg: EngineConfig, c: dict, sram: dict | None) -> tuple[dict, dict | None]:
+async def run_case(bench: EngineBench, cfg: EngineConfig, c: dict, sram: dict | None) -> tuple[dict, dict | None]:
     """One case; returns its result and the on-chip memories the engine holds after it (what the
     ISS left, when the case ran whole and right; ``None`` when only the engine knows)."""
     mem, pa = random_program(cfg, c["prog_seed"], c["n"], c["sync"])
@@ -222,7 +165,7 @@ async def run_case(bench: Bench, cfg: EngineConfig, c: dict, sram: dict | None) 
     await bench.reset()
     try:
         memory, regs, cycles = await bench.run(image, pa, c["ready_p"], rng, faults, limit,
-                                               f["at"] if kind == "reset" else None)
+                                               reset_at=f["at"] if kind == "reset" else None)
         if regs is None:  # reset in the middle of the run: the same program again, from the start
             image, want, sram = bytearray(mem), bytearray(original), read_srams(bench.dut, cfg)
             run_program(want, pa, cfg, strict=False, sram=sram)
@@ -259,7 +202,7 @@ async def regress_depth(dut):
     cases = torch.load(os.environ["QS_CASES"], weights_only=True)
     cfg = EngineConfig(**json.loads(os.environ["QS_CONFIG"]))
     Clock(dut.clk, 10, unit="ns").start()
-    bench = Bench(dut)
+    bench = EngineBench(dut)
     after_fault = False
     sram = None  # the engine's on-chip memories, when the ISS knows them
     with open(os.environ["QS_RESULTS"], "a") as out:

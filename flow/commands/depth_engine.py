@@ -21,6 +21,7 @@ from ..common import (
 )
 from .asic import add_asic_args, check_asic_args, print_asic, run_asic
 from .depth_model import depth_split, load_int_depth
+from .regress import add_case_args
 
 __all__ = ["add_engine_args", "depth_model", "depth_program", "engine_config", "register"]
 
@@ -113,6 +114,12 @@ def cmd_compile_depth(args) -> int:
 
 
 def cmd_verify_depth(args) -> int:
+    if args.case is not None:
+        from .regress import cmd_verify_case
+
+        return cmd_verify_case(args, "depth")
+    if args.waves:
+        raise CliError("--waves goes with --case FILE (the replay of a saved case)")
     import torch
 
     from qsilicon.hw.depth.iss import run_program
@@ -319,6 +326,7 @@ def register(sub, groups) -> None:
                     help="probability that the memory model takes or returns a beat in a cycle (default 1)")
     fd.add_argument("--seed", type=int, default=0)
     fd.add_argument("--json", action="store_true")
+    add_case_args(fd)
     fd.set_defaults(func=cmd_verify_depth)
 
     ye = groups["synth"].add_parser("engine", help="the QuartDepth engine: generic (gates + SRAM, area "

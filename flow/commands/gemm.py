@@ -19,17 +19,19 @@ from ..common import (
     write_manifest,
 )
 from .asic import add_asic_args, check_asic_args, print_asic, run_asic
+from .regress import add_case_args
 
 __all__ = ["add_gemm_args", "gemm_config", "register"]
 
 
-def add_gemm_args(p: argparse.ArgumentParser, mixed: bool = False) -> None:
-    """Engine arguments; ``mixed`` for ``mpgemm`` (row-wise int4/int8 weights in 8-bit lanes)."""
-    p.add_argument("--rows", type=int, required=True, help="array rows R (1..64)")
-    p.add_argument("--cols", type=int, required=True, help="array columns C (1..64)")
+def add_gemm_args(p: argparse.ArgumentParser, mixed: bool = False, required: bool = True) -> None:
+    """Engine arguments; ``mixed`` for ``mpgemm`` (row-wise int4/int8 weights in 8-bit lanes);
+    ``required`` False where ``--case FILE`` may stand for them (the command checks)."""
+    p.add_argument("--rows", type=int, required=required, help="array rows R (1..64)")
+    p.add_argument("--cols", type=int, required=required, help="array columns C (1..64)")
     if not mixed:
-        p.add_argument("--wbits", type=int, choices=(4, 8), required=True, help="weight bits")
-    p.add_argument("--abits", type=int, choices=(4, 8), required=True, help="activation and output bits")
+        p.add_argument("--wbits", type=int, choices=(4, 8), required=required, help="weight bits")
+    p.add_argument("--abits", type=int, choices=(4, 8), required=required, help="activation and output bits")
     p.add_argument("--unsigned-act", action="store_true",
                    help="unsigned activations/outputs (uint4/uint8 with zero point) instead of signed")
     p.add_argument("--packing", choices=("none", "dsp2") if mixed else ("none", "dsp2", "dsp4", "lut"),
@@ -77,6 +79,17 @@ def cmd_verify_gemm(args) -> int:
     from qsilicon.sim.gemm import GemmMismatchError, rtl_gemm
     from qsilicon.sim.runner import SimulationError
 
+    comp = "mpgemm" if args.mixed else "gemm"
+    if args.case is not None:
+        from .regress import cmd_verify_case
+
+        return cmd_verify_case(args, comp)
+    if args.waves:
+        raise CliError("--waves goes with --case FILE (the replay of a saved case)")
+    needed = ["rows", "cols", "abits", "m", "k", "n"] + (["ratio8"] if args.mixed else ["wbits"])
+    missing = [f"--{a}" for a in needed if getattr(args, a) is None]
+    if missing:
+        raise CliError(f"verify {comp} needs {', '.join(missing)} (or --case FILE to replay a saved case)")
     cfg = gemm_config(args)
     for what, v in (("M", args.m), ("K", args.k), ("N", args.n)):
         if v < 1:
@@ -237,12 +250,13 @@ def register(sub, groups) -> None:
 
         fg = groups["verify"].add_parser(comp, help="the mixed-precision GEMM engine on a random layer" if mixed
                                          else "the GEMM engine on a random problem")
-        add_gemm_args(fg, mixed=mixed)
-        fg.add_argument("--m", type=int, required=True, help="rows of X and Y")
-        fg.add_argument("--k", type=int, required=True, help="reduction length")
-        fg.add_argument("--n", type=int, required=True, help="output channels (rows of W)")
+        add_gemm_args(fg, mixed=mixed, required=False)
+        fg.add_argument("--m", type=int, help="rows of X and Y (required without --case)")
+        fg.add_argument("--k", type=int, help="reduction length (required without --case)")
+        fg.add_argument("--n", type=int, help="output channels, rows of W (required without --case)")
         if mixed:
-            fg.add_argument("--ratio8", type=float, required=True, help="share of int8 rows (0..1), the rest int4")
+            fg.add_argument("--ratio8", type=float, help="share of int8 rows (0..1), the rest int4 (required without "
+                            "--case)")
         fg.add_argument("--seed", type=int, default=0, help="seed of the random data (default 0)")
         fg.add_argument("--sim", choices=("icarus", "verilator"), default="verilator")
         fg.add_argument("--valid-p", type=float, default=1.0,
@@ -250,6 +264,7 @@ def register(sub, groups) -> None:
         fg.add_argument("--ready-p", type=float, default=1.0,
                         help="probability that the output is ready in a cycle (default 1: no backpressure)")
         fg.add_argument("--json", action="store_true")
+        add_case_args(fg)
         fg.set_defaults(func=cmd_verify_gemm)
 
         yg = groups["synth"].add_parser(comp, help=what)

@@ -160,7 +160,7 @@ def test_verilog_mpgemm_differs_from_gemm(tmp_path):
     (["verify", "mpgemm", "--rows", "2", "--cols", "2", "--abits", "8", "--m", "1", "--k", "1", "--n", "1",
       "--ratio8", "1.5"], "--ratio8 must be from 0 to 1, not 1.5"),
     (["verify", "mpgemm", "--rows", "2", "--cols", "2", "--abits", "8", "--m", "1", "--k", "1", "--n", "1"],
-     "the following arguments are required: --ratio8"),
+     "verify mpgemm needs --ratio8 (or --case FILE to replay a saved case)"),
     (["verify", "gemm", *ENGINE, "--packing", "dsp4", "--m", "1", "--k", "1", "--n", "1"],
      "dsp4 packing is for W4A4, not W4A8"),
 ])
