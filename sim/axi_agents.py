@@ -39,6 +39,8 @@ class AxiMemory:
         self.faults = faults or {}
         self.n_reads = self.n_writes = self.cycle = 0
         self.written: dict[int, int] | None = None  # a dict: each written word's address -> its cycle
+        self._last: dict[str, int] = {}
+        self._handles: dict = {}
 
     def _go(self) -> bool:
         return self.p >= 1.0 or self.rng.random() < self.p
@@ -56,31 +58,44 @@ class AxiMemory:
         for name in ("arready", "awready", "wready", "rvalid", "bvalid"):
             getattr(dut, f"m_axi__{name}").value = 0
 
+    def _set(self, name: str, value: int) -> None:
+        """Drive ``m_axi__<name>`` (only when it changes: a write through the simulator's interface
+        costs more than the comparison)."""
+        if self._last.get(name) != value:
+            self._last[name] = value
+            self._h(name).value = value
+
     def drive(self) -> None:
-        d = self.dut
         self.cycle += 1
         first, length = self.faults.get("stall", (0, 0))
         if first <= self.cycle < first + length:
             for name in ("arready", "awready", "wready", "rvalid", "bvalid"):
-                getattr(d, f"m_axi__{name}").value = 0
+                self._set(name, 0)
             return
-        d.m_axi__arready.value = int(self._go())
-        d.m_axi__awready.value = int(self._go())
-        d.m_axi__wready.value = int(bool(self.writes) and self._go())
+        self._set("arready", int(self._go()))
+        self._set("awready", int(self._go()))
+        self._set("wready", int(bool(self.writes) and self._go()))
         if self.reads and self._go():
             addr, left, resp = self.reads[0]
-            d.m_axi__rvalid.value = 1
-            d.m_axi__rdata.value = int.from_bytes(self.mem[addr : addr + self.wb], "little")
-            d.m_axi__rlast.value = int(left == 1)
-            d.m_axi__rresp.value = resp
+            self._set("rvalid", 1)
+            self._set("rdata", int.from_bytes(self.mem[addr : addr + self.wb], "little"))
+            self._set("rlast", int(left == 1))
+            self._set("rresp", resp)
         else:
-            d.m_axi__rvalid.value = 0
-        d.m_axi__bvalid.value = int(bool(self.bresp))
-        d.m_axi__bresp.value = self.bresp[0] if self.bresp else 0
+            self._set("rvalid", 0)
+        self._set("bvalid", int(bool(self.bresp)))
+        self._set("bresp", self.bresp[0] if self.bresp else 0)
+
+    def _h(self, name: str):
+        h = self._handles.get(name)
+        if h is None:
+            h = self._handles[name] = getattr(self.dut, f"m_axi__{name}")
+        return h
 
     def sample(self) -> None:
-        d = self.dut
-        if d.m_axi__arvalid.value == 1 and d.m_axi__arready.value == 1:
+        d, last, h = self.dut, self._last, self._h
+        # (a handshake needs the side this model drives high: that is known without asking)
+        if last.get("arready") and h("arvalid").value == 1:
             addr, beats = int(d.m_axi__araddr.value), int(d.m_axi__arlen.value) + 1
             resp = self.faults.get("error_resp", 2) if self.faults.get("read_error") == self.n_reads else 0
             if addr % self.wb or addr + beats * self.wb > len(self.mem):
@@ -89,13 +104,13 @@ class AxiMemory:
                 addr, resp = 0, 3
             self.reads.append([addr, beats, resp])
             self.n_reads += 1
-        if d.m_axi__rvalid.value == 1 and d.m_axi__rready.value == 1:
+        if last.get("rvalid") and h("rready").value == 1:
             r = self.reads[0]
             r[0] += self.wb
             r[1] -= 1
             if r[1] == 0:
                 self.reads.popleft()
-        if d.m_axi__awvalid.value == 1 and d.m_axi__awready.value == 1:
+        if last.get("awready") and h("awvalid").value == 1:
             addr, beats = int(d.m_axi__awaddr.value), int(d.m_axi__awlen.value) + 1
             resp = self.faults.get("error_resp", 2) if self.faults.get("write_error") == self.n_writes else 0
             if addr % self.wb or addr + beats * self.wb > len(self.mem):
@@ -104,7 +119,7 @@ class AxiMemory:
                 addr, resp = -len(self.mem) - beats * self.wb, 3  # (its data is dropped below)
             self.writes.append([addr, beats, resp])
             self.n_writes += 1
-        if d.m_axi__wvalid.value == 1 and d.m_axi__wready.value == 1:
+        if last.get("wready") and h("wvalid").value == 1:
             w = self.writes[0]
             data = int(d.m_axi__wdata.value).to_bytes(self.wb, "little")
             if w[0] >= 0 and w[0] + self.wb <= len(self.mem):
@@ -118,7 +133,7 @@ class AxiMemory:
             if w[1] == 0:
                 self.writes.popleft()
                 self.bresp.append(w[2])
-        if d.m_axi__bvalid.value == 1 and d.m_axi__bready.value == 1:
+        if last.get("bvalid") and h("bready").value == 1:
             self.bresp.popleft()
 
 
