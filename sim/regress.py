@@ -116,11 +116,13 @@ class RegressReport:
     jobs: int
     configs: dict  # tag -> {"cases", "failures", "cycles"}
     failure_files: list = field(default_factory=list)
+    rtl_coverage: dict | None = None  # Verilator's line and toggle points: {"line": {"hit", "total"}, ...}
 
     def to_dict(self) -> dict:
         return {"accel": self.accel, "seed": self.seed, "sim": self.sim, "cases": self.cases,
                 "failures": self.failures, "coverage": self.coverage, "wall_s": round(self.wall_s, 2),
-                "jobs": self.jobs, "configs": self.configs, "failure_files": self.failure_files}
+                "jobs": self.jobs, "configs": self.configs, "failure_files": self.failure_files,
+                "rtl_coverage": self.rtl_coverage}
 
 
 # --------------------------------------------------------------------------- accelerators
@@ -158,11 +160,18 @@ class Accel:
     def toplevel(self) -> str:
         raise NotImplementedError
 
-    def build(self, cfg, sim: str, waves: bool = False, log_file: Path | None = None):
+    def build(self, cfg, sim: str, waves: bool = False, log_file: Path | None = None, coverage: bool = False):
         from .runner import prepare
 
-        return prepare(self.verilog(cfg), self.toplevel(), sim, cfg.tag + ("_waves" if waves else ""), log_file,
-                       waves=waves)
+        return prepare(self.verilog(cfg), self.toplevel(), sim, self.build_tag(cfg) + _suffix(waves, coverage),
+                       log_file, waves=waves, coverage=coverage)
+
+    def build_tag(self, cfg) -> str:
+        return cfg.tag
+
+
+def _suffix(waves: bool, coverage: bool) -> str:
+    return ("_waves" if waves else "") + ("_cov" if coverage else "")
 
 
 def _dim(rng: random.Random, cls: str, size: int) -> int:
@@ -402,11 +411,8 @@ class VitAccel(Accel):
 
         return vit_accel_verilog(cfg)
 
-    def build(self, cfg, sim: str, waves: bool = False, log_file: Path | None = None):
-        from .runner import prepare
-
-        return prepare(self.verilog(cfg), self.toplevel(), sim, f"vit_accel_{cfg.tag}" + ("_waves" if waves else ""),
-                       log_file, waves=waves)
+    def build_tag(self, cfg) -> str:
+        return f"vit_accel_{cfg.tag}"
 
     def bins(self, pool: list) -> dict[str, list[str]]:
         return {
@@ -495,7 +501,7 @@ def load_case(path: Path) -> tuple[Accel, object, dict, dict]:
 
 
 def _run_batch(simulation, acc: Accel, cfg, cases: list[dict], workdir: Path, results: Path,
-               trace_file: Path | None, log_file: Path | None = None) -> None:
+               trace_file: Path | None, log_file: Path | None = None, coverage_file: Path | None = None) -> None:
     import torch
 
     from .runner import SimulationError
@@ -506,7 +512,8 @@ def _run_batch(simulation, acc: Accel, cfg, cases: list[dict], workdir: Path, re
            "QS_CONFIG": json.dumps(acc.config_dict(cfg))}
     try:
         simulation.run(acc.testbench, env, workdir / "results.xml", log_file or workdir / "sim.log",
-                       trace_file=trace_file)
+                       trace_file=trace_file,
+                       plusargs=[f"+verilator+coverage+file+{coverage_file}"] if coverage_file else None)
     except SimulationError as e:
         done = len(results.read_text().splitlines()) if results.exists() else 0
         if done < len(cases):  # the testbench itself broke (not a failing case)
@@ -524,11 +531,12 @@ def _read_results(path: Path) -> list[CaseResult]:
 
 
 def regress(name: str, cases: int, seed: int, *, sim: str = "verilator", jobs: int = 1, out_dir: Path,
-            waves: bool = False, pool: list | None = None,
+            waves: bool = False, rtl_coverage: bool = False, pool: list | None = None,
             on_progress: Callable[[int, int, int], None] | None = None,
             on_build: Callable[[str], None] | None = None) -> RegressReport:
     """Run ``cases`` random cases of accelerator ``name`` from ``seed``; write failing cases to
-    ``out_dir/failures`` (and with ``waves`` one waveform per simulation to ``out_dir/waves``).
+    ``out_dir/failures`` (and with ``waves`` one waveform per simulation to ``out_dir/waves``);
+    ``rtl_coverage`` (Verilator): builds with line and toggle coverage and reports it.
     ``pool`` replaces the accelerator's configurations; ``on_progress(done, total, failures)`` is
     called as cases finish."""
     acc = accel(name)
@@ -538,6 +546,8 @@ def regress(name: str, cases: int, seed: int, *, sim: str = "verilator", jobs: i
         raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
     if sim not in acc.sims:
         raise ValueError(f"{acc.name} regressions run on {' or '.join(acc.sims)}, not {sim!r}")
+    if rtl_coverage and sim != "verilator":
+        raise ValueError("line and toggle coverage needs Verilator")
     pool = list(pool or acc.pool())
     t0 = time.monotonic()
     cov = Coverage(acc.bins(pool))
@@ -556,7 +566,7 @@ def regress(name: str, cases: int, seed: int, *, sim: str = "verilator", jobs: i
     for ci in per_cfg:
         if on_build:
             on_build(pool[ci].tag)
-        sims[ci] = acc.build(pool[ci], sim, waves)
+        sims[ci] = acc.build(pool[ci], sim, waves, coverage=rtl_coverage)
     work = Path(tempfile.mkdtemp(prefix=f"qs-regress-{acc.name}-"))
     batches = []
     for ci, items in per_cfg.items():
@@ -580,7 +590,7 @@ def regress(name: str, cases: int, seed: int, *, sim: str = "verilator", jobs: i
         with ThreadPoolExecutor(max_workers=jobs) as ex:
             (out_dir / "logs").mkdir(exist_ok=True)
             futures = [ex.submit(_run_batch, sims[ci], acc, pool[ci], part, wd, res, tr,
-                                 out_dir / "logs" / f"{wd.name}.log")
+                                 out_dir / "logs" / f"{wd.name}.log", wd / "coverage.dat" if rtl_coverage else None)
                        for ci, part, wd, res, tr in batches]
             for f in futures:
                 f.result()
@@ -591,6 +601,11 @@ def regress(name: str, cases: int, seed: int, *, sim: str = "verilator", jobs: i
     configs: dict = {}
     by_index = {c["index"]: (ci, c) for ci, items in per_cfg.items() for _, c in items}
     results = [r for b in batches for r in _read_results(b[3])]
+    rtl_cov = None
+    if rtl_coverage:
+        from .runner import read_coverage
+
+        rtl_cov = read_coverage([b[2] / "coverage.dat" for b in batches if (b[2] / "coverage.dat").exists()])
     try:
         if len(results) != cases:
             raise RuntimeError(f"{len(results)} of {cases} cases reported a result")
@@ -613,7 +628,7 @@ def regress(name: str, cases: int, seed: int, *, sim: str = "verilator", jobs: i
     if on_progress:
         on_progress(cases, cases, failures)
     return RegressReport(acc.name, seed, sim, cases, failures, cov.to_dict(), time.monotonic() - t0, jobs, configs,
-                         files)
+                         files, rtl_cov)
 
 
 def replay(path: Path, *, sim: str | None = None, waves: Path | None = None,

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from qsilicon.paths import cache_root
 
-__all__ = ["SIMULATORS", "SimulationError", "SimulatorMissingError", "Simulation", "cache_root", "prepare"]
+__all__ = ["SIMULATORS", "SimulationError", "SimulatorMissingError", "Simulation", "cache_root", "prepare",
+           "read_coverage"]
 
 SIMULATORS = ("icarus", "verilator")
 
@@ -128,7 +129,8 @@ class Simulation:
 
 
 def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | None = None, *,
-            saif: bool = False, gate_level: bool = False, waves: bool = False) -> Simulation:
+            saif: bool = False, gate_level: bool = False, waves: bool = False,
+            coverage: bool = False) -> Simulation:
     """Build ``verilog`` for ``sim`` once: the build is cached under :func:`cache_root` by a hash
     of the source, the simulator and the cocotb installation (a Verilator binary links cocotb's
     VPI library by its absolute path, so a build made by another checkout's virtual environment
@@ -137,7 +139,9 @@ def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | No
     when a run names a ``trace_file``.  ``gate_level`` (Verilator): the source is a flat mapped
     netlist, compiled in split, lightly optimised C++ (one -O3 function of a whole netlist takes
     hours to compile).  ``waves``: built to record a waveform of every net (FST on Verilator, VCD on
-    Icarus), written when a run names a ``trace_file``."""
+    Icarus), written when a run names a ``trace_file``.  ``coverage`` (Verilator): built with line
+    and toggle coverage, written to the file a run names with the plusarg
+    ``+verilator+coverage+file+PATH`` (:func:`read_coverage` reads it)."""
     import cocotb
     from cocotb_tools.runner import get_runner
 
@@ -147,8 +151,10 @@ def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | No
         raise ValueError("SAIF tracing needs Verilator")
     if saif and waves:
         raise ValueError("a build records either SAIF or a waveform, not both")
+    if coverage and sim != "verilator":
+        raise ValueError("line and toggle coverage needs Verilator")
     gate_level = gate_level or saif
-    extra = "\nwaves" if waves else ""  # (builds without waves keep their earlier names)
+    extra = ("\nwaves" if waves else "") + ("\ncoverage" if coverage else "")  # (others keep their earlier names)
     digest = hashlib.sha256(f"{sim}\n{toplevel}\n{cocotb_at}\n{saif}\n{gate_level}{extra}\n{verilog}".encode())
     digest = digest.hexdigest()[:16]
     build_dir = cache_root() / "sim" / sim / f"{tag}-{digest}"
@@ -177,6 +183,8 @@ def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | No
             if waves:  # FST (needs zlib, installed by 'make setup')
                 kwargs["build_args"].insert(1, "--trace-fst")
                 kwargs["waves"] = True
+            if coverage:
+                kwargs["build_args"] += ["--coverage-line", "--coverage-toggle"]
         try:
             runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, log_file=log_file, **kwargs)
         except (RuntimeError, SystemExit) as e:
@@ -184,3 +192,24 @@ def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | No
             raise SimulationError(f"{sim} failed to build {toplevel}{where}: {e}") from None
         stamp.write_text(digest)
     return Simulation(sim, toplevel, build_dir, saif, waves)
+
+
+def read_coverage(paths) -> dict[str, dict[str, int]]:
+    """Line and toggle coverage of Verilator ``coverage.dat`` files (their points summed over the
+    files): ``{"line": {"hit": h, "total": t}, "toggle": {...}}``."""
+    import re
+
+    points: dict[str, int] = {}
+    for path in paths:
+        for line in Path(path).read_text(errors="replace").splitlines():
+            m = re.match(r"C '(.*)' (\d+)$", line)
+            if m:
+                points[m.group(1)] = points.get(m.group(1), 0) + int(m.group(2))
+    out: dict[str, dict[str, int]] = {}
+    for key, count in points.items():
+        page = re.search("\x01page\x02v_([a-z]+)", key)
+        kind = page.group(1) if page else "other"
+        c = out.setdefault(kind, {"hit": 0, "total": 0})
+        c["total"] += 1
+        c["hit"] += count > 0
+    return out

@@ -95,6 +95,8 @@ def cmd_regress(args) -> int:
     sim = args.sim or acc.sims[0]
     if sim not in acc.sims:
         raise CliError(f"{acc.name} regressions run on {' or '.join(acc.sims)}, not {sim} (use --sim {acc.sims[0]})")
+    if args.rtl_coverage and sim != "verilator":
+        raise CliError("--rtl-coverage needs Verilator (drop --sim icarus)")
     require_simulator(sim)
     out = OutputDir(args.output or f"out/regress-{acc.name}")
     t0 = time.monotonic()
@@ -102,6 +104,7 @@ def cmd_regress(args) -> int:
     with out as tmp:
         try:
             rep = regress(acc.name, args.cases, args.seed, sim=sim, jobs=args.jobs, out_dir=tmp, waves=args.waves,
+                          rtl_coverage=args.rtl_coverage,
                           on_build=lambda tag: progress(f"building {tag} for {sim} (cached after the first time)"),
                           on_progress=lambda d, t, f: _bar(d, t, f, t0))
         except SimulationError as e:
@@ -121,6 +124,10 @@ def cmd_regress(args) -> int:
     for tag, c in rep.configs.items():
         print(f"  {tag:<34} {c['cases']:>7} {c['failures']:>8} {c['cycles']:>10}")
     print(f"  coverage {cov['bins']}/{cov['total']} bins ({100 * cov['ratio']:.1f}%)")
+    if rep.rtl_coverage:
+        print("  RTL coverage (Verilator): " + ", ".join(
+            f"{k} {c['hit']}/{c['total']} ({100 * c['hit'] / max(c['total'], 1):.1f}%)"
+            for k, c in sorted(rep.rtl_coverage.items())))
     for g, c in cov["groups"].items():
         print(f"    {g:<26} {c['hit']:>3}/{c['total']}")
     if cov["missed"]:
@@ -146,5 +153,7 @@ def register(sub, groups) -> None:
     p.add_argument("-o", "--output", default=None, help="output directory (default out/regress-ACCEL)")
     p.add_argument("--waves", action="store_true",
                    help="write a waveform per simulation to DIR/waves (FST on Verilator, VCD on Icarus)")
+    p.add_argument("--rtl-coverage", action="store_true",
+                   help="also measure Verilator's line, branch and toggle coverage of the RTL (a separate build)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_regress)
