@@ -16,9 +16,9 @@ PYTEST_ARGS ?=
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
-	@if ! command -v iverilog >/dev/null 2>&1 || [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -f /usr/share/doc/opencv-doc/examples/data/aloeGT.png ] || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-		echo "[setup] installing Icarus Verilog, Fashion-MNIST, opencv-doc and PostgreSQL (apt)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog dataset-fashion-mnist opencv-doc postgresql >/dev/null; \
+	@if ! command -v iverilog >/dev/null 2>&1 || [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -f /usr/share/doc/opencv-doc/examples/data/aloeGT.png ] || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ ! -f /usr/include/zlib.h ] || [ ! -f /usr/include/lz4.h ]; then \
+		echo "[setup] installing Icarus Verilog, Fashion-MNIST, opencv-doc, PostgreSQL, zlib and lz4 (Verilator FST waveforms) (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog dataset-fashion-mnist opencv-doc postgresql zlib1g-dev liblz4-dev >/dev/null; \
 	fi
 	@if ! command -v sta >/dev/null 2>&1; then \
 		echo "[setup] installing OpenSTA (apt: opensta)"; \

@@ -581,11 +581,21 @@ def regress(name: str, cases: int, seed: int, *, sim: str = "verilator", jobs: i
     def poll() -> None:
         while not stop.wait(0.5):
             if on_progress:
-                done = [r for b in batches for r in _read_results(b[3])]
-                on_progress(len(done), cases, sum(1 for r in done if not r.ok))
+                texts = [b[3].read_text() if b[3].exists() else "" for b in batches]
+                on_progress(sum(t.count("\n") for t in texts), cases, sum(t.count('"ok": false') for t in texts))
 
     watcher = threading.Thread(target=poll, daemon=True)
     watcher.start()
+    try:
+        return _finish(acc, seed, sim, cases, jobs, pool, per_cfg, batches, sims, out_dir, cov, t0, rtl_coverage,
+                       stop, watcher, on_progress)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _finish(acc, seed, sim, cases, jobs, pool, per_cfg, batches, sims, out_dir, cov, t0, rtl_coverage, stop, watcher,
+            on_progress) -> RegressReport:
+    """Run the batches, then gather their results, coverage and failing cases."""
     try:
         with ThreadPoolExecutor(max_workers=jobs) as ex:
             (out_dir / "logs").mkdir(exist_ok=True)
@@ -606,25 +616,22 @@ def regress(name: str, cases: int, seed: int, *, sim: str = "verilator", jobs: i
         from .runner import read_coverage
 
         rtl_cov = read_coverage([b[2] / "coverage.dat" for b in batches if (b[2] / "coverage.dat").exists()])
-    try:
-        if len(results) != cases:
-            raise RuntimeError(f"{len(results)} of {cases} cases reported a result")
-        for r in sorted(results, key=lambda r: r.index):
-            ci, case = by_index[r.index]
-            cfg = pool[ci]
-            for b in (*case["bins"], *r.observed):
-                cov.hit(*b.split("/", 1))
-            c = configs.setdefault(cfg.tag, {"cases": 0, "failures": 0, "cycles": 0})
-            c["cases"] += 1
-            c["cycles"] += r.cycles
-            if not r.ok:
-                failures += 1
-                c["failures"] += 1
-                path = out_dir / "failures" / f"{acc.name}-{seed}-{r.index:06d}.pt"
-                save_case(path, acc, cfg, case, r, seed=seed, sim=sim)
-                files.append(str(path))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    if len(results) != cases:
+        raise RuntimeError(f"{len(results)} of {cases} cases reported a result")
+    for r in sorted(results, key=lambda r: r.index):
+        ci, case = by_index[r.index]
+        cfg = pool[ci]
+        for b in (*case["bins"], *r.observed):
+            cov.hit(*b.split("/", 1))
+        c = configs.setdefault(cfg.tag, {"cases": 0, "failures": 0, "cycles": 0})
+        c["cases"] += 1
+        c["cycles"] += r.cycles
+        if not r.ok:
+            failures += 1
+            c["failures"] += 1
+            path = out_dir / "failures" / f"{acc.name}-{seed}-{r.index:06d}.pt"
+            save_case(path, acc, cfg, case, r, seed=seed, sim=sim)
+            files.append(str(path))
     if on_progress:
         on_progress(cases, cases, failures)
     return RegressReport(acc.name, seed, sim, cases, failures, cov.to_dict(), time.monotonic() - t0, jobs, configs,

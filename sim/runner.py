@@ -180,7 +180,7 @@ def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | No
             if saif:  # '--trace' (VCD), which waves=True adds first, gives way to the SAIF format
                 kwargs["build_args"].insert(1, "--trace-saif")
                 kwargs["waves"] = True
-            if waves:  # FST (needs zlib, installed by 'make setup')
+            if waves:  # FST (needs the zlib and lz4 headers, installed by 'make setup')
                 kwargs["build_args"].insert(1, "--trace-fst")
                 kwargs["waves"] = True
             if coverage:

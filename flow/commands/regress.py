@@ -17,7 +17,7 @@ __all__ = ["add_case_args", "cmd_verify_case", "register"]
 def add_case_args(p) -> None:
     """``--case FILE`` (replay a case saved by ``qsilicon regress``), ``--waves`` and ``-o``."""
     p.add_argument("--case", default=None, metavar="FILE",
-                   help="replay one case saved by 'qsilicon regress' (DIR/failures/*.pt) instead")
+                   help="replay one case saved by 'qsilicon regress' (a file under DIR/failures) instead")
     p.add_argument("--waves", action="store_true",
                    help="with --case: write a waveform (FST on Verilator, VCD on Icarus) to -o DIR")
     p.add_argument("-o", "--output", default=None, help="with --case --waves: where the waveform and report go")
@@ -61,7 +61,12 @@ def cmd_verify_case(args, component: str) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(("PASS " if result.ok else "FAIL ") + result.describe().split(": ", 1)[1])
+        if result.ok:
+            print(f"PASS: {acc.name} {cfg.tag} on {sim}, {result.cycles} cycles, bit-exact")
+        else:
+            print(f"FAIL: {acc.name} {cfg.tag} on {sim}: {result.error}")
+            if result.first:
+                print("  first mismatch  " + ", ".join(f"{k} {v}" for k, v in result.first.items()))
         if out:
             print(f"wrote {out.target}" + (f" (waveform {waves.name})" if waves else ""))
     return 0 if result.ok else 1

@@ -30,13 +30,13 @@ def _check(rep, cases, full_groups):
 
 
 def test_gemm_regression(tmp_path):
-    rep = regress("gemm", 200, 1, out_dir=tmp_path)
+    rep = regress("gemm", 200, 1, jobs=2, out_dir=tmp_path)
     _check(rep, 200, ["config", "format_x_packing", "m", "k", "n", "sequence", "observed"])
     assert not list((tmp_path / "failures").iterdir())
 
 
 def test_mpgemm_regression(tmp_path):
-    rep = regress("mpgemm", 200, 1, out_dir=tmp_path)
+    rep = regress("mpgemm", 200, 1, jobs=2, out_dir=tmp_path)
     _check(rep, 200, ["config", "m", "k", "n", "rows_x_packing", "observed"])
 
 
@@ -49,7 +49,7 @@ def test_depth_engine_regression_with_faults(tmp_path):
 
 
 def test_vit_system_regression_with_faults(tmp_path):
-    rep = regress("vit", 200, 1, out_dir=tmp_path)
+    rep = regress("vit", 200, 1, jobs=2, out_dir=tmp_path)
     _check(rep, 200, ["descriptor", "precision", "shape", "window", "fault", "outcome"])
 
 
@@ -100,6 +100,11 @@ def test_cli_regress_and_replay_with_waves(tmp_path, capsys, monkeypatch):
     assert rep["pass"] is False and rep["first_mismatch"]["expected"] != rep["first_mismatch"]["got"]
     vcd = (w / "waves.vcd").read_text(errors="replace")
     assert "$enddefinitions" in vcd and "o_res__valid" in vcd
+    # and on Verilator, an FST (its first block is the header block, type 0)
+    w2 = tmp_path / "waves2"
+    assert main(["verify", "gemm", "--case", str(case), "--waves", "-o", str(w2)]) == 1
+    fst = (w2 / "waves.fst").read_bytes()
+    assert len(fst) > 1000 and fst[0] == 0
 
 
 @pytest.mark.parametrize("args,msg", [
@@ -128,3 +133,13 @@ def test_verify_refuses_a_case_of_another_accelerator(tmp_path):
     p = subprocess.run([*QS, "verify", "depth", "--case", str(tmp_path / "c.pt")], capture_output=True, text=True)
     assert p.returncode == 2 and "is a case of gemm, not depth: run 'qsilicon verify gemm --case" in p.stderr
     assert torch.load(tmp_path / "c.pt", weights_only=True)["accel"] == "gemm"
+
+
+def test_rtl_line_and_toggle_coverage(tmp_path):
+    """Verilator's own coverage of the RTL beside the functional bins (a coverage build)."""
+    cfg = ACCELS["gemm"].pool()[0]
+    rep = regress("gemm", 24, 2, out_dir=tmp_path, pool=[cfg], rtl_coverage=True)
+    assert rep.failures == 0
+    line, toggle = rep.rtl_coverage["line"], rep.rtl_coverage["toggle"]
+    assert line["total"] > 100 and line["hit"] / line["total"] >= 0.95
+    assert toggle["total"] > 1000 and 0.5 < toggle["hit"] / toggle["total"] <= 1.0
