@@ -146,6 +146,7 @@ async def run_case(bench: EngineBench, cfg: EngineConfig, c: dict, sram: dict | 
         insns = insns[:at]
     elif kind == "truncated":  # the program without END at the very end of memory
         body = bytes(mem[pa : pa + (len(insns) - 1) * INSN_BYTES])
+        mem += bytes(-len(mem) % INSN_BYTES)  # (instructions are 32-byte aligned)
         pa = len(mem)
         mem += body
         want = bytearray(mem)

@@ -13,6 +13,7 @@ the window's first (no cycle log).  Expected outcomes: without a fault (or with 
 memory equals the ISS's; a bus error that fired stops the run with its cause, one that did not fire
 changes nothing; an illegal descriptor stops the run at it (cause 1 or 4) after the descriptors
 before it, whose results must be right; a writer pattern with no words trips the watchdog (cause 7);
+a window without END at the end of memory stops with cause 2 once its descriptors have run;
 a reset in the middle is followed by the same window from the start, which must then be right.
 """
 
@@ -132,9 +133,18 @@ async def run_case(bench: EngineBench, cfg: AccelConfig, c: dict) -> dict:
             setup[1] = (REGS["WATCHDOG"], 2000)
             expect_cause, expect_ops = CAUSE_STALL, k
             want[pa + k * DESC_BYTES : pa + (k + 1) * DESC_BYTES] = bytes(DESC_BYTES)
+    elif kind == "truncated":  # the window without END at the very end of memory: the fetch runs off it
+        body = bytes(mem[pa : pa + (stop - start) * DESC_BYTES])
+        mem += bytes(-len(mem) % DESC_BYTES)  # (descriptors are 128-byte aligned)
+        pa = len(mem)
+        mem += body
+        want = bytearray(mem)
+        faults = {"decerr_outside": True}
+        expect_cause = CAUSE_READ
     original = bytes(want)
-    run_program(want, pa, cfg)
-    if expect_cause:  # the ISS ran up to the bad descriptor, which the memory keeps
+    if kind != "truncated":
+        run_program(want, pa, cfg)
+    if expect_ops is not None:  # the ISS ran up to the bad descriptor, which the memory keeps
         at = pa + expect_ops * DESC_BYTES
         want[at : at + DESC_BYTES] = mem[at : at + DESC_BYTES]
     limit = 300_000 + (f.get("length", 0) if kind == "stall" else 0)
@@ -165,6 +175,9 @@ async def run_case(bench: EngineBench, cfg: AccelConfig, c: dict) -> dict:
                    f"{expect_cause} ({kind})")
     elif expect_ops is not None and regs["COUNT"] != expect_ops:
         res.update(ok=False, error=f"{regs['COUNT']} descriptors completed, expected {expect_ops} before the bad one")
+    elif kind == "truncated" and regs["COUNT"] != stop - start:
+        res.update(ok=False, error=f"{regs['COUNT']} descriptors completed before the fetch ran off memory, "
+                   f"expected {stop - start}")
     elif expect_cause not in (CAUSE_READ, CAUSE_WRITE) and bytes(image) != bytes(want):
         res.update(ok=False, error="the memory differs from the ISS's",
                    first=first_difference(prog, bytes(want), bytes(image), memory.written))
