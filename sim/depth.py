@@ -51,22 +51,25 @@ def depth_engine_verilog(cfg: EngineConfig) -> str:
     return to_verilog(DepthEngine(cfg), TOPLEVEL)
 
 
-def build_depth_engine(cfg: EngineConfig, sim: str = "verilator", log_file: Path | None = None) -> Simulation:
+def build_depth_engine(cfg: EngineConfig, sim: str = "verilator", log_file: Path | None = None,
+                       waves: bool = False) -> Simulation:
     if sim != "verilator":
         raise ValueError(f"the whole engine runs on Verilator only (Icarus is too slow for it), not {sim!r}")
-    return prepare(depth_engine_verilog(cfg), TOPLEVEL, sim, cfg.tag, log_file)
+    return prepare(depth_engine_verilog(cfg), TOPLEVEL, sim, cfg.tag + ("_waves" if waves else ""), log_file,
+                   waves=waves)
 
 
 def rtl_run(cfg: EngineConfig, memory: bytes | bytearray, prog_addr: int, *, sim: str = "verilator",
             ready_p: float = 1.0, seed: int = 0, expect_error: bool = False, max_cycles: int = 20_000_000,
-            log_file: Path | None = None, netlist=None, vcd: Path | None = None, saif: Path | None = None) -> RtlRun:
+            log_file: Path | None = None, netlist=None, vcd: Path | None = None, saif: Path | None = None,
+            waves: Path | None = None) -> RtlRun:
     """Run the program at ``prog_addr`` in ``memory`` on the engine's RTL (AXI4 memory model with
     ``ready_p`` handshake probability, AXI4-Lite start and status).
 
     ``netlist`` (a :class:`~qsilicon.hw.asic.AsicNetlist` of this engine) runs the mapped
     gate-level netlist instead: on Verilator (``saif``: its nets' toggle counts written there, a
     SAIF file), or on Icarus when ``vcd`` names a file to dump its nets to (slow: hours for a few
-    thousand cycles of the small engine)."""
+    thousand cycles of the small engine).  ``waves``: the RTL run's FST waveform goes there."""
     plusargs = None
     if netlist is not None:
         from qsilicon.hw.asic import gate_level_verilog
@@ -78,7 +81,7 @@ def rtl_run(cfg: EngineConfig, memory: bytes | bytearray, prog_addr: int, *, sim
         if vcd is not None:
             plusargs = [f"+qs_vcd={vcd}"]
     else:
-        simulation = build_depth_engine(cfg, sim, log_file)
+        simulation = build_depth_engine(cfg, sim, log_file, waves=waves is not None)
     with tempfile.TemporaryDirectory(prefix="qs-depth-") as tmp:
         tmp = Path(tmp)
         (tmp / "mem.bin").write_bytes(bytes(memory))
@@ -86,7 +89,7 @@ def rtl_run(cfg: EngineConfig, memory: bytes | bytearray, prog_addr: int, *, sim
                "QS_RESULT": str(tmp / "result.json"), "QS_READY_P": str(ready_p), "QS_SEED": str(seed),
                "QS_EXPECT_ERROR": "1" if expect_error else "0", "QS_MAX_CYCLES": str(max_cycles)}
         simulation.run("qsilicon.sim.tb_depth", env, tmp / "results.xml", log_file, plusargs=plusargs,
-                       trace_file=saif)
+                       trace_file=saif if netlist is not None else waves)
         res = json.loads((tmp / "result.json").read_text())
         image = (tmp / "dump.bin").read_bytes()
     return RtlRun(image, res["regs"], {int(k): v for k, v in res["busy_by_tag"].items()},

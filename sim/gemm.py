@@ -54,9 +54,10 @@ def gemm_verilog(cfg: GemmConfig) -> str:
     return to_verilog(GemmEngine(cfg), TOPLEVEL)
 
 
-def build_gemm(cfg: GemmConfig, sim: str, log_file: Path | None = None) -> Simulation:
-    """Build (or reuse the cached build of) the engine for ``sim``."""
-    return prepare(gemm_verilog(cfg), TOPLEVEL, sim, cfg.tag, log_file)
+def build_gemm(cfg: GemmConfig, sim: str, log_file: Path | None = None, waves: bool = False) -> Simulation:
+    """Build (or reuse the cached build of) the engine for ``sim`` (``waves``: a build that records
+    waveforms)."""
+    return prepare(gemm_verilog(cfg), TOPLEVEL, sim, cfg.tag + ("_waves" if waves else ""), log_file, waves=waves)
 
 
 def rtl_gemm(
@@ -71,6 +72,7 @@ def rtl_gemm(
     netlist=None,
     vcd: Path | None = None,
     saif: Path | None = None,
+    waves: Path | None = None,
 ) -> RtlGemmResult:
     """Run ``case`` on the generated RTL in cocotb and return what the RTL computed.
 
@@ -80,7 +82,8 @@ def rtl_gemm(
 
     ``netlist`` (a :class:`~qsilicon.hw.asic.AsicNetlist` of this engine) runs the mapped
     gate-level netlist instead of the RTL (``vcd``: Icarus dumps its nets there; ``saif``: Verilator
-    writes their toggle counts there; for power).
+    writes their toggle counts there; for power).  ``waves``: the RTL run's waveform goes there (FST
+    on Verilator, VCD on Icarus).
     """
     sched = schedule_gemm(case, cfg)  # validates the case against the config before building
     if netlist is not None:
@@ -89,7 +92,7 @@ def rtl_gemm(
         simulation = prepare(gate_level_verilog(netlist), TOPLEVEL, sim, f"{cfg.tag}_gl_{netlist.library}", log_file,
                              saif=sim == "verilator" and saif is not None)
     else:
-        simulation = build_gemm(cfg, sim, log_file)
+        simulation = build_gemm(cfg, sim, log_file, waves=waves is not None)
     with tempfile.TemporaryDirectory(prefix="qs-gemm-") as tmp:
         tmp = Path(tmp)
         case.save(tmp / "case.pt")
@@ -101,7 +104,8 @@ def rtl_gemm(
         failure = None
         try:
             simulation.run("qsilicon.sim.tb_gemm", env, tmp / "results.xml", log_file,
-                           plusargs=[f"+qs_vcd={vcd}"] if vcd is not None else None, trace_file=saif)
+                           plusargs=[f"+qs_vcd={vcd}"] if vcd is not None else None,
+                           trace_file=saif if netlist is not None else waves)
         except SimulationError as e:
             failure = e
         if not (tmp / "result.json").exists():

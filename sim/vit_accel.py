@@ -37,20 +37,23 @@ def vit_accel_verilog(cfg: AccelConfig) -> str:
     return to_verilog(VitAccel(cfg), TOPLEVEL)
 
 
-def build_vit_accel(cfg: AccelConfig, sim: str = "verilator", log_file: Path | None = None) -> Simulation:
-    """Build (or reuse the cached build of) the design for ``sim``."""
-    return prepare(vit_accel_verilog(cfg), TOPLEVEL, sim, f"vit_accel_{cfg.tag}", log_file)
+def build_vit_accel(cfg: AccelConfig, sim: str = "verilator", log_file: Path | None = None,
+                    waves: bool = False) -> Simulation:
+    """Build (or reuse the cached build of) the design for ``sim`` (``waves``: one that records
+    waveforms)."""
+    return prepare(vit_accel_verilog(cfg), TOPLEVEL, sim, f"vit_accel_{cfg.tag}" + ("_waves" if waves else ""),
+                   log_file, waves=waves)
 
 
 def rtl_vit(prog: VitProgram, codes: torch.Tensor, *, sim: str = "verilator", ready_p: float = 1.0, seed: int = 0,
             faults: dict | None = None, dump: bool = False, watchdog: int = 0, max_cycles: int = 5_000_000,
-            image: bytes | None = None, log_file: Path | None = None) -> RtlVitRun:
+            image: bytes | None = None, log_file: Path | None = None, waves: Path | None = None) -> RtlVitRun:
     """Run the images ``codes`` (int8 patch codes ``[N, patches, patch_dim]``) one after another on
     the design's RTL in cocotb; ``image`` replaces the program's memory image (a corrupted program,
-    for the error tests)."""
+    for the error tests); ``waves``: the run's FST waveform goes there."""
     if codes.dim() != 3:
         raise ValueError(f"patch codes must be [images, patches, patch_dim], not {tuple(codes.shape)}")
-    simulation = build_vit_accel(prog.config, sim, log_file)
+    simulation = build_vit_accel(prog.config, sim, log_file, waves=waves is not None)
     with tempfile.TemporaryDirectory(prefix="qs-vit-") as tmp:
         tmp = Path(tmp)
         (tmp / "mem.bin").write_bytes(bytes(prog.memory.data) if image is None else image)
@@ -64,7 +67,7 @@ def rtl_vit(prog: VitProgram, codes: torch.Tensor, *, sim: str = "verilator", re
             env["QS_DUMP"] = str(tmp / "dump")
         failure = None
         try:
-            simulation.run("qsilicon.sim.tb_vit_accel", env, tmp / "results.xml", log_file)
+            simulation.run("qsilicon.sim.tb_vit_accel", env, tmp / "results.xml", log_file, trace_file=waves)
         except SimulationError as e:
             failure = e
         if not (tmp / "result.json").exists():

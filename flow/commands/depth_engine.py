@@ -21,7 +21,7 @@ from ..common import (
 )
 from .asic import add_asic_args, check_asic_args, print_asic, run_asic
 from .depth_model import depth_split, load_int_depth
-from .regress import add_case_args
+from .regress import add_case_args, check_waves_args, waves_output
 
 __all__ = ["add_engine_args", "depth_model", "depth_program", "engine_config", "register"]
 
@@ -118,8 +118,7 @@ def cmd_verify_depth(args) -> int:
         from .regress import cmd_verify_case
 
         return cmd_verify_case(args, "depth")
-    if args.waves:
-        raise CliError("--waves goes with --case FILE (the replay of a saved case)")
+    check_waves_args(args)
     import torch
 
     from qsilicon.hw.depth.iss import run_program
@@ -141,7 +140,9 @@ def cmd_verify_depth(args) -> int:
     with tempfile.TemporaryDirectory(prefix="qs-verify-") as tmp:
         log = Path(tmp) / "sim.log"
         try:
-            rtl = rtl_run(cfg, mem, prog.prog_addr, sim=args.sim, ready_p=args.ready_p, seed=args.seed, log_file=log)
+            with waves_output(args, args.sim) as waves:
+                rtl = rtl_run(cfg, mem, prog.prog_addr, sim=args.sim, ready_p=args.ready_p, seed=args.seed,
+                              log_file=log, waves=waves)
         except SimulationError as e:
             raise simulation_error(e, log) from None
     got = prog.read(rtl.memory)

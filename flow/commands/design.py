@@ -20,6 +20,7 @@ from ..common import (
     write_manifest,
 )
 from .asic import add_asic_args, check_asic_args, print_asic, run_asic
+from .regress import add_case_args, check_waves_args, waves_output
 
 __all__ = ["design_arg", "int_model", "load_point", "register", "verify_vit", "write_design"]
 
@@ -83,7 +84,7 @@ def _compile(iv, cfg):
 
 
 def verify_vit(iv, cfg, images, *, sim: str = "verilator", ready_p: float = 1.0, seed: int = 0, check_iss: bool = True,
-               log_file: Path | None = None, prog=None) -> dict:
+               log_file: Path | None = None, prog=None, waves: Path | None = None) -> dict:
     """The whole integer model on the design's RTL for ``images``: logits ``torch.equal`` to the
     integer model's, the memory after each run equal to the ISS's, RTL cycles against the latency
     model's prediction, per descriptor kind and for the whole image."""
@@ -96,7 +97,7 @@ def verify_vit(iv, cfg, images, *, sim: str = "verilator", ready_p: float = 1.0,
     prog = prog or _compile(iv, cfg)
     codes = prog.input_codes(images)
     expect = iv.logits(images)
-    run = rtl_vit(prog, codes, sim=sim, ready_p=ready_p, seed=seed, dump=check_iss, log_file=log_file)
+    run = rtl_vit(prog, codes, sim=sim, ready_p=ready_p, seed=seed, dump=check_iss, log_file=log_file, waves=waves)
     ops = int_vit_workload(iv, cfg)
     pred = predict(cfg, ops, 0.0)
     kinds_pred: dict[str, float] = {}
@@ -140,6 +141,13 @@ def cmd_verify_vit(args) -> int:
 
     from qsilicon.sim.runner import SimulationError
 
+    if args.case is not None:
+        from .regress import cmd_verify_case
+
+        return cmd_verify_case(args, "vit")
+    if args.design is None:
+        raise CliError("verify vit needs --design TAG (or --case FILE to replay a saved case)")
+    check_waves_args(args)
     cfg = design_arg(args.design, None if args.any_design else args.space)
     require_simulator(args.sim)
     if not 1 <= args.images <= 10000:
@@ -157,8 +165,9 @@ def cmd_verify_vit(args) -> int:
     with tempfile.TemporaryDirectory(prefix="qs-vit-") as tmp:
         log = Path(tmp) / "sim.log"
         try:
-            rep = verify_vit(iv, cfg, images, sim=args.sim, ready_p=args.ready_p, seed=args.seed,
-                             check_iss=not args.no_iss, log_file=log, prog=prog)
+            with waves_output(args, args.sim) as waves:
+                rep = verify_vit(iv, cfg, images, sim=args.sim, ready_p=args.ready_p, seed=args.seed,
+                                 check_iss=not args.no_iss, log_file=log, prog=prog, waves=waves)
         except SimulationError as e:
             raise simulation_error(e, log) from None
     labels = yt[args.first : args.first + args.images]
@@ -381,7 +390,7 @@ def _model_args(p) -> None:
 
 def register(sub, groups) -> None:
     fv = groups["verify"].add_parser("vit", help="the whole integer ViT on a generated design's RTL, bit for bit")
-    _design_args(fv)
+    _design_args(fv, tag_required=False)
     _model_args(fv)
     fv.add_argument("--images", type=int, default=2, help="Fashion-MNIST test images (default 2)")
     fv.add_argument("--first", type=int, default=0, help="index of the first test image (default 0)")
@@ -392,6 +401,7 @@ def register(sub, groups) -> None:
     fv.add_argument("--seed", type=int, default=0)
     fv.add_argument("--no-iss", action="store_true", help="skip comparing the memory with the ISS's")
     fv.add_argument("--json", action="store_true")
+    add_case_args(fv)
     fv.set_defaults(func=cmd_verify_vit)
 
     cv = groups["compile"].add_parser("vit", help="an integer ViT -> the design's program and memory image")

@@ -19,7 +19,7 @@ from ..common import (
     write_manifest,
 )
 from .asic import add_asic_args, check_asic_args, print_asic, run_asic
-from .regress import add_case_args
+from .regress import add_case_args, check_waves_args, waves_output
 
 __all__ = ["add_gemm_args", "gemm_config", "register"]
 
@@ -84,8 +84,7 @@ def cmd_verify_gemm(args) -> int:
         from .regress import cmd_verify_case
 
         return cmd_verify_case(args, comp)
-    if args.waves:
-        raise CliError("--waves goes with --case FILE (the replay of a saved case)")
+    check_waves_args(args)
     needed = ["rows", "cols", "abits", "m", "k", "n"] + (["ratio8"] if args.mixed else ["wbits"])
     missing = [f"--{a}" for a in needed if getattr(args, a) is None]
     if missing:
@@ -111,8 +110,9 @@ def cmd_verify_gemm(args) -> int:
     with tempfile.TemporaryDirectory(prefix="qs-verify-") as tmp:
         log = Path(tmp) / "sim.log"
         try:
-            res = rtl_gemm(case, cfg, sim=args.sim, valid_p=args.valid_p, ready_p=args.ready_p,
-                           seed=args.seed, log_file=log)
+            with waves_output(args, args.sim) as waves:
+                res = rtl_gemm(case, cfg, sim=args.sim, valid_p=args.valid_p, ready_p=args.ready_p,
+                               seed=args.seed, log_file=log, waves=waves)
             mismatches = int((res.out != ref.out).sum())
         except GemmMismatchError as e:
             res, mismatches = e.result, e.result.mismatches

@@ -6,21 +6,52 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from ..common import CliError, OutputDir, progress, require_simulator, simulation_error, write_manifest
 
-__all__ = ["add_case_args", "cmd_verify_case", "register"]
+__all__ = ["add_case_args", "add_waves_args", "cmd_verify_case", "check_waves_args", "register", "waves_output"]
 
 
 def add_case_args(p) -> None:
     """``--case FILE`` (replay a case saved by ``qsilicon regress``), ``--waves`` and ``-o``."""
     p.add_argument("--case", default=None, metavar="FILE",
                    help="replay one case saved by 'qsilicon regress' (a file under DIR/failures) instead")
+    add_waves_args(p)
+
+
+def add_waves_args(p) -> None:
+    """``--waves`` and ``-o DIR``: a waveform of the run."""
     p.add_argument("--waves", action="store_true",
-                   help="with --case: write a waveform (FST on Verilator, VCD on Icarus) to -o DIR")
-    p.add_argument("-o", "--output", default=None, help="with --case --waves: where the waveform and report go")
+                   help="write the run's waveform (FST on Verilator, VCD on Icarus) to -o DIR")
+    p.add_argument("-o", "--output", default=None, help="with --waves: where the waveform (and with --case the "
+                   "report) goes")
+
+
+def check_waves_args(args) -> None:
+    """``--waves`` and ``-o`` go together (checked before any work)."""
+    if args.waves and not args.output:
+        raise CliError("--waves needs -o DIR (where the waveform goes)")
+    if args.output and not args.waves and getattr(args, "case", None) is None:
+        raise CliError("-o goes with --waves (the waveform's directory) or --case FILE")
+
+
+@contextmanager
+def waves_output(args, sim: str):
+    """For a ``verify`` command's ``--waves -o DIR``: yields the waveform's path inside the output
+    directory being written (``None`` without ``--waves``), which is moved into place at the end."""
+    if not args.waves:
+        if args.output:
+            raise CliError("-o goes with --waves (the waveform's directory) or --case FILE")
+        yield None
+        return
+    if not args.output:
+        raise CliError("--waves needs -o DIR (where the waveform goes)")
+    name = f"waves.{'fst' if sim == 'verilator' else 'vcd'}"
+    with OutputDir(args.output) as tmp:
+        yield tmp / name
+        write_manifest(tmp, {"command": f"verify {args.component}", "waves": name})
 
 
 def cmd_verify_case(args, component: str) -> int:

@@ -16,6 +16,7 @@ from ..common import (
     save_atomic,
     simulation_error,
 )
+from .regress import add_waves_args, check_waves_args, waves_output
 
 __all__ = ["register"]
 
@@ -79,6 +80,7 @@ def cmd_eval_vit(args) -> int:
 
 
 def cmd_verify_vit_layer(args) -> int:
+    check_waves_args(args)
     import torch
 
     from qsilicon.hw.config import GemmConfig
@@ -112,7 +114,8 @@ def cmd_verify_vit_layer(args) -> int:
     progress(f"running layer {args.layer} of the {args.precision} ViT on {cfg.tag} ({args.sim})")
     with tempfile.TemporaryDirectory(prefix="qs-vit-") as tmp:
         try:
-            res = rtl_gemm(case, cfg, sim=args.sim, log_file=Path(tmp) / "sim.log")
+            with waves_output(args, args.sim) as waves:
+                res = rtl_gemm(case, cfg, sim=args.sim, log_file=Path(tmp) / "sim.log", waves=waves)
             mismatches = int((res.out.to(torch.int64) != expect).sum())
         except GemmMismatchError as e:
             res, mismatches = e.result, e.result.mismatches
@@ -158,4 +161,5 @@ def register(sub, groups) -> None:
     vl.add_argument("--sim", choices=("icarus", "verilator"), default="verilator")
     vl.add_argument("--checkpoint", default=str(DEFAULT_VIT))
     vl.add_argument("--json", action="store_true")
+    add_waves_args(vl)
     vl.set_defaults(func=cmd_verify_vit_layer)
