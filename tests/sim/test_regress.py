@@ -114,6 +114,7 @@ def test_cli_regress_and_replay_with_waves(tmp_path, capsys, monkeypatch):
     (["verify", "gemm", "--rows", "2"], "verify gemm needs --cols, --abits, --m, --k, --n, --wbits"),
     (["verify", "gemm", "--case", "README.md"], "not a case file written by 'qsilicon regress'"),
     (["verify", "gemm", "--case", "nope.pt"], "no such file"),
+    (["verify", "depth", "--waves"], "--waves needs -o DIR (where the waveform goes)"),
 ])
 def test_regress_bad_input(args, msg, tmp_path):
     p = subprocess.run([*QS, *args, "-o", str(tmp_path / "o")] if args[0] == "regress" else [*QS, *args],
@@ -143,3 +144,16 @@ def test_rtl_line_and_toggle_coverage(tmp_path):
     line, toggle = rep.rtl_coverage["line"], rep.rtl_coverage["toggle"]
     assert line["total"] > 100 and line["hit"] / line["total"] >= 0.95
     assert toggle["total"] > 1000 and 0.5 < toggle["hit"] / toggle["total"] <= 1.0
+
+
+def test_verify_writes_a_waveform_of_a_normal_run(tmp_path, capsys):
+    """``--waves -o DIR`` on a plain ``verify`` (not a replay): Icarus writes a VCD."""
+    out = tmp_path / "w"
+    args = ["verify", "gemm", "--rows", "2", "--cols", "2", "--wbits", "4", "--abits", "4", "--m", "3", "--k", "5",
+            "--n", "3", "--sim", "icarus"]
+    assert main([*args, "--waves", "-o", str(out)]) == 0
+    assert "$enddefinitions" in (out / "waves.vcd").read_text(errors="replace")
+    assert (out / "qsilicon.json").exists()
+    capsys.readouterr()
+    assert main([*args, "-o", str(tmp_path / "x")]) == 2
+    assert "-o goes with --waves" in capsys.readouterr().err and not (tmp_path / "x").exists()
