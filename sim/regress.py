@@ -348,6 +348,8 @@ class DepthAccel(Accel):
         return {
             "config": [c.tag for c in pool],
             "sync": ["barrier", "tokens"],
+            # an instruction that waits for the unit before it (its inputs) or after it (room to write)
+            "hazard": ["barrier", "load_waits_next", "compute_waits_prev", "compute_waits_next", "store_waits_prev"],
             "load": [f"{m}:{mode}" for m in ("act", "wgt", "tab") for mode in ("bytes", "nibble_u", "nibble_s")]
             + ["par:bytes", "flush"],
             "compute": ["k1", "k3", "stride1", "stride2", "upsample", "decode", "encode", "residual", "pair",

@@ -23,7 +23,6 @@ import random
 import cocotb
 import torch
 from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge
 
 from qsilicon.hw.depth.engine import ERR_FIELD, ERR_OPCODE, ERR_READ, ERR_WRITE
 from qsilicon.hw.depth.isa import (
@@ -62,6 +61,11 @@ def program(mem: bytes, pa: int) -> list[dict]:
 def program_bins(insns: list[dict]) -> set[str]:
     b = set()
     for i in insns:
+        if i["barrier"] and i["op"] != OP_END:
+            b.add("hazard/barrier")
+        for flag, name in (("pop_prev", "waits_prev"), ("pop_next", "waits_next")):
+            if i[flag] and i["op"] != OP_END:
+                b.add(f"hazard/{('load', 'compute', 'store')[i['op'] - OP_LOAD]}_{name}")
         if i["op"] == OP_LOAD:
             b.add(f"load/{MEMS[i['mem']]}:{MODES[i['mode']]}" if MEMS[i["mem"]] != "par" else "load/par:bytes")
             if i["flush"]:
@@ -152,7 +156,9 @@ async def run_case(bench: EngineBench, cfg: EngineConfig, c: dict, sram: dict | 
         want = bytearray(mem)
         faults = {"decerr_outside": True}
         expect_cause = ERR_READ
-    await RisingEdge(bench.dut.clk)
+    # reset first: after a bus error the engine raises its interrupt at once, and units that had
+    # instructions queued may still be writing the on-chip memories until the reset stops them
+    await bench.reset()
     if sram is None:
         sram = read_srams(bench.dut, cfg)
     original = bytes(want)
@@ -163,7 +169,6 @@ async def run_case(bench: EngineBench, cfg: EngineConfig, c: dict, sram: dict | 
     rng = random.Random(c["seed"])
     limit = 200_000 + (f.get("length", 0) if kind == "stall" else 0)
     image = bytearray(mem)
-    await bench.reset()
     try:
         memory, regs, cycles = await bench.run(image, pa, c["ready_p"], rng, faults, limit,
                                                reset_at=f["at"] if kind == "reset" else None)

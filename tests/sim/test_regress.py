@@ -42,7 +42,7 @@ def test_mpgemm_regression(tmp_path):
 
 def test_depth_engine_regression_with_faults(tmp_path):
     rep = regress("depth", 200, 1, jobs=2, out_dir=tmp_path)
-    _check(rep, 200, ["config", "sync", "store", "fault", "outcome", "backpressure"])
+    _check(rep, 200, ["config", "sync", "hazard", "store", "fault", "outcome", "backpressure"])
     # every fault ran, and each kind of stop was seen, as was a right run after a fault
     counts = rep.coverage["groups"]["outcome"]["counts"]
     assert counts["correct_after_fault"] >= 5 and counts["completed_after_reset"] >= 1
