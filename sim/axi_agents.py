@@ -13,7 +13,8 @@ from collections import deque
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-__all__ = ["AxiLiteHost", "AxiMemory", "EngineBench", "read_registers", "start_engine"]
+__all__ = ["AxiLiteHost", "AxiMemory", "EngineBench", "bus_faults", "read_registers", "run_cases", "start_engine",
+           "stop_check"]
 
 #: The register offsets every accelerator shares: control, status, program address; instructions
 #: (depth engine) or descriptors (ViT) run, the program counter.
@@ -282,3 +283,53 @@ class EngineBench:
         raise TimeoutError(f"hang: no interrupt within {limit} cycles (STATUS {regs['STATUS']:#x}, PC "
                            f"{regs['PC']:#x}, {regs['COUNT']} instructions or descriptors; {memory.n_reads} read and "
                            f"{memory.n_writes} write bursts)")
+
+
+def bus_faults(f: dict) -> dict:
+    """The :class:`AxiMemory` faults of a regression case's fault (``qsilicon.sim.regress``): a
+    SLVERR/DECERR answer to the n-th read or write burst, or a long stall; ``{}`` for the others."""
+    kind = f["kind"]
+    if kind.startswith(("read_", "write_")):
+        return {f"{kind.split('_')[0]}_error": f["n"], "error_resp": f["resp"]}
+    if kind == "stall":
+        return {"stall": (f["first"], f["length"])}
+    return {}
+
+
+def stop_check(regs: dict, memory: AxiMemory, f: dict, expect: int, read_cause: int,
+               write_cause: int) -> tuple[int, int, str | None]:
+    """``(cause the run stopped with, 0 without error; the cause expected; what is wrong or None)``.
+    A bus error of the case that fired (the memory saw that many bursts) must stop the run with its
+    cause; one that did not fire changes nothing (``expect`` stays)."""
+    status = regs["STATUS"]
+    error = bool(status & 4)
+    cause = (status >> 8) & 15 if error else 0
+    kind = f["kind"]
+    if kind.startswith("read_") and memory.n_reads > f["n"]:
+        expect = read_cause
+    if kind.startswith("write_") and memory.n_writes > f["n"]:
+        expect = write_cause
+    wrong = None
+    if cause != expect or error != bool(expect):
+        wrong = f"status {status:#x}: error {int(error)} cause {cause}, expected cause {expect} ({kind})"
+    return cause, expect, wrong
+
+
+async def run_cases(dut, run_case) -> None:
+    """A regression testbench's loop: ``QS_CASES`` one after another through ``await
+    run_case(bench, case)`` (a result dict), one JSON line each to ``QS_RESULTS``; a right case after
+    a fault (other than a stall) also hits ``outcome/correct_after_fault``."""
+    import torch
+
+    cases = torch.load(os.environ["QS_CASES"], weights_only=True)
+    Clock(dut.clk, 10, unit="ns").start()
+    bench = EngineBench(dut)
+    after_fault = False
+    with open(os.environ["QS_RESULTS"], "a") as out:
+        for c in cases:
+            res = await run_case(bench, c)
+            if after_fault and res["ok"] and c["fault"]["kind"] == "none":
+                res["observed"].append("outcome/correct_after_fault")
+            after_fault = c["fault"]["kind"] not in ("none", "stall")
+            out.write(json.dumps({"index": c["index"], **res}) + "\n")
+            out.flush()

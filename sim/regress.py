@@ -94,15 +94,6 @@ class CaseResult:
     def from_dict(cls, d: dict) -> CaseResult:
         return cls(**d)
 
-    def describe(self) -> str:
-        if self.ok:
-            return f"case {self.index}: pass ({self.cycles} cycles)"
-        where = ""
-        if self.first:
-            f = self.first
-            where = "; first mismatch " + ", ".join(f"{k} {v}" for k, v in f.items())
-        return f"case {self.index}: FAIL: {self.error}{where}"
-
 
 @dataclass
 class RegressReport:
@@ -310,6 +301,27 @@ class GemmAccel(Accel):
                 "values": values, "bins": [f"{g}/{b}" for g, b in bins]}
 
 
+def _draw_fault(rng: random.Random, kinds: tuple, *, bursts: int, first: int,
+                reset_by: int) -> tuple[dict, str, float]:
+    """An engine case's fault, back-pressure class and ready probability: no fault (7 in 10) or one
+    of ``kinds[1:]`` with its parameters (the burst a bus error answers, a stall's start and length,
+    the cycle of a reset, where an illegal instruction goes)."""
+    kind = "none" if rng.random() < 0.7 else rng.choice(kinds[1:])
+    bp = rng.choice(("none", "light", "heavy"))
+    ready_p = {"none": 1.0, "light": rng.uniform(0.6, 0.95), "heavy": rng.uniform(0.15, 0.5)}[bp]
+    f: dict = {"kind": kind}
+    if kind.startswith(("read_", "write_")):
+        f["n"] = rng.randint(0, bursts)
+        f["resp"] = 2 if kind.endswith("slverr") else 3
+    elif kind == "stall":
+        f["first"], f["length"] = rng.randint(1, first), rng.randint(1000, 5000)
+    elif kind == "reset":
+        f["at"] = rng.randint(5, reset_by)
+    elif kind.startswith("illegal"):
+        f["at"] = rng.random()
+    return f, bp, ready_p
+
+
 class DepthAccel(Accel):
     """The QuartDepth engine: random legal programs (barrier- or token-synchronised) against the
     instruction-set simulator, and faults (bus errors, long stalls, a reset in the middle of a run,
@@ -363,19 +375,8 @@ class DepthAccel(Accel):
 
     def generate(self, rng: random.Random, cfg) -> dict:
         sync = rng.choice(("barrier", "tokens"))
-        fault = "none" if rng.random() < 0.7 else rng.choice(self.FAULTS[1:])
-        bp = rng.choice(("none", "light", "heavy"))
-        ready_p = {"none": 1.0, "light": rng.uniform(0.6, 0.95), "heavy": rng.uniform(0.15, 0.5)}[bp]
-        f: dict = {"kind": fault}
-        if fault.startswith(("read_", "write_")):
-            f["n"] = rng.randint(0, 12)
-            f["resp"] = 2 if fault.endswith("slverr") else 3
-        elif fault == "stall":
-            f["first"], f["length"] = rng.randint(1, 300), rng.randint(1000, 5000)
-        elif fault == "reset":
-            f["at"] = rng.randint(5, 400)
-        elif fault.startswith("illegal"):
-            f["at"] = rng.random()
+        f, bp, ready_p = _draw_fault(rng, self.FAULTS, bursts=12, first=300, reset_by=400)
+        fault = f["kind"]
         return {"prog_seed": rng.getrandbits(31), "n": rng.randint(4, 16), "sync": sync, "fault": f,
                 "ready_p": ready_p, "seed": rng.getrandbits(31),
                 "bins": [f"config/{cfg.tag}", f"sync/{sync}", f"fault/{fault}", f"backpressure/{bp}"]}
@@ -433,19 +434,8 @@ class VitAccel(Accel):
         dim, heads, mlp, patch = rng.choice((16, 32)), rng.choice((1, 2)), rng.choice((16, 32, 64)), rng.choice((7, 14))
         precision = rng.choice(self.PRECISIONS)
         window = rng.choice((1, 1, 2, 3, 4))
-        fault = "none" if rng.random() < 0.7 else rng.choice(self.FAULTS[1:])
-        bp = rng.choice(("none", "light", "heavy"))
-        ready_p = {"none": 1.0, "light": rng.uniform(0.6, 0.95), "heavy": rng.uniform(0.15, 0.5)}[bp]
-        f: dict = {"kind": fault}
-        if fault.startswith(("read_", "write_")):
-            f["n"] = rng.randint(0, 10)
-            f["resp"] = 2 if fault.endswith("slverr") else 3
-        elif fault == "stall":
-            f["first"], f["length"] = rng.randint(1, 200), rng.randint(1000, 5000)
-        elif fault == "reset":
-            f["at"] = rng.randint(5, 300)
-        elif fault.startswith("illegal"):
-            f["at"] = rng.random()
+        f, bp, ready_p = _draw_fault(rng, self.FAULTS, bursts=10, first=200, reset_by=300)
+        fault = f["kind"]
         tokens = (28 // patch) ** 2 + 1
         return {"model": {"dim": dim, "heads": heads, "mlp": mlp, "patch": patch, "precision": precision,
                           "seed": rng.getrandbits(16)},

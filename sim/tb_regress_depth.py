@@ -21,8 +21,6 @@ import os
 import random
 
 import cocotb
-import torch
-from cocotb.clock import Clock
 
 from qsilicon.hw.depth.engine import ERR_FIELD, ERR_OPCODE, ERR_READ, ERR_WRITE
 from qsilicon.hw.depth.isa import (
@@ -40,7 +38,7 @@ from qsilicon.hw.depth.isa import (
     encode,
 )
 from qsilicon.hw.depth.iss import run_program
-from qsilicon.sim.axi_agents import EngineBench
+from qsilicon.sim.axi_agents import EngineBench, bus_faults, run_cases, stop_check
 from qsilicon.sim.depth import random_program
 
 FMT = {FMT_U4: "u4", FMT_U8: "u8", FMT_S16: "s16"}
@@ -132,14 +130,10 @@ async def run_case(bench: EngineBench, cfg: EngineConfig, c: dict, sram: dict | 
     kind = f["kind"]
     insns = program(mem, pa)
     observed = program_bins(insns)
-    faults: dict = {}
     expect_cause, expect_pc = 0, None
     want = bytearray(mem)
-    if kind.startswith(("read_", "write_")):
-        faults = {f"{kind.split('_')[0]}_error": f["n"], "error_resp": f["resp"]}
-    elif kind == "stall":
-        faults = {"stall": (f["first"], f["length"])}
-    elif kind.startswith("illegal"):
+    faults = bus_faults(f)
+    if kind.startswith("illegal"):
         at = min(int(f["at"] * (len(insns) - 1)), len(insns) - 2)
         bad = bytes([4 + at % 12]) + bytes(INSN_BYTES - 1) if kind == "illegal_opcode" else \
             encode({"op": OP_COMPUTE, "k": 2, "stride": 1})
@@ -180,19 +174,13 @@ async def run_case(bench: EngineBench, cfg: EngineConfig, c: dict, sram: dict | 
             observed.add("outcome/completed_after_reset")
     except (TimeoutError, AssertionError) as e:
         return {"ok": False, "cycles": limit, "error": str(e), "first": None, "observed": sorted(observed)}, None
-    status = regs["STATUS"]
-    error, cause = bool(status & 4), (status >> 8) & 15 if status & 4 else 0
-    if kind.startswith("read_") and memory.n_reads > f["n"]:
-        expect_cause = ERR_READ
-    if kind.startswith("write_") and memory.n_writes > f["n"]:
-        expect_cause = ERR_WRITE
+    cause, expect_cause, wrong = stop_check(regs, memory, f, expect_cause, ERR_READ, ERR_WRITE)
     observed.add({0: "outcome/completed", ERR_READ: "outcome/stopped_read", ERR_WRITE: "outcome/stopped_write",
                   ERR_OPCODE: "outcome/stopped_opcode", ERR_FIELD: "outcome/stopped_field"}.get(cause,
                                                                                                  "outcome/completed"))
     res = {"ok": True, "cycles": cycles, "error": None, "first": None}
-    if cause != expect_cause or error != bool(expect_cause):
-        res.update(ok=False, error=f"status {status:#x}: error {int(error)} cause {cause}, expected cause "
-                   f"{expect_cause} ({kind})")
+    if wrong:
+        res.update(ok=False, error=wrong)
     elif expect_pc is not None and regs["PC"] != expect_pc:
         res.update(ok=False, error=f"stopped at PC {regs['PC']:#x}, expected the illegal instruction at {expect_pc:#x}")
     elif kind != "truncated" and expect_cause not in (ERR_READ, ERR_WRITE) and bytes(image) != bytes(want):
@@ -205,17 +193,12 @@ async def run_case(bench: EngineBench, cfg: EngineConfig, c: dict, sram: dict | 
 
 @cocotb.test()
 async def regress_depth(dut):
-    cases = torch.load(os.environ["QS_CASES"], weights_only=True)
     cfg = EngineConfig(**json.loads(os.environ["QS_CONFIG"]))
-    Clock(dut.clk, 10, unit="ns").start()
-    bench = EngineBench(dut)
-    after_fault = False
     sram = None  # the engine's on-chip memories, when the ISS knows them
-    with open(os.environ["QS_RESULTS"], "a") as out:
-        for c in cases:
-            res, sram = await run_case(bench, cfg, c, sram)
-            if after_fault and res["ok"] and c["fault"]["kind"] == "none":
-                res["observed"].append("outcome/correct_after_fault")
-            after_fault = c["fault"]["kind"] not in ("none", "stall")
-            out.write(json.dumps({"index": c["index"], **res}) + "\n")
-            out.flush()
+
+    async def one(bench, c):
+        nonlocal sram
+        res, sram = await run_case(bench, cfg, c, sram)
+        return res
+
+    await run_cases(dut, one)

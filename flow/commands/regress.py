@@ -41,13 +41,10 @@ def check_waves_args(args) -> None:
 def waves_output(args, sim: str):
     """For a ``verify`` command's ``--waves -o DIR``: yields the waveform's path inside the output
     directory being written (``None`` without ``--waves``), which is moved into place at the end."""
+    check_waves_args(args)
     if not args.waves:
-        if args.output:
-            raise CliError("-o goes with --waves (the waveform's directory) or --case FILE")
         yield None
         return
-    if not args.output:
-        raise CliError("--waves needs -o DIR (where the waveform goes)")
     name = f"waves.{'fst' if sim == 'verilator' else 'vcd'}"
     with OutputDir(args.output) as tmp:
         yield tmp / name
