@@ -101,9 +101,11 @@ def _n8(n: int, r8: float) -> int:
 
 
 def vit_workload(blocks, cfg: AccelConfig, *, patches: int, patch_dim: int, classes: int, embed_r8: float = 1.0,
-                 head_r8: float = 1.0) -> list[Op]:
+                 head_r8: float = 1.0, distilled: bool = False) -> list[Op]:
     """The descriptors the compiler writes for a ViT on ``cfg``: the patch embedding, the class
-    token's add, the blocks (:func:`block_shapes`), the final LayerNorm and the classifier."""
+    token's add, the blocks (:func:`block_shapes`), the final LayerNorm and the classifier
+    (``distilled``: the two transposes that put the class and distillation tokens side by side
+    and a classifier on both)."""
     if not blocks:
         raise ValueError("a workload needs at least one block")
     L, R = cfg.lanes, cfg.rows
@@ -133,8 +135,12 @@ def vit_workload(blocks, cfg: AccelConfig, *, patches: int, patch_dim: int, clas
                 Op(p + "gelu", "gelu", "gelu", words=nb * mlp),
                 Op(p + "fc2", "gemm", "fc2", tp, mlp, d, _n8(d, r8[3])),
                 Op(p + "add2", "add", "add", words=nb * d)]
-    ops += [Op("lnf", "layernorm", "ln", blocks=R // L, k=dim),
-            Op("head", "gemm", "head", R, dim, classes, _n8(classes, head_r8), wide=True)]
+    ops.append(Op("lnf", "layernorm", "ln", blocks=R // L, k=dim))
+    if distilled:
+        ops += [Op("lnf.rows", "transpose", "transpose", words=dim), Op("lnf.pair", "transpose", "transpose",
+                                                                         words=2 * dim)]
+    k = 2 * dim if distilled else dim
+    ops.append(Op("head", "gemm", "head", R, k, classes, _n8(classes, head_r8), wide=True))
     return ops
 
 
@@ -165,13 +171,13 @@ def int_vit_workload(iv, cfg: AccelConfig) -> list[Op]:
     """:func:`vit_workload` of an integer ViT (:class:`~qsilicon.quant.models.int_vit.IntViT`), with
     every layer's int8 rows counted from its quantized weights."""
     mc = iv.model.cfg
-    tokens = (mc.image // mc.patch) ** 2 + 1
+    tokens = mc.patches + mc.prefix
 
     def n8(lin) -> int:
         return int((lin.bits == 8).sum())
 
     ops = vit_workload([(tokens, mc.dim, mc.heads_at(i), mc.hd, mc.mlp_at(i), (0.0,) * 4) for i in range(mc.depth)],
-                       cfg, patches=tokens - 1, patch_dim=mc.patch ** 2, classes=mc.classes)
+                       cfg, patches=mc.patches, patch_dim=mc.patch_dim, classes=mc.classes, distilled=mc.distilled)
     layers = {"embed": iv.embed, "head": iv.head}
     for i, blk in enumerate(iv.blocks):
         for name in ("qkv", "proj", "fc1", "fc2"):

@@ -159,11 +159,13 @@ class ProgramLayout:
     classes: int
     patch_tokens: int
     image_bytes: int
+    #: Tokens before the patches (class token, distillation token): zero patches in the input.
+    prefix: int = 1
 
     def to_dict(self) -> dict:
         return {"lanes": self.lanes, "program": self.program, "log": self.log, "ops": self.ops,
                 "input": asdict(self.input), "logits": asdict(self.logits), "classes": self.classes,
-                "patch_tokens": self.patch_tokens, "image_bytes": self.image_bytes}
+                "patch_tokens": self.patch_tokens, "image_bytes": self.image_bytes, "prefix": self.prefix}
 
     @classmethod
     def from_dict(cls, d: dict) -> ProgramLayout:
@@ -248,9 +250,13 @@ class VitProgram:
     def image_bytes(self) -> int:
         return len(self.memory.data)
 
+    @property
+    def prefix(self) -> int:
+        return self.tokens - self.patch_tokens
+
     def layout(self) -> ProgramLayout:
         return ProgramLayout(self.memory.lanes, self.program, self.log, len(self.ops), self.input, self.logits,
-                             self.classes, self.patch_tokens, self.image_bytes)
+                             self.classes, self.patch_tokens, self.image_bytes, self.prefix)
 
     def input_codes(self, images: torch.Tensor) -> torch.Tensor:
         """int8 patch codes ``[B, patches, patch_dim]`` of float images, as the integer model makes them."""
@@ -258,10 +264,11 @@ class VitProgram:
         return q
 
     def with_input(self, codes: torch.Tensor) -> bytearray:
-        """The memory image with one image's patch codes ``[patches, patch_dim]`` at tokens 1.."""
+        """The memory image with one image's patch codes ``[patches, patch_dim]`` after the prefix
+        tokens (zero patches)."""
         image = bytearray(self.memory.data)
-        rows = torch.zeros((self.patch_tokens + 1, codes.shape[-1]), dtype=torch.int64)
-        rows[1:] = codes
+        rows = torch.zeros((self.tokens, codes.shape[-1]), dtype=torch.int64)
+        rows[self.prefix :] = codes
         self.memory.write(self.input, rows, image)
         return image
 
@@ -310,8 +317,8 @@ def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
     L, R, C = cfg.lanes, cfg.rows, cfg.cols
     a, b = R // L, C // L
     D, dh = mc.dim, mc.hd
-    patches = (mc.image // mc.patch) ** 2
-    T = patches + 1
+    patches = mc.patches
+    T = patches + mc.prefix
     Tp = -(-T // R) * R  # token rows of every tensor
     mt = Tp // R
     blocks_l = Tp // L
@@ -324,7 +331,7 @@ def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
     mem = Memory(L)
     P = param_words(C, L)
     par_lay = requant_params_layout(C, signed(16))
-    n_ops = 6 + mc.depth * (13 + 3 * max(mc.heads_at(i) for i in range(mc.depth)))
+    n_ops = 8 + mc.depth * (13 + 3 * max(mc.heads_at(i) for i in range(mc.depth)))
     prog = mem.alloc("program", n_ops * DESC_BYTES)
     descs: list[tuple[OpInfo, dict]] = []
 
@@ -431,19 +438,19 @@ def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
         return t
 
     # ---------------------------------------------------------------- embedding and class token
-    pd = mc.patch * mc.patch
+    pd = mc.patch_dim
     x_in = tensor("input", "block8", pd)
     emb = tensor("embed", "block8", D)
     res = tensor("res0", "block16", D)
     lin = iv.embed
-    # token 0 is a zero patch: its embedding is requant(bias), which the class-token table cancels
+    # the prefix tokens are zero patches: their embedding is requant(bias), which the table cancels
     e0 = requantize(lin.bias.to(torch.int64)[None], lin.m0, lin.shift, 0, IntFormat(8, True))
     m0e, she, _ = _rescale_params(lin.s_out, iv.s_res)
     r0 = requantize(e0.reshape(-1, 1).to(torch.int64), torch.tensor([m0e]), torch.tensor([she]), 0, _I16).reshape(-1)
     table = iv.cls_pos[0].clone()
-    table[0] = table[0] - r0
-    if table[0].abs().max() > _I16.qmax:
-        raise CompileError("the class token's position embedding cannot cancel the zero patch's embedding in int16")
+    table[: mc.prefix] = table[: mc.prefix] - r0
+    if table[: mc.prefix].abs().max() > _I16.qmax:
+        raise CompileError("the prefix tokens' table cannot cancel the zero patch's embedding in int16")
     clspos = tensor("clspos", "block16", D)
     mem.write(clspos, table)
     linear("embed", "embed", lin, x_in, emb)
@@ -513,6 +520,21 @@ def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
     layernorm("lnf", res, iv.lnf, iv.s_lnf, lnf, nblocks=a)
     nc = mc.classes
     logit = tensor("logits", "block16", nc, tokens=R)
+    if mc.distilled:
+        if D % L:
+            raise CompileError(f"the distilled classifier needs dim ({D}) a multiple of the lanes ({L})")
+        # the classifier reads the class and distillation tokens' features side by side as one
+        # token of 2 D features: the first L tokens to rows (token-major bytes: the two tokens'
+        # rows are the 2 D bytes at the start), then words t .. t + L - 1 of those bytes through the
+        # transposer for every word t, whose lane 0 is then word t's bytes one feature per word
+        words = 2 * D // L
+        rows = tensor("lnf.rows", "rows8", D, tokens=max(L, -(-(2 * D + L * L) // D)))
+        emit("lnf.rows", "transpose", "vec", {"words": D}, op=OP_TRANSPOSE, r0_words=1,
+             rd0=pattern(lnf.addr, D), wr=pattern(rows.addr, 1, L, D, D // L, L))
+        pair = tensor("lnf.pair", "block8", 2 * D, tokens=R)
+        emit("lnf.pair", "transpose", "vec", {"words": words * L}, op=OP_TRANSPOSE, r0_words=1,
+             rd0=pattern(rows.addr, L, words, L), wr=pattern(pair.addr, words * L))
+        lnf = pair
     linear("head", "head", iv.head, lnf, logit, tiles=1, wide=True)
     emit("end", "end", "vec", op=OP_END)
 

@@ -71,16 +71,17 @@ class VitHost:
         await bus.write_memory(0, image)
 
     def input_bytes(self, codes: torch.Tensor) -> bytes:
-        """The input region with one image's int8 patch codes ``[patches, patch_dim]`` at tokens 1..
-        (token 0, the class token's slot, and the padding rows are zeros)."""
+        """The input region with one image's int8 patch codes ``[patches, patch_dim]`` after the
+        prefix tokens (the class token's slot, and the distillation token's; zeros, as are the
+        padding rows)."""
         lay = self.layout
         t = lay.input
         if tuple(codes.shape) != (lay.patch_tokens, t.features):
             raise ValueError(f"patch codes of shape {tuple(codes.shape)}, expected {(lay.patch_tokens, t.features)}")
         local = Region(0, t.kind, t.tokens, t.features, t.pitch, t.lanes)
         buf = bytearray(region_size(local))
-        rows = torch.zeros((lay.patch_tokens + 1, t.features), dtype=torch.int64)
-        rows[1:] = codes
+        rows = torch.zeros((lay.patch_tokens + lay.prefix, t.features), dtype=torch.int64)
+        rows[lay.prefix :] = codes
         region_write(buf, local, rows)
         return bytes(buf)
 

@@ -112,7 +112,7 @@ class IntViT:
         rec("in", x, "embed")
         e = m.embed(x)
         rec("embed", e)
-        t = torch.cat([m.cls.expand(e.shape[0], -1, -1), e], dim=1) + m.pos
+        t = torch.cat([m.prefix_tokens().expand(e.shape[0], -1, -1), e], dim=1) + m.pos
         rec("res", t)
         for i, blk in enumerate(m.blocks):
             b, n, _ = t.shape
@@ -135,16 +135,29 @@ class IntViT:
             rec(f"b{i}.ln2", ln2, f"b{i}.fc1")
             f1 = blk.fc1(ln2)
             rec(f"b{i}.fc1", f1)
-            g = torch.nn.functional.gelu(f1)
+            g = torch.nn.functional.gelu(f1, approximate=m.cfg.gelu)
             rec(f"b{i}.gelu", g, f"b{i}.fc2")
             f2 = blk.fc2(g)
             rec(f"b{i}.fc2", f2)
             t = t + f2
             rec("res", t)
-        lnf = m.ln(t[:, 0])
+        lnf = m.ln(t[:, : m.cfg.prefix]).reshape(t.shape[0], -1)  # class token (and distillation token)
         rec("lnf", lnf, "head")
-        rec("head", m.head(lnf))
+        rec("head", self._head_linear()(lnf))
         self._amax, self._sq = amax, sq
+
+    def _head_linear(self) -> torch.nn.Linear:
+        """The classifier as one linear layer on the final LayerNorm of the prefix tokens; for a
+        distilled model ``[W_cls | W_dist] / 2`` on the two tokens' features side by side (the mean
+        of the two classifiers, as DeiT infers)."""
+        m = self.model
+        if not m.cfg.distilled:
+            return m.head
+        lin = torch.nn.Linear(2 * m.cfg.dim, m.cfg.classes)
+        with torch.no_grad():
+            lin.weight.copy_(torch.cat([m.head.weight, m.head_dist.weight], 1) / 2)
+            lin.bias.copy_((m.head.bias + m.head_dist.bias) / 2)
+        return lin
 
     def _s8(self, name: str) -> float:
         return max(self._amax[name], 1e-8) / 127
@@ -176,7 +189,8 @@ class IntViT:
         self.s_in = 1.0 / 127
         self.s_res = max(self._amax["res"], 1e-8) / 32767
         self.embed = self._linear(m.embed, "embed", self.s_in, self._s8("embed"))
-        self.cls_pos = torch.round(torch.cat([m.cls.detach(), torch.zeros(1, m.pos.shape[1] - 1, m.cfg.dim)], 1)
+        pre = m.prefix_tokens().detach()
+        self.cls_pos = torch.round(torch.cat([pre, torch.zeros(1, m.pos.shape[1] - pre.shape[1], m.cfg.dim)], 1)
                                    / self.s_res + m.pos.detach() / self.s_res).long().clamp(I16.qmin, I16.qmax)
         self.blocks = []
         for i, blk in enumerate(m.blocks):
@@ -199,7 +213,7 @@ class IntViT:
         self.s_lnf = self._s8("lnf")
         # int16 logits with twice the calibrated range as headroom (14 bits of resolution), so that
         # images beyond the calibration range rarely saturate two classes into a tie.
-        self.head = self._linear(m.head, "head", self.s_lnf, 2 * max(self._amax["head"], 1e-8) / I16.qmax)
+        self.head = self._linear(self._head_linear(), "head", self.s_lnf, 2 * max(self._amax["head"], 1e-8) / I16.qmax)
 
     # ---------------------------------------------------------------- integer forward
 
@@ -253,13 +267,15 @@ class IntViT:
         """The int16 residual stream ``[B, tokens, dim]`` that enters block 0."""
         q = torch.round(self.model.patches(images) / self.s_in).long().clamp(I8.qmin, I8.qmax)
         e = self._lin("embed", q)
-        t = torch.cat([torch.zeros(e.shape[0], 1, e.shape[2], dtype=torch.int64),
+        t = torch.cat([torch.zeros(e.shape[0], self.model.cfg.prefix, e.shape[2], dtype=torch.int64),
                        _rescale(e, self.embed.s_out, self.s_res, I16)], 1)
         return _sat16(t + self.cls_pos)
 
     def classify(self, t: torch.Tensor) -> torch.Tensor:
-        """Final LayerNorm and classifier on the residual stream after the last block."""
-        return self._lin("head", self._layernorm(t[:, 0], self.lnf, self.s_lnf), out_fmt=I16)
+        """Final LayerNorm and classifier on the residual stream after the last block (the class
+        token's, or the class and distillation tokens' side by side)."""
+        x = self._layernorm(t[:, : self.model.cfg.prefix], self.lnf, self.s_lnf)
+        return self._lin("head", x.reshape(t.shape[0], -1), out_fmt=I16)
 
     @torch.no_grad()
     def block(self, i: int, t: torch.Tensor) -> dict[str, torch.Tensor]:

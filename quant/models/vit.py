@@ -43,6 +43,15 @@ class ViTConfig:
     head_dim: int = 0
     block_heads: tuple[int, ...] = ()
     block_mlp: tuple[int, ...] = ()
+    #: Input channels (1 for Fashion-MNIST; 3 for RGB models brought in by the importer).
+    channels: int = 1
+    #: DeiT's distillation token: a second prefix token with its own classifier; the logits are
+    #: the mean of the two classifiers' (class token and distillation token).
+    distilled: bool = False
+    #: LayerNorm epsilon of the float model (timm writes 1e-6); the integer LayerNorm has none.
+    ln_eps: float = 1e-5
+    #: GELU of the float model: ``none`` (erf) or ``tanh``; the integer GELU approximates both.
+    gelu: str = "none"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "block_heads", tuple(self.block_heads))
@@ -52,6 +61,24 @@ class ViTConfig:
                 raise ValueError(f"{name} needs one entry per block ({self.depth}), not {getattr(self, name)}")
         if self.head_dim == 0 and self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not a multiple of heads {self.heads}: give head_dim")
+        if self.image % self.patch:
+            raise ValueError(f"image {self.image} is not a multiple of the patch {self.patch}")
+        if self.gelu not in ("none", "tanh"):
+            raise ValueError(f"gelu must be 'none' or 'tanh', not {self.gelu!r}")
+
+    @property
+    def prefix(self) -> int:
+        """Tokens before the patches: the class token (and the distillation token)."""
+        return 2 if self.distilled else 1
+
+    @property
+    def patches(self) -> int:
+        return (self.image // self.patch) ** 2
+
+    @property
+    def patch_dim(self) -> int:
+        """Values in one patch (channels x patch x patch), the patch embedding's input width."""
+        return self.channels * self.patch * self.patch
 
     @property
     def hd(self) -> int:
@@ -70,10 +97,11 @@ class Block(nn.Module):
         super().__init__()
         self.heads, self.hd = cfg.heads_at(index), cfg.hd
         inner = self.heads * self.hd
-        self.ln1 = nn.LayerNorm(cfg.dim)
+        self.gelu = cfg.gelu
+        self.ln1 = nn.LayerNorm(cfg.dim, eps=cfg.ln_eps)
         self.qkv = nn.Linear(cfg.dim, 3 * inner)
         self.proj = nn.Linear(inner, cfg.dim)
-        self.ln2 = nn.LayerNorm(cfg.dim)
+        self.ln2 = nn.LayerNorm(cfg.dim, eps=cfg.ln_eps)
         self.fc1 = nn.Linear(cfg.dim, cfg.mlp_at(index))
         self.fc2 = nn.Linear(cfg.mlp_at(index), cfg.dim)
 
@@ -83,33 +111,48 @@ class Block(nn.Module):
         q, k, v = self.qkv(self.ln1(x)).reshape(b, t, 3, h, hd).permute(2, 0, 3, 1, 4)
         att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), dim=-1)
         x = x + self.proj((att @ v).transpose(1, 2).reshape(b, t, h * hd))
-        return x + self.fc2(nn.functional.gelu(self.fc1(self.ln2(x))))
+        return x + self.fc2(nn.functional.gelu(self.fc1(self.ln2(x)), approximate=self.gelu))
 
 
 class ViT(nn.Module):
     def __init__(self, cfg: ViTConfig = ViTConfig()) -> None:
         super().__init__()
         self.cfg = cfg
-        n = (cfg.image // cfg.patch) ** 2
-        self.embed = nn.Linear(cfg.patch * cfg.patch, cfg.dim)
+        self.embed = nn.Linear(cfg.patch_dim, cfg.dim)
         self.cls = nn.Parameter(torch.zeros(1, 1, cfg.dim))
-        self.pos = nn.Parameter(torch.randn(1, n + 1, cfg.dim) * 0.02)
+        if cfg.distilled:
+            self.dist = nn.Parameter(torch.zeros(1, 1, cfg.dim))
+        self.pos = nn.Parameter(torch.randn(1, cfg.patches + cfg.prefix, cfg.dim) * 0.02)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.depth))
-        self.ln = nn.LayerNorm(cfg.dim)
+        self.ln = nn.LayerNorm(cfg.dim, eps=cfg.ln_eps)
         self.head = nn.Linear(cfg.dim, cfg.classes)
+        if cfg.distilled:
+            self.head_dist = nn.Linear(cfg.dim, cfg.classes)
 
     def patches(self, img: torch.Tensor) -> torch.Tensor:
-        p = self.cfg.patch
+        """``[B, patches, channels * patch * patch]``: patches in row-major order, each flattened
+        channel by channel (a stride-``patch`` convolution's weight ``[dim, C, p, p]`` flattened)."""
+        p, c = self.cfg.patch, self.cfg.channels
+        if img.dim() != 4 or img.shape[1] != c or img.shape[2] != self.cfg.image or img.shape[3] != self.cfg.image:
+            raise ValueError(f"images of shape {tuple(img.shape)}, expected [B, {c}, {self.cfg.image}, "
+                             f"{self.cfg.image}]")
         b = img.shape[0]
-        x = img.unfold(2, p, p).unfold(3, p, p)  # b, 1, 4, 4, p, p
-        return x.reshape(b, -1, p * p)
+        x = img.unfold(2, p, p).unfold(3, p, p)  # b, c, h, w, p, p
+        return x.permute(0, 2, 3, 1, 4, 5).reshape(b, -1, c * p * p)
+
+    def prefix_tokens(self) -> torch.Tensor:
+        """The class token (and the distillation token) ``[1, prefix, dim]``."""
+        return torch.cat([self.cls, self.dist], 1) if self.cfg.distilled else self.cls
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         x = self.embed(self.patches(img))
-        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+        x = torch.cat([self.prefix_tokens().expand(x.shape[0], -1, -1), x], dim=1) + self.pos
         for blk in self.blocks:
             x = blk(x)
-        return self.head(self.ln(x[:, 0]))
+        x = self.ln(x)
+        if self.cfg.distilled:
+            return (self.head(x[:, 0]) + self.head_dist(x[:, 1])) / 2
+        return self.head(x[:, 0])
 
 
 def train(model: ViT, x: torch.Tensor, y: torch.Tensor, *, epochs: int, seed: int, batch: int = 128,

@@ -1,0 +1,19 @@
+"""Bring your own PyTorch model: sources (``timm:NAME``, ``module:pkg.mod:factory``, a
+``torch.export`` archive), graph capture with :func:`torch.export.export`, and the mapping of the
+captured ATen graph onto the models :mod:`qsilicon.quant` turns into integers.
+
+* :mod:`.source`: a model from a source spec, its example input, the exported program;
+* :mod:`.vit`: a Vision Transformer graph (patch embedding, prefix tokens, pre-norm blocks with
+  multi-head attention and a GELU MLP, final LayerNorm and classifier, DeiT's distillation
+  head) -> :class:`~qsilicon.quant.models.vit.ViT`, checked against the source numerically.
+
+Every model that cannot be mapped raises :class:`UnsupportedModelError` with one line naming the
+operator, the graph node and the source line that wrote it.
+"""
+
+from .errors import UnsupportedModelError
+from .source import ImportedSource, export_source, load_source, parse_input_shape
+from .vit import VitImport, import_vit
+
+__all__ = ["ImportedSource", "UnsupportedModelError", "VitImport", "export_source", "import_vit", "load_source",
+           "parse_input_shape"]
