@@ -30,8 +30,8 @@ from qsilicon.quant.supernet import SearchSpace, Subnet
 
 from .accel import AccelConfig, fits, predict, subnet_workload, utilization
 
-__all__ = ["Candidate", "HardwareSpace", "JointSpace", "SpaceError", "evaluate", "load_space", "pareto_front",
-           "run_search"]
+__all__ = ["Candidate", "FixedModel", "HardwareSpace", "JointSpace", "SpaceError", "evaluate", "evaluate_ops",
+           "load_space", "pareto_front", "run_search"]
 
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "configs" / "search_space.yaml"
 RESOURCES = ("lut", "ff", "dsp", "bram36")
@@ -190,15 +190,29 @@ def sample_candidate(space: JointSpace, rng: random.Random) -> Candidate:
     return Candidate(s, hw)
 
 
+@dataclass(frozen=True)
+class FixedModel:
+    """A model the search does not change (an imported model): its name, its workload on a
+    design (``workload(hw) -> ops``) and its accuracy; only the hardware is searched."""
+
+    name: str
+    workload: object
+    accuracy: float
+
+
 def evaluate(c: Candidate, space: JointSpace, board) -> dict:
     """The analytic part of a candidate's evaluation: FPS, latency, utilization, violations."""
-    ops = subnet_workload(c.subnet, space.model, c.hw)
-    p = predict(c.hw, ops, board.dram_gbps)
-    util = utilization(c.hw, board)
+    return evaluate_ops(c.hw, subnet_workload(c.subnet, space.model, c.hw), space, board)
+
+
+def evaluate_ops(hw: AccelConfig, ops, space: JointSpace, board) -> dict:
+    """:func:`evaluate` of a design ``hw`` running the workload ``ops``."""
+    p = predict(hw, ops, board.dram_gbps)
+    util = utilization(hw, board)
     latency_ms = 1e3 / p.fps
     violations = [util[r] - space.util_cap for r in RESOURCES]
     violations.append(latency_ms - space.latency_ms if space.latency_ms else 0.0)
-    why = fits(c.hw, ops)
+    why = fits(hw, ops)
     violations.append(1.0 if why else 0.0)
     return {"fps": p.fps, "cycles": p.cycles, "latency_ms": latency_ms, "util": util,
             "max_util": max(util.values()), "violations": violations,
@@ -224,17 +238,20 @@ def _suggest(trial, space: JointSpace) -> Candidate:
     ratios = [trial.suggest_categorical(f"mlp{i}", list(m.mlp_ratios)) for i in range(max(m.depths))]
     r8 = [trial.suggest_categorical(f"r8_{i}", list(m.ratios8)) for i in range(4 * max(m.depths))]
     s = Subnet(depth, dim, tuple(heads[:depth]), tuple(round(dim * r) for r in ratios[:depth]), tuple(r8[:4 * depth]))
+    return Candidate(s, _suggest_hw(trial, h))
+
+
+def _suggest_hw(trial, h: HardwareSpace) -> AccelConfig:
     rows = trial.suggest_categorical("rows", list(h.rows))
     cols = trial.suggest_categorical("cols", list(h.cols))
     packing = trial.suggest_categorical("packing", list(h.packing))
     # lanes wider than the array cannot fill a memory word with its rows or columns: the design falls
     # back to the narrower vector units (rows and columns are multiples of 8)
     lanes = min(trial.suggest_categorical("lanes", list(h.lanes)), rows, cols)
-    hw = AccelConfig(rows, cols, packing, lanes,
-                     trial.suggest_categorical("wbuf_kib", list(h.wbuf_kib)),
-                     trial.suggest_categorical("abuf_kib", list(h.abuf_kib)),
-                     float(trial.suggest_categorical("clock_mhz", list(h.clock_mhz))))
-    return Candidate(s, hw)
+    return AccelConfig(rows, cols, packing, lanes,
+                       trial.suggest_categorical("wbuf_kib", list(h.wbuf_kib)),
+                       trial.suggest_categorical("abuf_kib", list(h.abuf_kib)),
+                       float(trial.suggest_categorical("clock_mhz", list(h.clock_mhz))))
 
 
 def open_storage(url: str, attempts: int = 5):
@@ -304,6 +321,9 @@ def run_search(board, space: JointSpace, accuracy, *, trials: int, storage: str,
                seed: int = 0, population: int = 24, log=None, progress=None) -> dict:
     """Run (or continue) the study until it holds ``trials`` complete trials.
 
+    ``accuracy`` is a callable scoring subnets, or a :class:`FixedModel` (then only the hardware
+    section of the space is searched, for that model).
+
     ``accuracy(subnet) -> percent`` evaluates a subnet (cached by the caller) and ``source`` names
     what it scores with (it is part of the study name); the sampler seed mixes ``seed`` with the
     trials already done, so a restart does not replay the proposals it already evaluated;
@@ -327,10 +347,15 @@ def run_search(board, space: JointSpace, accuracy, *, trials: int, storage: str,
     study.set_user_attr("board", board.name)
 
     def objective(trial):
-        c = _suggest(trial, space)
-        ev = evaluate(c, space, board)
-        acc = accuracy(c.subnet)
-        trial.set_user_attr("subnet", c.subnet.spec)
+        if isinstance(accuracy, FixedModel):
+            c = Candidate(None, _suggest_hw(trial, space.hardware))
+            ev = evaluate_ops(c.hw, accuracy.workload(c.hw), space, board)
+            acc, spec = accuracy.accuracy, accuracy.name
+        else:
+            c = _suggest(trial, space)
+            ev = evaluate(c, space, board)
+            acc, spec = accuracy(c.subnet), c.subnet.spec
+        trial.set_user_attr("subnet", spec)
         trial.set_user_attr("hw", c.hw.to_dict())
         trial.set_user_attr("violations", ev["violations"])
         for key, v in zip(CONSTRAINTS, ev["violations"], strict=True):

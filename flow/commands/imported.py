@@ -206,3 +206,68 @@ def register(sub, groups) -> None:
     qm.add_argument("--seed", type=int, default=0, help="seed of random images")
     qm.add_argument("--json", action="store_true")
     qm.set_defaults(func=cmd_quantize_model)
+
+
+def search_model(args, board, space, out: Path, storage: str) -> int:
+    """``qsilicon search --model DIR --board B``: NSGA-II over the space's hardware section for one
+    imported model (FPS up, largest resource share down); ``pareto.json`` in ``out``."""
+    from qsilicon.search.accel import int_vit_workload
+    from qsilicon.search.joint import FixedModel, SpaceError, pareto_front, run_search, trial_records
+
+    md = load_model_dir(args.model)
+    iv = md.int_model()
+    rep = json.loads((md.path / "quant.json").read_text())
+    acc = rep.get("integer_accuracy", rep["top1_agreement"])
+    what = "integer top-1 accuracy" if "integer_accuracy" in rep else "integer top-1 agreement with float (no labels)"
+    fixed = FixedModel(f"{md.name} ({md.quant['precision']})", lambda hw: int_vit_workload(iv, hw), acc)
+    source = f"model:{md.path.resolve()}:{md.quant['precision']}:{md.quant['ratio8']}"
+    progress(f"searching accelerator designs for {fixed.name} on {board.name}")
+    try:
+        summary = run_search(board, space, fixed, trials=args.trials, storage=storage, source=source, seed=args.seed,
+                             log=progress)
+    except SpaceError as e:
+        raise CliError(str(e)) from None
+    import optuna
+
+    from qsilicon.search.joint import open_storage
+
+    study = optuna.load_study(study_name=summary["study"], storage=open_storage(storage))
+    records = trial_records(study)
+    front = pareto_front(records)
+    if not front:
+        raise CliError(f"no design among {len(records)} trials on {board.name} holds {fixed.name}: add larger "
+                       "activation buffers (abuf_kib) or relax constraints.util_cap in the space")
+    pick = _knee_fps_util(front)
+    doc = {"board": board.name, "part": board.part, "study": summary["study"], "model": fixed.name,
+           "model_dir": str(md.path), "accuracy": acc, "accuracy_source": what, "space": space.to_dict(),
+           "trials": len(records), "feasible": sum(r["feasible"] for r in records),
+           "assumptions": {"dram_gbps": board.dram_gbps, "util_cap": space.util_cap, "latency_ms": space.latency_ms,
+                           "fps": "batch 1, latency model (search/accel.py): a prediction"},
+           "knee": pick, "front": front}
+    _write_atomic(out / "pareto.json", lambda p: p.write_text(json.dumps(doc, indent=2) + "\n"))
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"{doc['trials']} trials ({doc['feasible']} feasible) for {fixed.name} on {board.name}; Pareto front "
+          f"(predicted FPS up, largest resource share down): {len(front)} designs")
+    print(f"{'#':>4} {'FPS':>9} {'LUT%':>5} {'DSP%':>5} {'BRAM%':>5}  design")
+    for r in front:
+        h = r["hw"]
+        mark = "  <- knee" if r["number"] == pick["number"] else ""
+        print(f"{r['number']:>4} {r['fps']:>9.0f} {100 * r['util']['lut']:>5.1f} {100 * r['util']['dsp']:>5.1f} "
+              f"{100 * r['util']['bram36']:>5.1f}  r{h['rows']}c{h['cols']} {h['packing']} l{h['lanes']} "
+              f"w{h['wbuf_kib']}k a{h['abuf_kib']}k {h['clock_mhz']:g} MHz{mark}")
+    print(f"written to {out / 'pareto.json'}; build the knee with 'qsilicon verilog design --pareto "
+          f"{out / 'pareto.json'} -o DIR'")
+    return 0
+
+
+def _knee_fps_util(front: list[dict]) -> dict:
+    """The front design nearest the ideal corner (highest FPS, lowest largest resource share),
+    each axis normalized (log FPS)."""
+    import math
+
+    f = [math.log(r["fps"]) for r in front]
+    u = [r["max_util"] for r in front]
+    df, du = (max(f) - min(f)) or 1.0, (max(u) - min(u)) or 1.0
+    return min(front, key=lambda r: ((max(f) - math.log(r["fps"])) / df) ** 2 + ((r["max_util"] - min(u)) / du) ** 2)

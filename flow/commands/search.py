@@ -183,7 +183,7 @@ def cmd_search(args) -> int:
             raise CliError(f"--{given[0].replace('_', '-')} belongs to the ViT search ('qsilicon search --board ...'), "
                            "not to 'qsilicon search depth'")
         return cmd_search_depth(args)
-    given = [k for k in DEPTH_ONLY if getattr(args, k) is not None]
+    given = [k for k in DEPTH_ONLY if k != "model" and getattr(args, k) is not None]
     if given:
         raise CliError(f"--{given[0].replace('_', '-')} belongs to 'qsilicon search depth', not to the ViT search")
     if args.board is None:
@@ -202,6 +202,12 @@ def cmd_search(args) -> int:
         raise CliError(f"-o {out}: exists and is not a directory")
     fresh = not out.exists()
     try:
+        if args.model:
+            from .imported import search_model
+
+            if args.checkpoint != defaults["checkpoint"]:
+                raise CliError("--checkpoint (a supernet) and --model (an imported model) exclude each other")
+            return search_model(args, board, space, out, _storage_url(args, out))
         return _search(args, board, space, out)
     except CliError:
         # a failed first run leaves nothing behind, unless its study already holds trials (resumable)
@@ -345,7 +351,17 @@ def cmd_latency_vit(args) -> int:
 
     board = get_board(args.board)
     cfg = _accel_config(args)
-    if args.shape:
+    if args.model:
+        from qsilicon.search.accel import int_vit_workload
+
+        from .imported import load_model_dir
+
+        if args.shape:
+            raise CliError("give --model or --shape, not both")
+        md = load_model_dir(args.model)
+        ops = int_vit_workload(md.int_model(), cfg)
+        what = f"{md.name} ({md.quant['precision']})"
+    elif args.shape:
         from qsilicon.search.paper import DEIT
 
         if args.shape not in DEIT:
@@ -407,7 +423,8 @@ def register(sub, groups) -> None:
                    help=f"test images that score subnets during the search (default {SEARCH_IMAGES})")
     s.add_argument("--no-holdout", action="store_true", help="skip scoring the front on the held-out images")
     s.add_argument("--target", help="depth: asic (area in mm2 and energy per inference from the ASIC cost model)")
-    s.add_argument("--model", help="depth: int_graph.pt or its directory (from 'qsilicon quantize depth -o'); default "
+    s.add_argument("--model", help="vit: an imported, quantized model directory (qsilicon import): search only the "
+                   "hardware for it; depth: int_graph.pt or its directory (from 'qsilicon quantize depth -o'); default "
                    "the reduced network (random weights, 16x16)")
     s.add_argument("--max-area", type=float, help="depth: area budget in mm2 (a constraint)")
     s.add_argument("--max-latency", type=float, help="depth: latency budget in ms per inference (a constraint)")
@@ -425,6 +442,7 @@ def register(sub, groups) -> None:
     lv.add_argument("--subnet", default="largest", help="subnet spec, 'largest' or 'smallest'")
     lv.add_argument("--space", default="default")
     lv.add_argument("--shape", help="instead of a subnet: deit-tiny, deit-small or deit-base")
+    lv.add_argument("--model", help="instead of a subnet: an imported, quantized model directory (qsilicon import)")
     lv.add_argument("--ratio8", type=float, default=0.5, help="int8 share of the DeiT shape's rows (default 0.5)")
     lv.add_argument("--rows", type=int, default=8)
     lv.add_argument("--cols", type=int, default=8)

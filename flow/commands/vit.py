@@ -89,16 +89,26 @@ def cmd_verify_vit_layer(args) -> int:
     from qsilicon.sim.gemm import GemmMismatchError, rtl_gemm
     from qsilicon.sim.runner import SimulationError
 
-    if not Path(args.checkpoint).exists():
-        raise CliError(f"checkpoint {args.checkpoint} not found: run 'qsilicon train vit' first")
     if not 1 <= args.images <= 64:
         raise CliError(f"--images must be from 1 to 64, not {args.images}")
     if not 0 <= args.ratio8 <= 1:
         raise CliError(f"--ratio8 must be from 0 to 1, not {args.ratio8}")
+    if args.model:
+        from .imported import load_model_dir
+
+        md = load_model_dir(args.model)
+        iv, (xt, _) = md.int_model(), md.eval_images()
+        precision, what = iv.precision, md.name
+        if args.images > len(xt):
+            raise CliError(f"the model directory keeps {len(xt)} evaluation images, not {args.images}")
+    else:
+        if not Path(args.checkpoint).exists():
+            raise CliError(f"checkpoint {args.checkpoint} not found: run 'qsilicon train vit' first")
+        x, _, xt, _ = fashion_mnist_splits()
+        model, _ = load(args.checkpoint)
+        precision, what = args.precision, "vit"
+        iv = IntViT(model, x[:1000], precision, args.ratio8)
     require_simulator(args.sim)
-    x, _, xt, _ = fashion_mnist_splits()
-    model, _ = load(args.checkpoint)
-    iv = IntViT(model, x[:1000], args.precision, args.ratio8)
     try:
         iv.linear_layer(args.layer)
     except ValueError as e:
@@ -106,12 +116,12 @@ def cmd_verify_vit_layer(args) -> int:
     if args.layer == "head":
         raise CliError("the classifier's int16 logits need the whole accelerator: run 'qsilicon verify vit'")
     cfg = GemmConfig(args.rows, args.cols, 8, 8, True, "dsp2" if args.cols % 2 == 0 else "none",
-                     args.precision == "mixed")
+                     precision == "mixed")
     trace: dict = {}
     iv.logits(xt[: args.images], trace)
     case = iv.gemm_case(args.layer, trace[f"{args.layer}.in"])
     expect = trace[f"{args.layer}.out"].reshape(case.shape[0], case.shape[2])
-    progress(f"running layer {args.layer} of the {args.precision} ViT on {cfg.tag} ({args.sim})")
+    progress(f"running layer {args.layer} of the {precision} {what} on {cfg.tag} ({args.sim})")
     with tempfile.TemporaryDirectory(prefix="qs-vit-") as tmp:
         try:
             with waves_output(args, args.sim) as waves:
@@ -122,13 +132,13 @@ def cmd_verify_vit_layer(args) -> int:
         except SimulationError as e:
             raise simulation_error(e) from None
     m, k, n = case.shape
-    report = {"model": "vit", "layer": args.layer, "precision": args.precision, "config": cfg.to_dict(),
+    report = {"model": what, "layer": args.layer, "precision": precision, "config": cfg.to_dict(),
               "sim": args.sim, "m": m, "k": k, "n": n, "pass": mismatches == 0, "mismatches": mismatches,
               "cycles": res.cycles, "utilization": round(res.utilization, 4)}
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"{'PASS' if report['pass'] else 'FAIL'}: vit layer {args.layer} ({args.precision}) on {cfg.tag}, "
+        print(f"{'PASS' if report['pass'] else 'FAIL'}: {what} layer {args.layer} ({precision}) on {cfg.tag}, "
               f"{args.sim}: {m}x{k}x{n}, {mismatches} mismatches, {res.cycles} cycles")
     return 0 if report["pass"] else 1
 
@@ -160,6 +170,8 @@ def register(sub, groups) -> None:
     vl.add_argument("--cols", type=int, default=8)
     vl.add_argument("--sim", choices=("icarus", "verilator"), default="verilator")
     vl.add_argument("--checkpoint", default=str(DEFAULT_VIT))
+    vl.add_argument("--model", help="instead of --checkpoint: an imported, quantized model directory (qsilicon "
+                    "import), at its own precision, on its kept evaluation images")
     vl.add_argument("--json", action="store_true")
     add_waves_args(vl)
     vl.set_defaults(func=cmd_verify_vit_layer)
