@@ -418,7 +418,8 @@ def register(sub, groups) -> None:
     fv = groups["verify"].add_parser("vit", help="the whole integer ViT on a generated design's RTL, bit for bit")
     _design_args(fv, tag_required=False)
     _model_args(fv)
-    fv.add_argument("--images", type=int, default=2, help="Fashion-MNIST test images, or with --model the directory's kept evaluation images (default 2)")
+    fv.add_argument("--images", type=int, default=2, help="Fashion-MNIST test images, or with --model the "
+                    "directory's kept evaluation images (default 2)")
     fv.add_argument("--first", type=int, default=0, help="index of the first test image (default 0)")
     fv.add_argument("--sim", choices=("verilator",), default="verilator",
                     help="verilator (whole designs are too big for Icarus)")

@@ -15,6 +15,7 @@ Weights (``weights``): a file of a state dict, or of a dict holding one under ``
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import sys
 from dataclasses import dataclass
@@ -74,13 +75,11 @@ def import_timm():
     for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.") or m == "timm"
                  or m.startswith("timm.")]:
         del sys.modules[name]
-    lib = torch.library.Library("torchvision", "FRAGMENT")  # noqa: TOR001 (kept alive below)
+    lib = torch.library.Library("torchvision", "FRAGMENT")
     for op in ("nms", "qnms"):
-        try:
+        with contextlib.suppress(RuntimeError):  # already declared
             lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        except RuntimeError:
-            pass  # already declared
-    import_timm._lib = lib
+    import_timm._lib = lib  # the library must outlive this call
     import timm
     return timm
 
