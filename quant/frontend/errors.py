@@ -26,8 +26,10 @@ def node_where(node) -> str:
     what = f"node {node.name!r} ({node.target})" if node.op == "call_function" else f"node {node.name!r}"
     trace = node.meta.get("stack_trace") or ""
     frames = _FRAME.findall(trace)
-    if frames:
-        path, line = frames[-1]
+    # the innermost frame outside torch itself: the model's own line (timm's, or the user's)
+    own = [f for f in frames if "/torch/" not in f[0]] or frames
+    if own:
+        path, line = own[-1]
         what += f" at {_short(path)}:{line}"
     stack = node.meta.get("nn_module_stack") or {}
     if stack:

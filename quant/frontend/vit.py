@@ -73,8 +73,8 @@ class VitImport:
                           "rtol": RTOL}, "param_map": self.param_map}
 
 
-def _unsupported(node, why: str) -> UnsupportedModelError:
-    return UnsupportedModelError(f"{why}: {node_where(node)}")
+def _unsupported(node, why: str, hint: str = "") -> UnsupportedModelError:
+    return UnsupportedModelError(f"{why}: {node_where(node)}" + (f" ({hint})" if hint else ""))
 
 
 class _Mapper:
@@ -114,6 +114,12 @@ class _Mapper:
     # ---------------------------------------------------------------- the walk
     def run(self) -> None:
         user_inputs = set(self.ep.graph_signature.user_inputs)
+        for node in self.ep.graph.nodes:  # shapes first: a dynamic one is the root cause of what follows
+            val = node.meta.get("val")
+            for v in val if isinstance(val, (list, tuple)) else [val]:
+                if isinstance(v, torch.Tensor) and any(not isinstance(d, int) for d in v.shape):
+                    raise _unsupported(node, f"dynamic shape {tuple(v.shape)} from {node.target}",
+                                       "the accelerators need every shape fixed")
         for node in self.ep.graph.nodes:
             if node.op == "placeholder":
                 if node.name in user_inputs:
@@ -129,10 +135,6 @@ class _Mapper:
             name = getattr(node.target, "__name__", str(node.target))
             if name.startswith(("_assert", "sym_")) or node.target is aten._assert_tensor_metadata.default:
                 continue
-            val = node.meta.get("val")
-            for v in val if isinstance(val, (list, tuple)) else [val]:
-                if isinstance(v, torch.Tensor) and any(not isinstance(d, int) for d in v.shape):
-                    raise _unsupported(node, "dynamic shape (the accelerators need every shape fixed)")
             self.tag[node] = self.visit(node)
 
     def arg_tag(self, node, i: int = 0):
@@ -158,7 +160,7 @@ class _Mapper:
             aten._softmax.default: self.softmax, aten.div.Tensor: self.div,
         }.get(t)
         if handler is None:
-            raise _unsupported(node, f"unsupported operator {t} (the ViT accelerator runs {', '.join(SUPPORTED)})")
+            raise _unsupported(node, f"unsupported operator {t}", f"the ViT accelerator runs {', '.join(SUPPORTED)}")
         return handler(node)
 
     # ---------------------------------------------------------------- operators

@@ -1,0 +1,217 @@
+"""Importing models that were not written here: timm architectures, torch.nn.MultiheadAttention,
+torch.export archives; the integer model of each runs bit-exact on the ViT accelerator's ISS; what
+cannot be mapped is a one-line error naming the operator, the node and the source line."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import torch
+
+from qsilicon.hw.config import AccelConfig
+from qsilicon.hw.vit.compiler import compile_vit
+from qsilicon.hw.vit.iss import run_program
+from qsilicon.quant.frontend import UnsupportedModelError, import_vit, load_source, parse_input_shape
+from qsilicon.quant.frontend.data import load_images
+from qsilicon.quant.frontend.vit import RTOL
+from qsilicon.quant.models.int_vit import IntViT
+from qsilicon.search.accel import int_vit_workload
+
+VIT = "timm:vit_tiny_patch16_224?img_size=16&patch_size=4&embed_dim=32&depth=2&num_heads=2&num_classes=10"
+DEIT = ("timm:deit_tiny_distilled_patch16_224?img_size=16&patch_size=4&embed_dim=32&depth=1&num_heads=2&"
+        "num_classes=7&in_chans=1")
+DESIGN = AccelConfig.from_tag("r8c8_dsp2_l8_w8k_a16k_100mhz")
+
+
+def _iss_exact(iv: IntViT, images: torch.Tensor) -> bool:
+    prog = compile_vit(iv, DESIGN)
+    assert [o.name for o in prog.ops if not o.name[1:2].isdigit()] == \
+        [o.name for o in int_vit_workload(iv, DESIGN) if not o.name[1:2].isdigit()]
+    for img, codes in zip(images, prog.input_codes(images), strict=True):
+        mem = prog.with_input(codes)
+        run_program(mem, prog.program, DESIGN)
+        if not torch.equal(prog.read_logits(mem), iv.logits(img[None])[0].to(torch.int64)):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("spec", [VIT, DEIT])
+def test_timm_vit_imports_quantizes_and_runs_bit_exact_on_the_iss(spec):
+    vi = import_vit(load_source(spec, seed=1))
+    cfg = vi.model.cfg
+    distilled = "distilled" in spec
+    assert cfg.distilled is distilled and cfg.prefix == (2 if distilled else 1)
+    assert (cfg.dim, cfg.patch, cfg.image, cfg.heads, cfg.hd, cfg.ln_eps) == (32, 4, 16, 2, 16, 1e-6)
+    assert cfg.channels == (1 if distilled else 3) and cfg.classes == (7 if distilled else 10)
+    assert vi.max_abs_diff <= RTOL * max(1.0, vi.max_abs_logit)
+    assert vi.param_map["blocks.0.qkv.weight"] == "blocks.0.attn.qkv.weight"
+    assert vi.param_map["embed.weight"] == "patch_embed.proj.weight"
+    if distilled:
+        assert vi.param_map["dist"] == "dist_token" and vi.param_map["head_dist.weight"] == "head_dist.weight"
+    x = torch.randn(64, cfg.channels, 16, 16, generator=torch.Generator().manual_seed(0))
+    for precision in ("w8a8", "mixed"):
+        iv = IntViT(vi.model, x[:48], precision, 0.5)
+        assert _iss_exact(iv, x[48:50])
+        if precision == "mixed":
+            bits = iv.linear_layer("b0.fc1").bits
+            assert int((bits == 8).sum()) == bits.numel() // 2
+
+
+def test_the_float_model_of_a_distilled_deit_is_the_mean_of_its_two_classifiers():
+    vi = import_vit(load_source(DEIT))
+    m = vi.model
+    x = torch.rand(3, 1, 16, 16)
+    with torch.no_grad():
+        t = m.embed(m.patches(x))
+        t = torch.cat([m.prefix_tokens().expand(3, -1, -1), t], 1) + m.pos
+        for b in m.blocks:
+            t = b(t)
+        t = m.ln(t)
+        want = (m.head(t[:, 0]) + m.head_dist(t[:, 1])) / 2
+        assert torch.allclose(m(x), want)
+        # and the integer model's classifier is one layer on both tokens: [W_cls | W_dist] / 2
+        iv = IntViT(m, torch.rand(32, 1, 16, 16), "w8a8")
+        assert iv.head.w.shape == (7, 64)
+
+
+def _write_module(tmp_path, monkeypatch, body: str) -> str:
+    (tmp_path / "user_models.py").write_text(textwrap.dedent(body))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "user_models"
+
+
+MHA = """
+import torch
+from torch import nn
+
+class Block(nn.Module):
+    def __init__(self, d, h, act=nn.GELU):
+        super().__init__()
+        self.n1, self.n2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, h, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(d, 2 * d), act(), nn.Linear(2 * d, d))
+
+    def forward(self, x):
+        y = self.n1(x)
+        x = x + self.attn(y, y, y, need_weights=False)[0]
+        return x + self.mlp(self.n2(x))
+
+class Net(nn.Module):
+    def __init__(self, d=32, act=nn.GELU, nonzero=False):
+        super().__init__()
+        self.patch = nn.Conv2d(3, d, 4, 4)
+        self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.1)
+        self.pos = nn.Parameter(torch.randn(1, 17, d) * 0.1)
+        self.blocks = nn.Sequential(Block(d, 4, act), Block(d, 4, act))
+        self.norm = nn.LayerNorm(d)
+        self.fc = nn.Linear(d, 5)
+        self.nonzero = nonzero
+
+    def forward(self, img):
+        x = self.patch(img).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos
+        x = self.norm(self.blocks(x))
+        if self.nonzero:
+            x = x[:, torch.nonzero(x[0, :, 0] > 0).flatten()]
+        return self.fc(x[:, 0])
+
+def net(**kw):
+    return Net(act=nn.SiLU if kw.pop("silu", False) else nn.GELU, **kw)
+"""
+
+
+def test_module_source_with_torch_multihead_attention(tmp_path, monkeypatch):
+    mod = _write_module(tmp_path, monkeypatch, MHA)
+    vi = import_vit(load_source(f"module:{mod}:net", input_shape=(1, 3, 16, 16), seed=3))
+    assert (vi.model.cfg.depth, vi.model.cfg.heads, vi.model.cfg.hd, vi.model.cfg.classes) == (2, 4, 8, 5)
+    assert vi.param_map["blocks.1.qkv.weight"] == "blocks.1.attn.in_proj_weight"
+    x = torch.randn(40, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    iv = IntViT(vi.model, x[:32], "w4a8")
+    assert _iss_exact(iv, x[32:34])
+
+
+def test_torch_export_archive_imports_with_its_own_input_shape(tmp_path):
+    src = load_source(VIT)
+    path = tmp_path / "vit.pt2"
+    torch.export.save(src.program, path)
+    vi = import_vit(load_source(str(path)))
+    assert vi.model.cfg.image == 16 and vi.max_abs_diff <= RTOL * max(1.0, vi.max_abs_logit)
+    a = import_vit(src).model.state_dict()
+    assert all(torch.equal(a[k], v) for k, v in vi.model.state_dict().items())
+
+
+@pytest.mark.parametrize(("spec", "words"), [
+    ("timm:vit_tiny_patch16_224?img_size=16&patch_size=4&embed_dim=32&depth=1&num_heads=2&act_layer=silu",
+     ["unsupported operator aten.silu.default: node 'silu'", "timm/layers/mlp.py:", "blocks.0.mlp.act"]),
+    ("timm:vit_tiny_patch16_224?img_size=16&patch_size=4&embed_dim=32&depth=1&num_heads=2&init_values=0.1",
+     ["aten.mul.Tensor", "timm/layers/layer_scale.py:", "blocks.0.ls1"]),
+    ("timm:vit_tiny_patch16_224?img_size=16&patch_size=4&embed_dim=32&depth=1&num_heads=2&global_pool=avg",
+     ["unsupported operator aten.mean.dim", "timm/models/vision_transformer.py:"]),
+    ("timm:resnet10t", ["patch embedding with kernel (3, 3), stride (2, 2)", "node 'conv2d'"]),
+])
+def test_unsupported_operators_are_one_line_errors_with_node_and_source_line(spec, words):
+    with pytest.raises(UnsupportedModelError) as e:
+        import_vit(load_source(spec, input_shape=(1, 3, 16, 16)))
+    msg = str(e.value)
+    assert "\n" not in msg
+    for w in words:
+        assert w in msg, msg
+
+
+def test_user_module_errors(tmp_path, monkeypatch):
+    mod = _write_module(tmp_path, monkeypatch, MHA)
+    with pytest.raises(UnsupportedModelError, match=r"aten.silu.default.*user_models.py:\d+"):
+        import_vit(load_source(f"module:{mod}:net?silu=True", input_shape=(1, 3, 16, 16)))
+    with pytest.raises(UnsupportedModelError, match="dynamic shape|cannot capture"):
+        import_vit(load_source(f"module:{mod}:net?nonzero=True", input_shape=(1, 3, 16, 16)))
+    with pytest.raises(UnsupportedModelError, match="give the input shape"):
+        load_source(f"module:{mod}:net")
+    with pytest.raises(UnsupportedModelError, match="has no callable 'nope'"):
+        load_source(f"module:{mod}:nope")
+
+
+def test_bad_sources_and_shapes():
+    with pytest.raises(UnsupportedModelError, match="timm has no model 'vit_nonexistent'"):
+        load_source("timm:vit_nonexistent")
+    with pytest.raises(UnsupportedModelError, match="use timm:NAME"):
+        load_source("resnet18")
+    with pytest.raises(UnsupportedModelError, match="ONNX files are not imported"):
+        load_source("model.onnx")
+    with pytest.raises(UnsupportedModelError, match="weights file /nonexistent.pt not found"):
+        load_source(VIT, weights="/nonexistent.pt")
+    with pytest.raises(UnsupportedModelError, match="write C,H,W"):
+        parse_input_shape("3,a,32")
+    assert parse_input_shape("3,32,32") == (1, 3, 32, 32)
+
+
+def test_weights_are_loaded_strictly(tmp_path):
+    src = load_source(VIT, seed=5)
+    state = src.module.state_dict()
+    torch.save({"state_dict": state}, tmp_path / "w.pt")
+    again = load_source(VIT, seed=9, weights=str(tmp_path / "w.pt"))
+    assert all(torch.equal(v, again.module.state_dict()[k]) for k, v in state.items())
+    state.pop("head.bias")
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(UnsupportedModelError, match="does not fit the model"):
+        load_source(VIT, weights=str(tmp_path / "bad.pt"))
+
+
+def test_image_specs(tmp_path):
+    x, y = load_images("fashion-mnist:test:5", (3, 16, 16))
+    assert x.shape == (5, 3, 16, 16) and y.shape == (5,) and torch.equal(x[:, 0], x[:, 2])
+    r, none = load_images("random:3", (1, 8, 8), seed=1)
+    assert r.shape == (3, 1, 8, 8) and none is None
+    torch.save({"images": torch.rand(4, 1, 8, 8), "labels": torch.arange(4)}, tmp_path / "d.pt")
+    assert load_images(str(tmp_path / "d.pt"), (1, 8, 8))[1].tolist() == [0, 1, 2, 3]
+    with pytest.raises(UnsupportedModelError, match=r"images of shape \(4, 1, 8, 8\), the model takes"):
+        load_images(str(tmp_path / "d.pt"), (3, 8, 8))
+    from PIL import Image
+
+    for cls in ("cat", "dog"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        Image.new("RGB", (10, 12), (255, 0, 0)).save(tmp_path / "imgs" / cls / "a.png")
+    imgs, labels = load_images(str(tmp_path / "imgs"), (3, 8, 8))
+    assert imgs.shape == (2, 3, 8, 8) and labels.tolist() == [0, 1] and float(imgs[0, 0].min()) == 1.0
+    with pytest.raises(UnsupportedModelError, match="use fashion-mnist"):
+        load_images("imagenet", (3, 8, 8))
