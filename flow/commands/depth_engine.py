@@ -69,6 +69,13 @@ def depth_model(path):
         progress("quantizing the reduced depth network (random weights, widths 8/16, 16x16 input)")
         ig, x = reduced_depth_graph(seed=0)
         return ig, 16, x[:1], "reduced network (widths 8, 16; 16x16)"
+    if Path(path).is_dir() and (Path(path) / "import.json").is_file():  # an imported CNN (qsilicon import)
+        from .imported import load_model_dir
+
+        md = load_model_dir(path)
+        ig = load_int_depth(path).ig
+        x, _ = md.eval_images()
+        return ig, md.meta["input_shape"][-1], x[:1], f"{md.name} ({md.quant['precision']})"
     ig = load_int_depth(path).ig
     xt, _ = depth_split("test", 1)
     return ig, xt.shape[-1], xt[:1], f"{path} (64x64)"

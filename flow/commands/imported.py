@@ -34,10 +34,17 @@ class ModelDir:
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def family(self) -> str:
+        return self.meta.get("family", "vit")
+
     def int_model(self):
         """The integer model (:class:`~qsilicon.quant.models.int_vit.IntViT`) as quantized."""
         from qsilicon.quant.models.int_vit import IntViT
 
+        if self.family != "vit":
+            raise CliError(f"{self.path} holds a CNN (for the depth engine: 'qsilicon compile|verify|latency depth "
+                           f"--model {self.path}'), not a ViT")
         if self.quant is None:
             raise CliError(f"model directory {self.path} is not quantized yet: run 'qsilicon quantize model "
                            f"{self.path} --calib ...' first")
@@ -62,8 +69,14 @@ def load_model_dir(path: str | os.PathLike) -> ModelDir:
     if not (p / "model.pt").is_file() or not (p / "import.json").is_file():
         raise CliError(f"{path} is not an imported model directory (no model.pt and import.json): run "
                        "'qsilicon import SOURCE -o DIR' first")
-    model, _ = load(p / "model.pt")
     meta = json.loads((p / "import.json").read_text())
+    if meta.get("family") == "cnn":
+        from qsilicon.quant.ptq.graph import ConvNode
+
+        d = torch.load(p / "model.pt", weights_only=True)
+        model = [ConvNode(**{**n, "inputs": tuple(tuple(i) for i in n["inputs"])}) for n in d["nodes"]]
+    else:
+        model, _ = load(p / "model.pt")
     quant = torch.load(p / "quant.pt", weights_only=True) if (p / "quant.pt").is_file() else None
     return ModelDir(p, model, meta, quant)
 
@@ -71,7 +84,7 @@ def load_model_dir(path: str | os.PathLike) -> ModelDir:
 def cmd_import(args) -> int:
     import torch
 
-    from qsilicon.quant.frontend import UnsupportedModelError, import_vit, load_source, parse_input_shape
+    from qsilicon.quant.frontend import UnsupportedModelError, VitImport, import_model, load_source, parse_input_shape
     from qsilicon.quant.models.vit import save
 
     out = OutputDir(args.output)
@@ -79,13 +92,16 @@ def cmd_import(args) -> int:
         shape = parse_input_shape(args.input_shape) if args.input_shape else None
         progress(f"capturing {args.source} with torch.export")
         src = load_source(args.source, input_shape=shape, weights=args.weights, seed=args.seed)
-        vi = import_vit(src)
+        vi = import_model(src)
     except UnsupportedModelError as e:
         raise CliError(str(e)) from None
     report = vi.to_dict() | {"input_shape": list(src.input_shape), "weights": args.weights or f"random (seed "
                              f"{args.seed})"}
     with out as tmp:
-        save(vi.model, tmp / "model.pt", {"source": args.source, "imported": True})
+        if isinstance(vi, VitImport):
+            save(vi.model, tmp / "model.pt", {"source": args.source, "imported": True})
+        else:
+            torch.save({"family": "cnn", "nodes": [vars(n) for n in vi.nodes]}, tmp / "model.pt")
         (tmp / "import.json").write_text(json.dumps(report, indent=1) + "\n")
         files = ["model.pt", "import.json"]
         if src.module is not None:
@@ -94,6 +110,11 @@ def cmd_import(args) -> int:
         write_manifest(tmp, {"component": "imported-model", "source": args.source, "files": files})
     if args.json:
         print(json.dumps(report, indent=2))
+    elif not isinstance(vi, VitImport):
+        print(f"imported {args.source}: CNN of {len(vi.nodes)} convolutions (batch norm folded) for the depth "
+              f"engine, input {'x'.join(map(str, src.input_shape[1:]))}; {report['parameters']:,} parameters; matches "
+              f"the captured graph to {vi.max_abs_diff:.2g} (outputs up to {vi.max_abs_out:.3g}); written to "
+              f"{out.target}")
     else:
         c = vi.model.cfg
         print(f"imported {args.source}: ViT, {c.depth} blocks, dim {c.dim}, {c.heads} heads of {c.hd}, "
@@ -119,6 +140,12 @@ def cmd_quantize_model(args) -> int:
     from qsilicon.quant.models.vit import evaluate
 
     md = load_model_dir(args.model_dir)
+    if args.precision is None:
+        args.precision = "w4a4" if md.family == "cnn" else "mixed"
+    if md.family == "cnn":
+        return _quantize_cnn(args, md)
+    if args.method:
+        raise CliError("--method is the CNN's post-training quantization; a ViT is quantized per row (--precision)")
     if args.precision == "w4a4":
         raise CliError("w4a4: the ViT accelerator's activations are int8 (its array takes int8 operands); use w4a8 "
                        "or mixed (4-bit activations run on the depth engine, for CNNs)")
@@ -158,11 +185,7 @@ def cmd_quantize_model(args) -> int:
         quant["eval_labels"] = y_ev[:KEPT_EVAL].clone()
     _write_atomic(md.path / "quant.pt", lambda p: torch.save(quant, p))
     _write_atomic(md.path / "quant.json", lambda p: p.write_text(json.dumps(report, indent=1) + "\n"))
-    man = md.path / MANIFEST
-    if man.is_file():
-        m = json.loads(man.read_text())
-        m["files"] = sorted(set(m.get("files", [])) | {"quant.pt", "quant.json"})
-        _write_atomic(man, lambda p: p.write_text(json.dumps(m, indent=2) + "\n"))
+    _add_files(md.path, ["quant.pt", "quant.json"])
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -172,6 +195,79 @@ def cmd_quantize_model(args) -> int:
         print(f"{md.name} quantized to {args.precision}" + (f" ({n8} of {rows} rows int8)" if args.precision == "mixed"
                                                              else "") + f": {acc}; written to {md.path}")
     return 0
+
+
+def _quantize_cnn(args, md: ModelDir) -> int:
+    """A CNN: QuartDepth's post-training quantization (or a simpler method), the integer graph
+    (``int_graph.pt``, as ``qsilicon quantize depth -o`` writes it), the output's SQNR against the
+    float graph on the evaluation images (the network's own metric is unknown here)."""
+    import torch
+
+    from qsilicon.quant.frontend import UnsupportedModelError
+    from qsilicon.quant.frontend.data import load_images
+    from qsilicon.quant.ptq import method_config, quantize_graph
+    from qsilicon.quant.ptq.export import export_graph
+    from qsilicon.quant.ptq.graph import run_graph
+
+    from .depth_model import INT_GRAPH
+
+    bits = {"w8a8": (8, 8), "w4a8": (4, 8), "w4a4": (4, 4)}
+    if args.precision not in bits:
+        raise CliError(f"--precision {args.precision}: a CNN on the depth engine is w8a8, w4a8 or w4a4 (row-wise mixed "
+                       "precision is the ViT accelerator's)")
+    if args.ratio8 is not None:
+        raise CliError("--ratio8 goes with a ViT's --precision mixed")
+    method = args.method or "quartdepth"
+    if method == "quartdepth-ada":
+        raise CliError("--method quartdepth-ada needs depth maps for its Fisher weights: use quartdepth")
+    shape = tuple(md.meta["input_shape"][1:])
+    if shape[1] != shape[2]:
+        raise CliError(f"input {shape[1]}x{shape[2]}: the depth engine's compiler takes square inputs")
+    torch.set_num_threads(2)
+    try:
+        x_cal, _ = load_images(args.calib, shape, split="train", limit=args.calib_images, seed=args.seed)
+        x_ev, _ = load_images(args.eval, shape, split="test", limit=args.eval_images or 64, seed=args.seed + 1) \
+            if args.eval else (x_cal[:64], None)
+    except UnsupportedModelError as e:
+        raise CliError(str(e)) from None
+    wb, ab = bits[args.precision]
+    progress(f"quantizing {md.name} with {method} (W{wb}A{ab}, first and last layers W8A8) on {len(x_cal)} "
+             "calibration images")
+    if float(x_cal.min()) < 0 or float(x_cal.max()) > 1:
+        progress("calibration images outside [0, 1]: the engine reads 8-bit images of scale 1/255, values outside "
+                 "are clamped")
+    qg = quantize_graph(md.model, x_cal, None, method_config(method, wb, ab, seed=args.seed))
+    ig = export_graph(qg)
+    with torch.no_grad():
+        ref = run_graph(md.model, x_ev.clamp(0, 1))[0][md.model[-1].output].double()
+        got = torch.cat([ig.forward(x_ev[i : i + 8]) for i in range(0, len(x_ev), 8)]).double() * \
+            ig.tensors[ig.output].scale
+    sqnr = float(10 * torch.log10((ref**2).sum() / ((ref - got) ** 2).sum().clamp(min=1e-30)))
+    report = {"model": md.meta["source"], "family": "cnn", "precision": args.precision, "method": method,
+              "calib": args.calib, "calib_images": len(x_cal), "eval": args.eval or "(the calibration images)",
+              "eval_images": len(x_ev), "output_sqnr_db": round(sqnr, 2),
+              "output": {"kind": ig.tensors[ig.output].kind, "bits": ig.tensors[ig.output].bits,
+                         "scale": ig.tensors[ig.output].scale}}
+    quant = {"precision": args.precision, "ratio8": None, "calib": x_cal[:64].clone(), "eval": x_ev[:KEPT_EVAL].clone()}
+    _write_atomic(md.path / INT_GRAPH, lambda p: torch.save(ig.to_dict(), p))
+    _write_atomic(md.path / "quant.pt", lambda p: torch.save(quant, p))
+    _write_atomic(md.path / "quant.json", lambda p: p.write_text(json.dumps(report, indent=1) + "\n"))
+    _add_files(md.path, ["quant.pt", "quant.json", INT_GRAPH])
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{md.name} quantized to {args.precision} with {method}: output SQNR {sqnr:.1f} dB against the float "
+              f"graph on {len(x_ev)} images; integer graph {md.path / INT_GRAPH} (for 'qsilicon compile|verify|latency "
+              f"depth --model {md.path}')")
+    return 0
+
+
+def _add_files(path: Path, files: list[str]) -> None:
+    man = path / MANIFEST
+    if man.is_file():
+        m = json.loads(man.read_text())
+        m["files"] = sorted(set(m.get("files", [])) | set(files))
+        _write_atomic(man, lambda p: p.write_text(json.dumps(m, indent=2) + "\n"))
 
 
 def _layers(iv) -> list[str]:
@@ -194,8 +290,9 @@ def register(sub, groups) -> None:
     qm = groups["quantize"].add_parser("model", help="an imported model (qsilicon import) to integers, without a "
                                        "supernet")
     qm.add_argument("model_dir", help="the directory 'qsilicon import' wrote")
-    qm.add_argument("--precision", choices=PRECISIONS, default="mixed",
-                    help="w8a8, w4a8, or mixed (row-wise int4/int8 rows by Hessian-weighted sensitivity; default)")
+    qm.add_argument("--precision", choices=PRECISIONS, default=None,
+                    help="ViT: w8a8, w4a8 or mixed (row-wise int4/int8 rows by Hessian-weighted sensitivity; "
+                    "default); CNN: w8a8, w4a8 or w4a4 (default)")
     qm.add_argument("--ratio8", type=float, default=None, help="mixed: share of int8 rows per layer (default 0.5)")
     qm.add_argument("--calib", required=True, help="calibration images: fashion-mnist[:train|:test][:N], "
                     "random[:N], a .pt file or a directory of images")
@@ -203,6 +300,9 @@ def register(sub, groups) -> None:
     qm.add_argument("--eval", help="evaluation images with labels for accuracy (same forms; default: agreement with "
                     "the float model on the calibration images)")
     qm.add_argument("--eval-images", type=int, default=None, help="at most this many evaluation images")
+    qm.add_argument("--method", choices=("rtn", "percentile", "polish", "compensate", "quartdepth", "quartdepth-u4"),
+                    help="CNN: post-training quantization method (default quartdepth: activation polishing, "
+                    "compensation, GPTQ weight reconstruction)")
     qm.add_argument("--seed", type=int, default=0, help="seed of random images")
     qm.add_argument("--json", action="store_true")
     qm.set_defaults(func=cmd_quantize_model)

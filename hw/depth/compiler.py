@@ -453,7 +453,7 @@ def compile_graph(g: IntGraph, cfg: EngineConfig | None = None, *, height: int =
     for n, ins in enumerate(insns):
         check({**_defaults(ins["op"]), **ins}, cfg)
         mem[n * INSN_BYTES : (n + 1) * INSN_BYTES] = encode(ins)
-    return DepthProgram(cfg, mem, 0, places, infos, insns)
+    return DepthProgram(cfg, mem, 0, places, infos, insns, output=g.output)
 
 
 def _defaults(op: int) -> dict:

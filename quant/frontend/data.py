@@ -3,7 +3,7 @@
 * ``fashion-mnist[:train|:test][:N]``: the installed Fashion-MNIST split (train by default for
   calibration, the caller picks), first ``N`` images, resized and channel-repeated to the
   model's input where it differs (bilinear; values in [0, 1]);
-* ``random[:N]``: ``N`` images of standard normal values (seeded): for calibrating a model with
+* ``random[:N]``: ``N`` images of uniform values in [0, 1) (seeded): for calibrating a model with
   random weights, whose accuracy means nothing;
 * ``PATH.pt``: a tensor ``[N, C, H, W]``, or a dict with ``images`` (and ``labels``): used as given,
   so any normalisation the model expects is the file's;
@@ -69,7 +69,7 @@ def load_images(spec: str, shape: tuple[int, int, int], *, split: str = "train",
     if parts[0] == "random":
         n = _count(parts[1], spec) if len(parts) > 1 else (limit or 64)
         g = torch.Generator().manual_seed(seed)
-        return torch.randn((n, *shape), generator=g), None
+        return torch.rand((n, *shape), generator=g), None
     p = Path(spec)
     if p.suffix == ".pt":
         if not p.is_file():

@@ -188,6 +188,11 @@ def load_source(spec: str, *, input_shape: tuple[int, ...] | None = None, weight
     if weights:
         _load_weights(model, weights)
     model.eval()
+    if spec.startswith("timm:"):
+        # train-time branches (RepVGG, MobileOne ...) merged into the convolutions they deploy as
+        from timm.utils.model import reparameterize_model
+
+        model = reparameterize_model(model)
     shape = input_shape or _default_shape(model)
     if shape is None:
         raise UnsupportedModelError(f"{spec}: give the input shape (--input-shape C,H,W)")

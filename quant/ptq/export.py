@@ -156,7 +156,8 @@ def _int_tensor(act) -> IntTensor:
 def export_graph(qg) -> IntGraph:
     """Integers of a quantized graph (biases in accumulator units, multipliers ``M0 * 2**-shift``)."""
     tensors = {t: _int_tensor(a) for t, a in qg.acts.items()}
-    tensors[qg.nodes[-1].output] = IntTensor("output", OUT_BITS, OUT_SCALE)
+    if not qg.nodes[-1].relu:  # a ReLU output (an imported backbone) stays the 8-bit activation it was calibrated to
+        tensors[qg.nodes[-1].output] = IntTensor("output", OUT_BITS, OUT_SCALE)
     nodes = []
     for n in qg.nodes:
         scales = {tensors[t].scale for t, _ in n.inputs}

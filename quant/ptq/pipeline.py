@@ -147,6 +147,8 @@ def _layer_bits(nodes: list[ConvNode], cfg: PTQConfig) -> dict[str, int]:
 def _act_bits(nodes: list[ConvNode], cfg: PTQConfig) -> dict[str, int]:
     """Bits of each tensor: the input image and the last layer's input are 8-bit."""
     bits = {n.output: cfg.abits for n in nodes[:-1]}
+    if nodes[-1].relu:  # an imported backbone ending in ReLU: its output is an 8-bit activation
+        bits[nodes[-1].output] = cfg.edge_bits
     bits[INPUT] = cfg.edge_bits
     for t, _ in nodes[-1].inputs:
         bits[t] = cfg.edge_bits
@@ -162,8 +164,9 @@ def _groups(nodes: list[ConvNode]) -> list[list[str]]:
             t = parent[t]
         return t
 
-    for n in nodes[:-1]:
-        find(n.output)
+    for n in nodes:
+        if n is not nodes[-1]:
+            find(n.output)
         ts = [t for t, _ in n.inputs if t != INPUT]
         for t in ts[1:]:
             parent[find(t)] = find(ts[0])
@@ -259,6 +262,10 @@ def calibrate_activations(nodes: list[ConvNode], x: torch.Tensor, cfg: PTQConfig
         if len(gb) != 1:
             raise ValueError(f"tensors {group} are concatenated but have different bit-widths {sorted(gb)}")
         acts.update(_tune_group(group, samples, imp, gb.pop(), cfg.act))
+    last = nodes[-1]
+    if last.relu:  # nothing reads it: min-max over the calibration images
+        acts[last.output] = UniformAct(bits[last.output], max(float(env[last.output].max()), 1e-8)
+                                       / (2 ** bits[last.output] - 1))
     return acts
 
 
