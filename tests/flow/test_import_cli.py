@@ -114,3 +114,27 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, model_dirs):
     assert p.returncode == 0  # resized and channel-repeated to the model's 3x16x16
     p = run("quantize", "model", str(model_dirs["vit"]), "--calib", "random:128")  # back to the fixture's state
     assert p.returncode == 0
+
+
+def test_a_timm_cnn_imported_quantized_and_bit_exact_on_the_depth_engine_rtl(tmp_path):
+    d = tmp_path / "repvgg"
+    p = run("import", "timm:repvgg_a0?features_only=True&out_indices=(1,)", "--input-shape", "3,16,16", "-o", str(d),
+            "--json")
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(p.stdout)
+    assert rep["family"] == "cnn" and [layer["stride"] for layer in rep["layers"]] == [2, 2, 1]
+    bad = run("quantize", "model", str(d), "--precision", "mixed", "--calib", "random:8")
+    assert bad.returncode == 2 and "w8a8, w4a8 or w4a4" in bad.stderr
+    q = run("quantize", "model", str(d), "--calib", "random:32", "--json")
+    assert q.returncode == 0, q.stderr
+    qrep = json.loads(q.stdout)
+    assert qrep["precision"] == "w4a4" and qrep["method"] == "quartdepth" and qrep["output_sqnr_db"] > 20
+    assert (d / "int_graph.pt").is_file()
+    v = run("verify", "depth", "--model", str(d), "--json")
+    assert v.returncode == 0, v.stderr
+    vrep = json.loads(v.stdout)
+    assert vrep["bit_exact_vs_integer_graph"] and vrep["memory_equal_to_iss"] and len(vrep["layers"]) == 3
+    lat = run("latency", "depth", "--model", str(d), "--json")
+    assert lat.returncode == 0, lat.stderr
+    wrong = run("compile", "vit", "--model", str(d), *DESIGN, "-o", str(tmp_path / "p"))
+    assert wrong.returncode == 2 and "holds a CNN" in wrong.stderr and not (tmp_path / "p").exists()

@@ -4,6 +4,7 @@ cannot be mapped is a one-line error naming the operator, the node and the sourc
 
 from __future__ import annotations
 
+import sys
 import textwrap
 
 import pytest
@@ -78,6 +79,7 @@ def test_the_float_model_of_a_distilled_deit_is_the_mean_of_its_two_classifiers(
 def _write_module(tmp_path, monkeypatch, body: str) -> str:
     (tmp_path / "user_models.py").write_text(textwrap.dedent(body))
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "user_models", raising=False)  # another test's module of that name
     return "user_models"
 
 
@@ -215,3 +217,83 @@ def test_image_specs(tmp_path):
     assert imgs.shape == (2, 3, 8, 8) and labels.tolist() == [0, 1] and float(imgs[0, 0].min()) == 1.0
     with pytest.raises(UnsupportedModelError, match="use fashion-mnist"):
         load_images("imagenet", (3, 8, 8))
+
+
+# ---------------------------------------------------------------------------------------------- CNNs
+
+REPVGG = "timm:repvgg_a0?features_only=True&out_indices=(1,)"
+
+
+def test_a_module_cnn_maps_to_the_same_conv_graph_as_the_built_in_fold():
+    from qsilicon.quant.frontend import import_model
+    from qsilicon.quant.models.depthnet import DepthConfig, DepthNet
+    from qsilicon.quant.ptq.graph import fold_depthnet
+
+    torch.manual_seed(4)
+    net = DepthNet(DepthConfig((8, 16, 24))).eval()
+    for m in net.modules():  # non-trivial batch-norm statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    from qsilicon.quant.frontend.source import ImportedSource, export_source
+
+    src = ImportedSource("module:DepthNet", net, export_source(net, (1, 3, 16, 16)), (1, 3, 16, 16))
+    ci = import_model(src)
+    ref = fold_depthnet(net)
+    assert len(ci.nodes) == len(ref)
+    names = {r.output: c.output for c, r in zip(ci.nodes, ref, strict=True)} | {"img": "img"}
+    for c, r in zip(ci.nodes, ref, strict=True):
+        assert c.inputs == tuple((names[t], up) for t, up in r.inputs)
+        assert (c.stride, c.relu) == (r.stride, r.relu)
+        assert torch.allclose(c.weight, r.weight, atol=1e-6) and torch.allclose(c.bias, r.bias, atol=1e-6)
+
+
+def test_timm_repvgg_is_reparameterized_quantized_and_bit_exact_on_the_depth_iss():
+    from qsilicon.hw.depth.compiler import compile_graph
+    from qsilicon.hw.depth.isa import EngineConfig
+    from qsilicon.hw.depth.iss import run_program as run_depth
+    from qsilicon.quant.frontend import CnnImport, import_model
+    from qsilicon.quant.ptq import method_config, quantize_graph
+    from qsilicon.quant.ptq.export import export_graph
+
+    ci = import_model(load_source(REPVGG, input_shape=(1, 3, 16, 16)))
+    assert isinstance(ci, CnnImport)
+    assert [(n.weight.shape[0], n.stride, n.relu) for n in ci.nodes] == [(48, 2, True), (48, 2, True), (48, 1, True)]
+    assert "conv2d.default" in ci.operators and "batch_norm.default" not in ci.operators  # reparameterized
+    x = torch.rand(20, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    ig = export_graph(quantize_graph(ci.nodes, x[:16], None, method_config("quartdepth", 4, 4)))
+    assert ig.tensors[ig.output].kind == "uniform" and ig.tensors[ig.output].bits == 8  # a ReLU output
+    cfg = EngineConfig()
+    prog = compile_graph(ig, cfg, height=16, width=16)
+    mem = prog.with_input(ig.image_codes(x[16:17])[0])
+    run_depth(mem, prog.prog_addr, cfg)
+    assert torch.equal(prog.read(mem), ig.forward(x[16:17]))
+
+
+@pytest.mark.parametrize(("spec", "words"), [
+    ("timm:resnet10t?features_only=True&out_indices=(1,)", ["unsupported operator aten.max_pool2d.default",
+                                                            "timm/models/_features.py:", "the depth engine runs"]),
+    ("timm:mobilenetv3_small_050?features_only=True&out_indices=(0,)", ["unsupported operator aten.hardswish_"]),
+])
+def test_cnn_operators_the_depth_engine_does_not_run(spec, words):
+    from qsilicon.quant.frontend import import_model
+
+    with pytest.raises(UnsupportedModelError) as e:
+        import_model(load_source(spec, input_shape=(1, 3, 16, 16)))
+    assert "\n" not in str(e.value)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_a_convolution_without_relu_inside_the_network_is_refused(tmp_path, monkeypatch):
+    from qsilicon.quant.frontend import import_model
+
+    mod = _write_module(tmp_path, monkeypatch, """
+        from torch import nn
+
+        def net():
+            return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 3, padding=1))
+    """)
+    with pytest.raises(UnsupportedModelError, match="without ReLU feeds another layer.*activations are unsigned"):
+        import_model(load_source(f"module:{mod}:net", input_shape=(1, 3, 8, 8)))
