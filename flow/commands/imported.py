@@ -1,4 +1,5 @@
-"""Users' own models: ``qsilicon import SOURCE -o DIR`` and ``qsilicon quantize model DIR``.
+"""Users' own models: ``qsilicon import SOURCE -o DIR``, ``qsilicon quantize model DIR`` and
+``qsilicon export DIR -o FILE.onnx``.
 
 A model directory holds ``model.pt`` (the mapped float model, a :mod:`qsilicon.quant.models.vit`
 checkpoint), ``import.json`` (source, configuration, operators, the numerical check), and after
@@ -262,6 +263,51 @@ def _quantize_cnn(args, md: ModelDir) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """``qsilicon export DIR -o FILE.onnx``: the quantized integer model as standard ONNX, run once
+    with ONNX's reference evaluator on the kept evaluation images against the integer model."""
+    import numpy as np
+    import torch
+    from onnx.reference import ReferenceEvaluator
+
+    from qsilicon.quant.ptq.onnx_export import graph_to_onnx
+
+    from .depth_model import load_int_depth
+
+    md = load_model_dir(args.model_dir)
+    out = Path(args.output)
+    if out.suffix != ".onnx":
+        raise CliError(f"-o {out}: write a .onnx file")
+    if md.family != "cnn":
+        raise CliError("ONNX export covers the integer CNN graph (the depth engine's); the integer ViT's LayerNorm, "
+                       "Shiftmax and GELU have no ONNX form here yet: its integers are in model.pt and quant.pt")
+    if md.quant is None:
+        raise CliError(f"{md.path} is not quantized yet: run 'qsilicon quantize model {md.path} --calib ...' first")
+    ig = load_int_depth(md.path).ig
+    _, _, h, w = md.meta["input_shape"]
+    model = graph_to_onnx(ig, h, w, name=md.name)
+    x, _ = md.eval_images()
+    codes = ig.image_codes(x)
+    got = ReferenceEvaluator(model).run(None, {"img_codes": codes.numpy().astype(np.uint8)})[0]
+    exact = bool(torch.equal(torch.from_numpy(got.astype(np.int64)), ig.forward(x).to(torch.int64)))
+    if not exact:
+        raise CliError("the ONNX model's output differs from the integer graph's: exporter bug, nothing written")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out, lambda p: p.write_bytes(model.SerializeToString()))
+    ops: dict[str, int] = {}
+    for node in model.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    report = {"model": md.meta["source"], "file": str(out), "bytes": out.stat().st_size, "opset": model.opset_import[0]
+              .version, "operators": ops, "checked_images": len(x), "bit_exact_vs_integer_graph": exact}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"exported {md.name} to {out} ({report['bytes']:,} bytes, ONNX opset {report['opset']}, "
+              f"{sum(ops.values())} integer operators); ONNX's reference evaluator reproduces the integer graph bit "
+              f"for bit on {len(x)} images")
+    return 0
+
+
 def _add_files(path: Path, files: list[str]) -> None:
     man = path / MANIFEST
     if man.is_file():
@@ -306,6 +352,13 @@ def register(sub, groups) -> None:
     qm.add_argument("--seed", type=int, default=0, help="seed of random images")
     qm.add_argument("--json", action="store_true")
     qm.set_defaults(func=cmd_quantize_model)
+
+    ex = sub.add_parser("export", help="a quantized imported CNN as a standard ONNX model of integer operators "
+                        "(checked against the integer model with ONNX's reference evaluator)")
+    ex.add_argument("model_dir", help="the directory 'qsilicon import' and 'qsilicon quantize model' wrote")
+    ex.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(func=cmd_export)
 
 
 def search_model(args, board, space, out: Path, storage: str) -> int:

@@ -136,5 +136,8 @@ def test_a_timm_cnn_imported_quantized_and_bit_exact_on_the_depth_engine_rtl(tmp
     assert vrep["bit_exact_vs_integer_graph"] and vrep["memory_equal_to_iss"] and len(vrep["layers"]) == 3
     lat = run("latency", "depth", "--model", str(d), "--json")
     assert lat.returncode == 0, lat.stderr
+    e = run("export", str(d), "-o", str(tmp_path / "m.onnx"), "--json")
+    assert e.returncode == 0, e.stderr
+    assert json.loads(e.stdout)["bit_exact_vs_integer_graph"] is True and (tmp_path / "m.onnx").stat().st_size > 1000
     wrong = run("compile", "vit", "--model", str(d), *DESIGN, "-o", str(tmp_path / "p"))
     assert wrong.returncode == 2 and "holds a CNN" in wrong.stderr and not (tmp_path / "p").exists()
