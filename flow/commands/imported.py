@@ -264,8 +264,9 @@ def _quantize_cnn(args, md: ModelDir) -> int:
 
 
 def cmd_export(args) -> int:
-    """``qsilicon export DIR -o FILE.onnx``: the quantized integer model as standard ONNX, run once
-    with ONNX's reference evaluator on the kept evaluation images against the integer model."""
+    """``qsilicon export DIR -o FILE.onnx``: the quantized integer model as standard ONNX (a CNN's
+    conv graph written operator by operator; a ViT's integer forward pass traced), run with ONNX's
+    reference evaluator on kept evaluation images against the integer model before it is written."""
     import numpy as np
     import torch
     from onnx.reference import ReferenceEvaluator
@@ -278,33 +279,43 @@ def cmd_export(args) -> int:
     out = Path(args.output)
     if out.suffix != ".onnx":
         raise CliError(f"-o {out}: write a .onnx file")
-    if md.family != "cnn":
-        raise CliError("ONNX export covers the integer CNN graph (the depth engine's); the integer ViT's LayerNorm, "
-                       "Shiftmax and GELU have no ONNX form here yet: its integers are in model.pt and quant.pt")
     if md.quant is None:
         raise CliError(f"{md.path} is not quantized yet: run 'qsilicon quantize model {md.path} --calib ...' first")
-    ig = load_int_depth(md.path).ig
-    _, _, h, w = md.meta["input_shape"]
-    model = graph_to_onnx(ig, h, w, name=md.name)
+    if not 1 <= args.check_images <= KEPT_EVAL:
+        raise CliError(f"--check-images must be from 1 to {KEPT_EVAL}, not {args.check_images}")
     x, _ = md.eval_images()
-    codes = ig.image_codes(x)
-    got = ReferenceEvaluator(model).run(None, {"img_codes": codes.numpy().astype(np.uint8)})[0]
-    exact = bool(torch.equal(torch.from_numpy(got.astype(np.int64)), ig.forward(x).to(torch.int64)))
+    x = x[: args.check_images]
+    torch.set_num_threads(2)
+    if md.family == "cnn":
+        ig = load_int_depth(md.path).ig
+        _, _, h, w = md.meta["input_shape"]
+        model = graph_to_onnx(ig, h, w, name=md.name)
+        got = ReferenceEvaluator(model).run(None, {"img_codes": ig.image_codes(x).numpy().astype(np.uint8)})[0]
+        exact = bool(torch.equal(torch.from_numpy(got.astype(np.int64)), ig.forward(x).to(torch.int64)))
+    else:
+        from qsilicon.quant.models.int_vit_onnx import int_vit_to_onnx
+
+        iv = md.int_model()
+        progress(f"tracing the integer {md.name} to ONNX")
+        model = int_vit_to_onnx(iv, x[:1])
+        run = ReferenceEvaluator(model)
+        exact = all(np.array_equal(run.run(None, {"image": x[i : i + 1].numpy()})[0], iv.logits(x[i : i + 1]).numpy())
+                    for i in range(len(x)))
     if not exact:
-        raise CliError("the ONNX model's output differs from the integer graph's: exporter bug, nothing written")
+        raise CliError("the ONNX model's output differs from the integer model's: exporter bug, nothing written")
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(out, lambda p: p.write_bytes(model.SerializeToString()))
     ops: dict[str, int] = {}
     for node in model.graph.node:
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
     report = {"model": md.meta["source"], "file": str(out), "bytes": out.stat().st_size, "opset": model.opset_import[0]
-              .version, "operators": ops, "checked_images": len(x), "bit_exact_vs_integer_graph": exact}
+              .version, "operators": ops, "checked_images": len(x), "bit_exact_vs_integer_model": exact}
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(f"exported {md.name} to {out} ({report['bytes']:,} bytes, ONNX opset {report['opset']}, "
-              f"{sum(ops.values())} integer operators); ONNX's reference evaluator reproduces the integer graph bit "
-              f"for bit on {len(x)} images")
+              f"{sum(ops.values())} operators); ONNX's reference evaluator reproduces the integer model bit for bit on "
+              f"{len(x)} images")
     return 0
 
 
@@ -353,10 +364,12 @@ def register(sub, groups) -> None:
     qm.add_argument("--json", action="store_true")
     qm.set_defaults(func=cmd_quantize_model)
 
-    ex = sub.add_parser("export", help="a quantized imported CNN as a standard ONNX model of integer operators "
+    ex = sub.add_parser("export", help="a quantized imported model as a standard ONNX model of integer operators "
                         "(checked against the integer model with ONNX's reference evaluator)")
     ex.add_argument("model_dir", help="the directory 'qsilicon import' and 'qsilicon quantize model' wrote")
     ex.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    ex.add_argument("--check-images", type=int, default=4, help=f"kept evaluation images run through ONNX's reference "
+                    f"evaluator against the integer model before writing (1 to {KEPT_EVAL}; default 4)")
     ex.add_argument("--json", action="store_true")
     ex.set_defaults(func=cmd_export)
 

@@ -89,6 +89,16 @@ def test_search_hardware_for_an_imported_model(model_dirs, tmp_path):
     assert fps == sorted(fps, reverse=True)
 
 
+def test_export_an_imported_vit_to_onnx(model_dirs, tmp_path):
+    out = tmp_path / "deit.onnx"
+    p = run("export", str(model_dirs["deit"]), "-o", str(out), "--check-images", "2", "--json")
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(p.stdout)
+    assert rep["bit_exact_vs_integer_model"] is True and rep["checked_images"] == 2 and out.stat().st_size > 10000
+    bad = run("export", str(model_dirs["deit"]), "-o", str(tmp_path / "deit.txt"))
+    assert bad.returncode == 2 and "write a .onnx file" in bad.stderr
+
+
 @pytest.mark.slow
 def test_whole_imported_deit_is_bit_exact_on_the_whole_accelerator(model_dirs):
     p = run("verify", "vit", "--model", str(model_dirs["deit"]), *DESIGN, "--images", "2", "--json")
@@ -138,6 +148,6 @@ def test_a_timm_cnn_imported_quantized_and_bit_exact_on_the_depth_engine_rtl(tmp
     assert lat.returncode == 0, lat.stderr
     e = run("export", str(d), "-o", str(tmp_path / "m.onnx"), "--json")
     assert e.returncode == 0, e.stderr
-    assert json.loads(e.stdout)["bit_exact_vs_integer_graph"] is True and (tmp_path / "m.onnx").stat().st_size > 1000
+    assert json.loads(e.stdout)["bit_exact_vs_integer_model"] is True and (tmp_path / "m.onnx").stat().st_size > 1000
     wrong = run("compile", "vit", "--model", str(d), *DESIGN, "-o", str(tmp_path / "p"))
     assert wrong.returncode == 2 and "holds a CNN" in wrong.stderr and not (tmp_path / "p").exists()

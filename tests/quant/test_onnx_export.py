@@ -27,3 +27,22 @@ def test_onnx_reference_evaluator_equals_the_integer_graph():
     ig.nodes[1].shift = ig.nodes[1].shift + 1
     bad = ReferenceEvaluator(graph_to_onnx(ig, 16, 16)).run(None, {"img_codes": codes.numpy().astype(np.uint8)})[0]
     assert not np.array_equal(bad, got)
+
+
+def test_integer_vit_onnx_equals_the_integer_model_and_keeps_arithmetic_shifts():
+    from qsilicon.quant.models.int_vit import IntViT
+    from qsilicon.quant.models.int_vit_onnx import int_vit_to_onnx
+    from qsilicon.quant.models.vit import ViT, ViTConfig
+
+    torch.manual_seed(0)
+    m = ViT(ViTConfig(image=16, patch=4, channels=3, dim=32, depth=1, heads=2, mlp=64, head_dim=16,
+                      distilled=True)).eval()
+    x = torch.rand(36, 3, 16, 16)
+    iv = IntViT(m, x[:32], "mixed")
+    model = int_vit_to_onnx(iv, x[:1])
+    assert torch.bitwise_right_shift(torch.tensor(-5), 1) == -3  # the export-time lowering is undone
+    assert any(i.data_type == onnx.TensorProto.INT64 for i in model.graph.initializer)
+    run = ReferenceEvaluator(model)
+    for i in range(32, 36):
+        got = run.run(None, {"image": x[i : i + 1].numpy()})[0]
+        assert np.array_equal(got, iv.logits(x[i : i + 1]).numpy())
