@@ -155,6 +155,8 @@ def fits(cfg: AccelConfig, ops: list[Op]) -> str | None:
     column tile of keys larger than the weight ring), or ``None`` when it can."""
     abuf_words, wbuf_words = cfg.abuf_kib * 1024 // cfg.rows, cfg.wbuf_kib * 1024 // cfg.cols
     for o in ops:
+        if o.name == "lnf.rows" and o.words % cfg.lanes:
+            return f"the distilled classifier needs dim ({o.words}) a multiple of the lanes ({cfg.lanes})"
         if o.model == "qkv" and (o.n // 3) % cfg.lanes:
             return (f"{o.name}: the attention width ({o.n // 3}) is not a multiple of the lanes ({cfg.lanes}): "
                     "V cannot be transposed")

@@ -10,6 +10,7 @@ quantizing ``quant.pt`` (precision, calibration images, a few evaluation images)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ __all__ = ["ModelDir", "load_model_dir", "register"]
 #: Evaluation images kept in ``quant.pt`` for ``verify`` (the first of the named set).
 KEPT_EVAL = 16
 PRECISIONS = ("w8a8", "w4a8", "w4a4", "mixed")
+#: Calibration images kept in ``quant.pt`` (every later command recalibrates the ViT on them).
+MAX_CALIB = 4096
 
 
 @dataclass
@@ -96,8 +99,8 @@ def cmd_import(args) -> int:
         vi = import_model(src)
     except UnsupportedModelError as e:
         raise CliError(str(e)) from None
-    report = vi.to_dict() | {"input_shape": list(src.input_shape), "weights": args.weights or f"random (seed "
-                             f"{args.seed})"}
+    weights = args.weights or ("the archive's" if src.module is None else f"random (seed {args.seed})")
+    report = vi.to_dict() | {"input_shape": list(src.input_shape), "weights": weights}
     with out as tmp:
         if isinstance(vi, VitImport):
             save(vi.model, tmp / "model.pt", {"source": args.source, "imported": True})
@@ -141,6 +144,10 @@ def cmd_quantize_model(args) -> int:
     from qsilicon.quant.models.vit import evaluate
 
     md = load_model_dir(args.model_dir)
+    if not 1 <= args.calib_images <= MAX_CALIB:
+        raise CliError(f"--calib-images must be from 1 to {MAX_CALIB}, not {args.calib_images}")
+    if args.eval_images is not None and not 1 <= args.eval_images <= 100000:
+        raise CliError(f"--eval-images must be from 1 to 100000, not {args.eval_images}")
     if args.precision is None:
         args.precision = "w4a4" if md.family == "cnn" else "mixed"
     if md.family == "cnn":
@@ -155,8 +162,6 @@ def cmd_quantize_model(args) -> int:
     ratio8 = 0.5 if args.ratio8 is None else args.ratio8
     if not 0 <= ratio8 <= 1:
         raise CliError(f"--ratio8 must be from 0 to 1, not {ratio8}")
-    if not 1 <= args.calib_images <= 100000:
-        raise CliError(f"--calib-images must be from 1 to 100000, not {args.calib_images}")
     c = md.model.cfg
     shape = (c.channels, c.image, c.image)
     torch.set_num_threads(2)
@@ -167,6 +172,9 @@ def cmd_quantize_model(args) -> int:
     except UnsupportedModelError as e:
         raise CliError(str(e)) from None
     progress(f"quantizing {md.name} to {args.precision} on {len(x_cal)} calibration images")
+    if float(x_cal.abs().max()) > 1:
+        progress("calibration images outside [-1, 1]: the integer ViT's input codes are int8 of scale 1/127, values "
+                 "outside are clamped")
     iv = IntViT(md.model, x_cal, "mixed" if args.precision == "mixed" else args.precision, ratio8)
     with torch.no_grad():
         f_top = torch.cat([md.model(x_ev[i : i + 256]).argmax(-1) for i in range(0, len(x_ev), 256)])
@@ -237,8 +245,11 @@ def _quantize_cnn(args, md: ModelDir) -> int:
     if float(x_cal.min()) < 0 or float(x_cal.max()) > 1:
         progress("calibration images outside [0, 1]: the engine reads 8-bit images of scale 1/255, values outside "
                  "are clamped")
-    qg = quantize_graph(md.model, x_cal, None, method_config(method, wb, ab, seed=args.seed))
-    ig = export_graph(qg)
+    try:
+        qg = quantize_graph(md.model, x_cal, None, method_config(method, wb, ab, seed=args.seed))
+        ig = export_graph(qg)
+    except ValueError as e:
+        raise CliError(f"{md.name} cannot be quantized for the depth engine: {e}") from None
     with torch.no_grad():
         ref = run_graph(md.model, x_ev.clamp(0, 1))[0][md.model[-1].output].double()
         got = torch.cat([ig.forward(x_ev[i : i + 8]) for i in range(0, len(x_ev), 8)]).double() * \
@@ -353,7 +364,8 @@ def register(sub, groups) -> None:
     qm.add_argument("--ratio8", type=float, default=None, help="mixed: share of int8 rows per layer (default 0.5)")
     qm.add_argument("--calib", required=True, help="calibration images: fashion-mnist[:train|:test][:N], "
                     "random[:N], a .pt file or a directory of images")
-    qm.add_argument("--calib-images", type=int, default=512, help="at most this many calibration images (default 512)")
+    qm.add_argument("--calib-images", type=int, default=512, help=f"at most this many calibration images (default 512, "
+                    f"at most {MAX_CALIB})")
     qm.add_argument("--eval", help="evaluation images with labels for accuracy (same forms; default: agreement with "
                     "the float model on the calibration images)")
     qm.add_argument("--eval-images", type=int, default=None, help="at most this many evaluation images")
@@ -386,7 +398,9 @@ def search_model(args, board, space, out: Path, storage: str) -> int:
     acc = rep.get("integer_accuracy", rep["top1_agreement"])
     what = "integer top-1 accuracy" if "integer_accuracy" in rep else "integer top-1 agreement with float (no labels)"
     fixed = FixedModel(f"{md.name} ({md.quant['precision']})", lambda hw: int_vit_workload(iv, hw), acc)
-    source = f"model:{md.path.resolve()}:{md.quant['precision']}:{md.quant['ratio8']}"
+    digest = hashlib.sha256((md.path / "model.pt").read_bytes() + (md.path / "quant.pt").read_bytes()).hexdigest()
+    source = f"model:{digest[:16]}:{md.quant['precision']}:{md.quant['ratio8']}"  # a changed model is a new study
+    out.mkdir(parents=True, exist_ok=True)
     progress(f"searching accelerator designs for {fixed.name} on {board.name}")
     try:
         summary = run_search(board, space, fixed, trials=args.trials, storage=storage, source=source, seed=args.seed,

@@ -331,7 +331,7 @@ def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
     mem = Memory(L)
     P = param_words(C, L)
     par_lay = requant_params_layout(C, signed(16))
-    n_ops = 8 + mc.depth * (13 + 3 * max(mc.heads_at(i) for i in range(mc.depth)))
+    n_ops = 6 + 2 * mc.distilled + mc.depth * (13 + 3 * max(mc.heads_at(i) for i in range(mc.depth)))
     prog = mem.alloc("program", n_ops * DESC_BYTES)
     descs: list[tuple[OpInfo, dict]] = []
 

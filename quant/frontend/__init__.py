@@ -25,6 +25,6 @@ __all__ = ["CnnImport", "ImportedSource", "UnsupportedModelError", "VitImport", 
 def import_model(src: ImportedSource):
     """:func:`import_vit` for a graph with LayerNorm or attention, :func:`import_cnn` otherwise."""
     ops = {getattr(n.target, "__name__", "") for n in src.program.graph.nodes if n.op == "call_function"}
-    if ops & {"layer_norm.default", "scaled_dot_product_attention.default", "softmax.int"}:
+    if ops & {"layer_norm.default", "scaled_dot_product_attention.default"}:
         return import_vit(src)
     return import_cnn(src)

@@ -60,6 +60,7 @@ def load_images(spec: str, shape: tuple[int, int, int], *, split: str = "train",
         if rest and rest[0] in ("train", "test"):
             split, rest = rest[0], rest[1:]
         n = _count(rest[0], spec) if rest else limit
+        n = min(n, limit) if n is not None and limit is not None else n
         try:
             x, y = fashion_mnist(split)
         except FileNotFoundError as e:
@@ -68,6 +69,7 @@ def load_images(spec: str, shape: tuple[int, int, int], *, split: str = "train",
         return _fit(x, shape), y
     if parts[0] == "random":
         n = _count(parts[1], spec) if len(parts) > 1 else (limit or 64)
+        n = min(n, limit) if limit is not None else n
         g = torch.Generator().manual_seed(seed)
         return torch.rand((n, *shape), generator=g), None
     p = Path(spec)

@@ -84,6 +84,11 @@ def import_timm():
     return timm
 
 
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else ""
+
+
 def _from_timm(name: str, kwargs: dict) -> nn.Module:
     timm = import_timm()
     if name not in timm.list_models():
@@ -91,8 +96,9 @@ def _from_timm(name: str, kwargs: dict) -> nn.Module:
         raise UnsupportedModelError(f"timm has no model {name!r}" + (f" (similar: {', '.join(near)})" if near else ""))
     try:
         return timm.create_model(name, pretrained=False, **kwargs)
-    except TypeError as e:
-        raise UnsupportedModelError(f"timm:{name}: {e}") from None
+    except Exception as e:  # noqa: BLE001 (timm raises many types for bad keyword arguments)
+        raise UnsupportedModelError(f"timm:{name} cannot be built with {kwargs}: {type(e).__name__}: "
+                                    f"{_first_line(e)}") from None
 
 
 def _from_module(target: str, kwargs: dict) -> nn.Module:
@@ -106,7 +112,11 @@ def _from_module(target: str, kwargs: dict) -> nn.Module:
     fn = getattr(mod, fn_name, None)
     if fn is None or not callable(fn):
         raise UnsupportedModelError(f"module {mod_name!r} has no callable {fn_name!r}")
-    model = fn(**kwargs)
+    try:
+        model = fn(**kwargs)
+    except Exception as e:  # noqa: BLE001 (the user's factory may raise anything)
+        call = f"{mod_name}:{fn_name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+        raise UnsupportedModelError(f"{call} raised {type(e).__name__}: {_first_line(e)}") from None
     if not isinstance(model, nn.Module):
         raise UnsupportedModelError(f"{mod_name}:{fn_name} returned {type(model).__name__}, not an nn.Module")
     return model
@@ -173,7 +183,14 @@ def load_source(spec: str, *, input_shape: tuple[int, ...] | None = None, weight
         inputs = [n for n in ep.graph.nodes if n.op == "placeholder" and n.name in ep.graph_signature.user_inputs]
         if len(inputs) != 1:
             raise UnsupportedModelError(f"{spec}: the program takes {len(inputs)} inputs; an image model takes one")
-        shape = tuple(int(d) for d in inputs[0].meta["val"].shape)
+        dims = inputs[0].meta["val"].shape
+        if any(not isinstance(d, int) for d in dims):
+            raise UnsupportedModelError(f"{spec}: its input has a dynamic shape {tuple(dims)}; export it with static "
+                                        "shapes (the accelerators need every shape fixed)")
+        shape = tuple(int(d) for d in dims)
+        if input_shape is not None and tuple(input_shape[-3:]) != shape[-3:]:
+            raise UnsupportedModelError(f"--input-shape {tuple(input_shape[1:])} differs from the program's own "
+                                        f"{shape[1:]}: leave it out for a .pt2")
         return ImportedSource(spec, None, ep, shape)
     torch.manual_seed(seed)
     if spec.startswith("timm:"):

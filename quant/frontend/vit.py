@@ -149,6 +149,8 @@ class _Mapper:
             src = self.arg_tag(node)
             if src and src[0] == "ln" and node.args[1] == 1:
                 return ("token", src[1], node.args[2])
+            if src and src[0] == "stream" and node.args[1] == 1:  # a token picked before the final LayerNorm
+                return ("stream_token", src[1], node.args[2])
             return src
         if t in _LAYOUT:
             return self.arg_tag(node)
@@ -214,10 +216,17 @@ class _Mapper:
 
     def layer_norm(self, node):
         src = self.arg_tag(node)
+        if src and src[0] == "stream_token":  # LayerNorm is per token: the same as normalizing all, then picking
+            n, tok = src[1], src[2]
+            self.layer_norm_params(node, n)
+            return ("token", n, tok)
         if not (src and src[0] == "stream"):
             raise _unsupported(node, f"a LayerNorm of {src and src[0]} (the accelerator normalizes the residual "
                                      "stream)")
-        n = src[1]
+        self.layer_norm_params(node, src[1])
+        return ("ln", src[1])
+
+    def layer_norm_params(self, node, n: int) -> None:
         shape = node.args[1]
         if len(shape) != 1:
             raise _unsupported(node, "a LayerNorm over more than the feature dimension")
@@ -225,8 +234,10 @@ class _Mapper:
         b = self.param(node, node.args[3] if len(node.args) > 3 else None, "LayerNorm bias", f"ln{n}.bias")
         d = shape[0]
         eps = node.args[4] if len(node.args) > 4 else 1e-5
-        self.lns[n] = (torch.ones(d) if w is None else w, torch.zeros(d) if b is None else b, float(eps))
-        return ("ln", n)
+        p = (torch.ones(d) if w is None else w, torch.zeros(d) if b is None else b, float(eps))
+        if n in self.lns and not all(torch.equal(a, c) for a, c in zip(self.lns[n][:2], p[:2], strict=True)):
+            raise _unsupported(node, "two different LayerNorms of one residual stream")
+        self.lns[n] = p
 
     def linear(self, node):
         src = self.arg_tag(node)
@@ -352,6 +363,13 @@ def import_vit(src: ImportedSource, *, check_images: int = 4, seed: int = 0) -> 
                                     "one before the MLP of every block and a final one")
     _, c, h, wd = src.input_shape
     w_e, b_e, p = mp.embed
+    if len(mp.prefix) != (2 if mp.distilled else 1):
+        raise UnsupportedModelError(f"{src.spec}: {len(mp.prefix)} prefix tokens with "
+                                    f"{'two classifiers' if mp.distilled else 'one classifier'}: the accelerator "
+                                    "takes a class token, or a class and a distillation token with a classifier each")
+    if h % p or wd % p:
+        raise UnsupportedModelError(f"{src.spec}: input {h}x{wd} is not a multiple of the patch {p}: the "
+                                    "accelerator takes whole patches")
     dim = w_e.shape[0]
     heads = [mp.blocks[i]["heads"][0] for i in range(depth)]
     hds = {mp.blocks[i]["heads"][1] for i in range(depth)}

@@ -87,6 +87,15 @@ def test_search_hardware_for_an_imported_model(model_dirs, tmp_path):
     assert all(r["subnet"] == "deit (mixed)" for r in doc["front"])
     fps = [r["fps"] for r in doc["front"]]
     assert fps == sorted(fps, reverse=True)
+    # a study kept outside -o (sqlite here; postgresql:// alike) resumes: no new trials, same front
+    db = f"sqlite:///{tmp_path / 'study.db'}"
+    first = run("search", "--model", str(model_dirs["deit"]), "--board", "zcu102", "--trials", "12", "--storage", db,
+                "-o", str(tmp_path / "a"), "--json")
+    assert first.returncode == 0, first.stderr
+    again = run("search", "--model", str(model_dirs["deit"]), "--board", "zcu102", "--trials", "12", "--storage", db,
+                "-o", str(tmp_path / "b"), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["front"] == json.loads(first.stdout)["front"]
 
 
 def test_export_an_imported_vit_to_onnx(model_dirs, tmp_path):
