@@ -2,8 +2,9 @@
 post-training quantization, the integer export and the depth engine's compiler work on.
 
 Recognised: convolutions (square odd kernel, "same" padding ``k // 2``, any stride, no dilation or
-groups), batch norm after a convolution (folded into it), ReLU, nearest 2x upsampling and channel
-concatenation of such tensors (a U-Net's skips).  Every tensor a layer reads must come out of a
+groups), batch norm after a convolution (folded into it), ReLU, nearest 2x upsampling, channel
+concatenation of such tensors (a U-Net's skips) and identity residual adds before a ReLU (one
+convolution over its input and the skip side by side, the skip's weights the identity).  Every tensor a layer reads must come out of a
 ReLU (the engine's activations are unsigned); the last convolution may have a ReLU or not.  timm
 models with train-time branches (RepVGG, MobileOne) are reparameterized by the source loader before
 capture.  Residual adds, pooling, depthwise convolutions and the rest are an
@@ -30,7 +31,8 @@ aten = torch.ops.aten
 #: weights (a different float32 rounding of the same product), ~1e-6 relative per layer.
 RTOL = 1e-4
 SUPPORTED = ("conv2d (square odd kernel, padding k // 2, no groups or dilation)", "batch_norm after a convolution",
-             "relu", "nearest 2x upsampling", "cat along channels", "and dropout in eval / contiguous / clone")
+             "relu", "nearest 2x upsampling", "cat along channels", "identity residual add before a ReLU",
+             "and dropout in eval / contiguous / clone")
 _PASS = {aten.dropout.default, aten.contiguous.default, aten.clone.default, aten.alias.default, aten.detach.default,
          operator.getitem}
 
@@ -155,6 +157,8 @@ class _Mapper:
             if not (src and src[0] == "t"):
                 raise _bad(node, "upsampling of a value that is not a ReLU activation")
             return ("up", src[1])
+        if t in (aten.add.Tensor, aten.add_.Tensor):
+            return self.residual(node)
         if t is aten.cat.default:
             dim = node.args[1] if len(node.args) > 1 else 0
             if dim not in (1, -3):
@@ -187,6 +191,28 @@ class _Mapper:
         self.pending[idx] = {"w": wt.double(), "b": torch.zeros(wt.shape[0], dtype=torch.float64) if bt is None
                              else bt.double(), "stride": int(stride[0]), "inputs": inputs, "node": node}
         return ("conv", idx)
+
+    def residual(self, node):
+        """``conv(...) + x`` before the ReLU, ``x`` a ReLU activation of the same shape (an identity
+        skip): one convolution over its inputs and ``x`` side by side, ``x``'s weights the identity
+        at the kernel's centre.  Exact in float; the skip and the inputs share a scale once
+        concatenated."""
+        a, b = self.arg(node), self.arg(node, 1)
+        if node.kwargs.get("alpha", 1) != 1:
+            raise _bad(node, "an add with alpha")
+        for conv, skip, skip_node in ((a, b, node.args[1]), (b, a, node.args[0])):
+            if conv and conv[0] == "conv" and conv[1] in self.pending and skip and skip[0] == "t":
+                p = self.pending[conv[1]]
+                if tuple(skip_node.meta["val"].shape) != tuple(node.meta["val"].shape):
+                    break
+                n, c, k = p["w"].shape[0], skip_node.meta["val"].shape[1], p["w"].shape[-1]
+                eye = torch.zeros((n, c, k, k), dtype=torch.float64)
+                eye[torch.arange(n), torch.arange(n), k // 2, k // 2] = 1.0
+                p["w"] = torch.cat([p["w"], eye], 1)
+                p["inputs"] = p["inputs"] + ((skip[1], False),)
+                return conv
+        raise _bad(node, "an add other than an identity skip (a ReLU activation of the same shape) onto a "
+                         "convolution before its ReLU", "strided or projected skips do not map onto the depth engine")
 
     def batch_norm(self, node):
         src = self.arg(node)

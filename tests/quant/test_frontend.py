@@ -315,3 +315,50 @@ def test_a_convolution_without_relu_inside_the_network_is_refused(tmp_path, monk
     """)
     with pytest.raises(UnsupportedModelError, match="without ReLU feeds another layer.*activations are unsigned"):
         import_model(load_source(f"module:{mod}:net", input_shape=(1, 3, 8, 8)))
+
+
+RES = """
+import torch
+from torch import nn
+
+class Res(nn.Module):
+    def __init__(self, skip_after_relu=False):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.c1 = nn.Sequential(nn.Conv2d(16, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.c2 = nn.Sequential(nn.Conv2d(16, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16))
+        self.head = nn.Conv2d(16, 4, 1)
+        self.skip_after_relu = skip_after_relu
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.c2(self.c1(x))
+        if self.skip_after_relu:
+            return self.head(torch.relu(y) + x)
+        y += x
+        return self.head(torch.relu(y))
+"""
+
+
+def test_identity_residual_adds_map_to_one_convolution_over_the_skip(tmp_path, monkeypatch):
+    from qsilicon.hw.depth.compiler import compile_graph
+    from qsilicon.hw.depth.isa import EngineConfig
+    from qsilicon.hw.depth.iss import run_program as run_depth
+    from qsilicon.quant.frontend import import_model
+    from qsilicon.quant.ptq import method_config, quantize_graph
+    from qsilicon.quant.ptq.export import export_graph
+
+    mod = _write_module(tmp_path, monkeypatch, RES)
+    ci = import_model(load_source(f"module:{mod}:Res", input_shape=(1, 3, 16, 16), seed=2))
+    res = ci.nodes[2]
+    assert res.inputs == (("c1", False), ("c0", False)) and res.weight.shape == (16, 32, 3, 3) and res.relu
+    assert torch.equal(res.weight[:, 16:, 1, 1], torch.eye(16))  # the skip's identity at the kernel's centre
+    x = torch.rand(20, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    ig = export_graph(quantize_graph(ci.nodes, x[:16], None, method_config("quartdepth", 4, 4)))
+    cfg = EngineConfig()
+    prog = compile_graph(ig, cfg, height=16, width=16)
+    mem = prog.with_input(ig.image_codes(x[16:17])[0])
+    run_depth(mem, prog.prog_addr, cfg)
+    assert torch.equal(prog.read(mem), ig.forward(x[16:17]))
+    with pytest.raises(UnsupportedModelError, match="an add other than an identity skip"):
+        import_model(load_source(f"module:{mod}:Res?skip_after_relu=True", input_shape=(1, 3, 16, 16)))
