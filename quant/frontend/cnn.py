@@ -4,12 +4,13 @@ post-training quantization, the integer export and the depth engine's compiler w
 Recognised: convolutions (square odd kernel, "same" padding ``k // 2``, any stride, no dilation or
 groups), batch norm after a convolution (folded into it), ReLU, nearest 2x upsampling, channel
 concatenation of such tensors (a U-Net's skips) and identity residual adds before a ReLU (one
-convolution over its input and the skip side by side, the skip's weights the identity).  Every tensor a layer reads must come out of a
-ReLU (the engine's activations are unsigned); the last convolution may have a ReLU or not.  timm
-models with train-time branches (RepVGG, MobileOne) are reparameterized by the source loader before
-capture.  Residual adds, pooling, depthwise convolutions and the rest are an
-:class:`UnsupportedModelError` naming the node and its source line.  The mapped graph is run beside
-the captured program on random images and must agree to float32 round-off (:data:`RTOL`).
+convolution over its input and the skip side by side, the skip's weights the identity).  Every
+tensor a layer reads must come out of a ReLU (the engine's activations are unsigned); the last
+convolution may have a ReLU or not.  timm models with train-time branches (RepVGG, MobileOne) are
+reparameterized by the source loader before capture.  Strided or projected skips, pooling,
+depthwise convolutions and the rest are an :class:`UnsupportedModelError` naming the node and its
+source line.  The mapped graph is run beside the captured program on random images and must agree
+to float32 round-off (:data:`RTOL`).
 """
 
 from __future__ import annotations
