@@ -57,24 +57,30 @@ def int_model(args, x_calib):
     if getattr(args, "model", None):
         from .imported import load_model_dir
 
-        if getattr(args, "vit", None):
-            raise CliError("give --model or --vit, not both")
+        given = [f"--{k}" for k in ("vit", "subnet", "checkpoint", "precision", "ratio8")
+                 if getattr(args, k) is not None]
+        if given:
+            raise CliError(f"{given[0]} goes with a supernet subnet or --vit: an imported model (--model) brings its "
+                           "own precision; leave it out")
         md = load_model_dir(args.model)
         return md.int_model(), f"{md.name} ({md.quant['precision']})"
+    precision = args.precision or "mixed"
+    ratio8 = 0.5 if args.ratio8 is None else args.ratio8
     if getattr(args, "vit", None):
         from qsilicon.quant.models.vit import load
 
         if not Path(args.vit).exists():
             raise CliError(f"ViT checkpoint {args.vit} not found: run 'qsilicon train vit' first")
         model, _ = load(args.vit)
-        return IntViT(model, x_calib, args.precision, args.ratio8), f"{Path(args.vit).name} ({args.precision})"
+        return IntViT(model, x_calib, precision, ratio8), f"{Path(args.vit).name} ({precision})"
     from qsilicon.quant.supernet import Subnet, export_subnet, load_supernet
 
-    if not Path(args.checkpoint).is_file():
-        raise CliError(f"supernet checkpoint {args.checkpoint} not found: run 'qsilicon supernet train' first")
-    sv, _ = load_supernet(args.checkpoint)
+    checkpoint = args.checkpoint or str(DEFAULT_SUPERNET)
+    if not Path(checkpoint).is_file():
+        raise CliError(f"supernet checkpoint {checkpoint} not found: run 'qsilicon supernet train' first")
+    sv, _ = load_supernet(checkpoint)
     try:
-        s = Subnet.parse(args.subnet, sv.space)
+        s = Subnet.parse(args.subnet or "largest", sv.space)
     except ValueError as e:
         raise CliError(f"--subnet: {e}") from None
     ex = export_subnet(sv, s)
@@ -403,13 +409,14 @@ def _design_args(p, *, tag_required: bool = True) -> None:
 
 
 def _model_args(p) -> None:
-    p.add_argument("--subnet", default="largest", help="supernet subnet: 'largest', 'smallest' or depth=..,dim=..,"
+    p.add_argument("--subnet", default=None, help="supernet subnet: 'largest', 'smallest' or depth=..,dim=..,"
                    "heads=..,mlp=..,r8=.. (default largest)")
-    p.add_argument("--checkpoint", default=str(DEFAULT_SUPERNET), help="supernet checkpoint")
+    p.add_argument("--checkpoint", default=None, help=f"supernet checkpoint (default {DEFAULT_SUPERNET.name})")
     p.add_argument("--vit", default=None, help=f"instead of a subnet: a trained ViT checkpoint (e.g. "
                    f"{DEFAULT_VIT.name})")
-    p.add_argument("--precision", choices=("w8a8", "w4a8", "mixed"), default="mixed", help="with --vit")
-    p.add_argument("--ratio8", type=float, default=0.5, help="with --vit --precision mixed: int8 share per layer")
+    p.add_argument("--precision", choices=("w8a8", "w4a8", "mixed"), default=None, help="with --vit (default mixed)")
+    p.add_argument("--ratio8", type=float, default=None, help="with --vit --precision mixed: int8 share per layer "
+                   "(default 0.5)")
     p.add_argument("--model", default=None, help="instead of a subnet: an imported model directory ('qsilicon import' "
                    "then 'qsilicon quantize model'), at its own precision, on its own images")
 

@@ -205,8 +205,10 @@ def cmd_search(args) -> int:
         if args.model:
             from .imported import search_model
 
-            if args.checkpoint != defaults["checkpoint"]:
-                raise CliError("--checkpoint (a supernet) and --model (an imported model) exclude each other")
+            given = [k for k in ("checkpoint", "images", "no_holdout") if getattr(args, k) != defaults[k]]
+            if given:
+                raise CliError(f"--{given[0].replace('_', '-')} belongs to the supernet search; --model searches the "
+                               "hardware for an imported model (its accuracy is fixed)")
             return search_model(args, board, space, out, _storage_url(args, out))
         return _search(args, board, space, out)
     except CliError:

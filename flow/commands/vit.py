@@ -91,23 +91,28 @@ def cmd_verify_vit_layer(args) -> int:
 
     if not 1 <= args.images <= 64:
         raise CliError(f"--images must be from 1 to 64, not {args.images}")
-    if not 0 <= args.ratio8 <= 1:
+    if args.ratio8 is not None and not 0 <= args.ratio8 <= 1:
         raise CliError(f"--ratio8 must be from 0 to 1, not {args.ratio8}")
     if args.model:
         from .imported import load_model_dir
 
+        given = [f"--{k}" for k in ("checkpoint", "precision", "ratio8") if getattr(args, k) is not None]
+        if given:
+            raise CliError(f"{given[0]} goes with a trained ViT checkpoint: an imported model (--model) brings its own "
+                           "precision; leave it out")
         md = load_model_dir(args.model)
         iv, (xt, _) = md.int_model(), md.eval_images()
         precision, what = iv.precision, md.name
         if args.images > len(xt):
             raise CliError(f"the model directory keeps {len(xt)} evaluation images, not {args.images}")
     else:
-        if not Path(args.checkpoint).exists():
-            raise CliError(f"checkpoint {args.checkpoint} not found: run 'qsilicon train vit' first")
+        checkpoint = args.checkpoint or str(DEFAULT_VIT)
+        if not Path(checkpoint).exists():
+            raise CliError(f"checkpoint {checkpoint} not found: run 'qsilicon train vit' first")
         x, _, xt, _ = fashion_mnist_splits()
-        model, _ = load(args.checkpoint)
-        precision, what = args.precision, "vit"
-        iv = IntViT(model, x[:1000], precision, args.ratio8)
+        model, _ = load(checkpoint)
+        precision, what = args.precision or "w8a8", "vit"
+        iv = IntViT(model, x[:1000], precision, 0.5 if args.ratio8 is None else args.ratio8)
     require_simulator(args.sim)
     try:
         iv.linear_layer(args.layer)
@@ -163,13 +168,13 @@ def register(sub, groups) -> None:
     vl = groups["verify"].add_parser("vit-layer", help="a linear layer of the trained ViT, on real integer "
                                      "activations, on the RTL")
     vl.add_argument("--layer", required=True, help="embed, head or b<i>.<qkv|proj|fc1|fc2>, e.g. b0.fc1")
-    vl.add_argument("--precision", choices=("w8a8", "w4a8", "mixed"), default="w8a8")
-    vl.add_argument("--ratio8", type=float, default=0.5, help="share of int8 rows for mixed (default 0.5)")
+    vl.add_argument("--precision", choices=("w8a8", "w4a8", "mixed"), default=None, help="default w8a8")
+    vl.add_argument("--ratio8", type=float, default=None, help="share of int8 rows for mixed (default 0.5)")
     vl.add_argument("--images", type=int, default=2, help="test images whose tokens form the rows (default 2)")
     vl.add_argument("--rows", type=int, default=8)
     vl.add_argument("--cols", type=int, default=8)
     vl.add_argument("--sim", choices=("icarus", "verilator"), default="verilator")
-    vl.add_argument("--checkpoint", default=str(DEFAULT_VIT))
+    vl.add_argument("--checkpoint", default=None, help=f"trained ViT checkpoint (default {DEFAULT_VIT})")
     vl.add_argument("--model", help="instead of --checkpoint: an imported, quantized model directory (qsilicon "
                     "import), at its own precision, on its kept evaluation images")
     vl.add_argument("--json", action="store_true")

@@ -129,6 +129,10 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, model_dirs):
     assert p.returncode == 2 and "activations are int8" in p.stderr
     p = run("quantize", "model", str(tmp_path), "--calib", "random:8")
     assert p.returncode == 2 and "not an imported model directory" in p.stderr
+    p = run("compile", "vit", "--model", str(model_dirs["vit"]), *DESIGN, "--precision", "w8a8", "-o", str(out))
+    assert p.returncode == 2 and "--precision goes with a supernet subnet or --vit" in p.stderr and not out.exists()
+    p = run("search", "--model", str(model_dirs["vit"]), "--board", "zcu102", "--images", "100", "-o", str(out))
+    assert p.returncode == 2 and "--images belongs to the supernet search" in p.stderr and not out.exists()
     p = run("quantize", "model", str(model_dirs["vit"]), "--calib", "fashion-mnist:train:8")
     assert p.returncode == 0  # resized and channel-repeated to the model's 3x16x16
     p = run("quantize", "model", str(model_dirs["vit"]), "--calib", "random:128")  # back to the fixture's state
