@@ -31,7 +31,7 @@ from qsilicon.quant.supernet import SearchSpace, Subnet
 from .accel import AccelConfig, fits, predict, subnet_workload, utilization
 
 __all__ = ["Candidate", "FixedModel", "HardwareSpace", "JointSpace", "SpaceError", "evaluate", "evaluate_ops",
-           "load_space", "pareto_front", "run_search"]
+           "knee_fps_util", "load_space", "pareto_front", "run_search"]
 
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "configs" / "search_space.yaml"
 RESOURCES = ("lut", "ff", "dsp", "bram36")
@@ -445,6 +445,17 @@ def accuracy_fps_front(front: list[dict]) -> list[dict]:
             out.append(r)
             best = r["accuracy"]
     return out
+
+
+def knee_fps_util(front: list[dict]) -> dict:
+    """For a fixed model (only the hardware searched): the front design nearest the ideal corner
+    (highest FPS, lowest largest resource share), each axis normalized (log FPS)."""
+    if not front:
+        raise ValueError("the Pareto front is empty: no feasible design (relax constraints or widen the space)")
+    f = [math.log(r["fps"]) for r in front]
+    u = [r["max_util"] for r in front]
+    df, du = (max(f) - min(f)) or 1.0, (max(u) - min(u)) or 1.0
+    return min(front, key=lambda r: ((max(f) - math.log(r["fps"])) / df) ** 2 + ((r["max_util"] - min(u)) / du) ** 2)
 
 
 def knee(front: list[dict]) -> dict:

@@ -76,8 +76,7 @@ def depth_model(path):
         if md.family != "cnn":
             raise CliError(f"{path} holds a ViT (for the ViT accelerator: 'qsilicon compile|verify|latency vit --model "
                            f"{path}'), not a CNN")
-        if md.quant is None:
-            raise CliError(f"{path} is not quantized yet: run 'qsilicon quantize model {path} --calib ...' first")
+        md.quantized()
         ig = load_int_depth(path).ig
         x, _ = md.eval_images()
         return ig, md.meta["input_shape"][-1], x[:1], f"{md.name} ({md.quant['precision']})"

@@ -1,11 +1,13 @@
 """Users' own models: ``qsilicon import SOURCE -o DIR``, ``qsilicon quantize model DIR`` and
 ``qsilicon export DIR -o FILE.onnx``.
 
-A model directory holds ``model.pt`` (the mapped float model, a :mod:`qsilicon.quant.models.vit`
-checkpoint), ``import.json`` (source, configuration, operators, the numerical check), and after
-quantizing ``quant.pt`` (precision, calibration images, a few evaluation images) and
-``quant.json`` (accuracy before and after).  ``--model DIR`` on ``compile vit``, ``verify vit``,
-``verify vit-layer``, ``latency vit`` and ``search`` takes such a directory.
+A model directory holds ``model.pt`` (the mapped float model: a :mod:`qsilicon.quant.models.vit`
+checkpoint, or a CNN's conv nodes), ``import.json`` (source, family, configuration, operators, the
+numerical check), ``source.pt2`` (the captured program), and after quantizing ``quant.pt``
+(precision, calibration images, a few evaluation images), ``quant.json`` (accuracy or SQNR before
+and after) and for a CNN ``int_graph.pt``.  ``--model DIR`` on ``compile|verify|latency vit``,
+``verify vit-layer`` and ``search`` (ViT) or ``compile|verify|latency|search depth`` (CNN) takes
+such a directory.
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ class ModelDir:
     def family(self) -> str:
         return self.meta.get("family", "vit")
 
+    def quantized(self) -> dict:
+        """``quant.pt``'s contents, or the one-line error that says how to make it."""
+        if self.quant is None:
+            raise CliError(f"model directory {self.path} is not quantized yet: run 'qsilicon quantize model "
+                           f"{self.path} --calib ...' first")
+        return self.quant
+
     def int_model(self):
         """The integer model (:class:`~qsilicon.quant.models.int_vit.IntViT`) as quantized."""
         from qsilicon.quant.models.int_vit import IntViT
@@ -49,17 +58,13 @@ class ModelDir:
         if self.family != "vit":
             raise CliError(f"{self.path} holds a CNN (for the depth engine: 'qsilicon compile|verify|latency depth "
                            f"--model {self.path}'), not a ViT")
-        if self.quant is None:
-            raise CliError(f"model directory {self.path} is not quantized yet: run 'qsilicon quantize model "
-                           f"{self.path} --calib ...' first")
-        q = self.quant
+        q = self.quantized()
         return IntViT(self.model, q["calib"], q["precision"], q["ratio8"])
 
     def eval_images(self):
         """``(images, labels or None)`` kept for verification."""
-        if self.quant is None:
-            raise CliError(f"model directory {self.path} is not quantized yet: run 'qsilicon quantize model' first")
-        return self.quant["eval"], self.quant.get("eval_labels")
+        q = self.quantized()
+        return q["eval"], q.get("eval_labels")
 
 
 def load_model_dir(path: str | os.PathLike) -> ModelDir:
@@ -141,7 +146,6 @@ def cmd_quantize_model(args) -> int:
     from qsilicon.quant.frontend import UnsupportedModelError
     from qsilicon.quant.frontend.data import load_images
     from qsilicon.quant.models.int_vit import IntViT
-    from qsilicon.quant.models.vit import evaluate
 
     md = load_model_dir(args.model_dir)
     if not 1 <= args.calib_images <= MAX_CALIB:
@@ -175,7 +179,7 @@ def cmd_quantize_model(args) -> int:
     if float(x_cal.abs().max()) > 1:
         progress("calibration images outside [-1, 1]: the integer ViT's input codes are int8 of scale 1/127, values "
                  "outside are clamped")
-    iv = IntViT(md.model, x_cal, "mixed" if args.precision == "mixed" else args.precision, ratio8)
+    iv = IntViT(md.model, x_cal, args.precision, ratio8)
     with torch.no_grad():
         f_top = torch.cat([md.model(x_ev[i : i + 256]).argmax(-1) for i in range(0, len(x_ev), 256)])
         q_top = torch.cat([iv.logits(x_ev[i : i + 256]).argmax(-1) for i in range(0, len(x_ev), 256)])
@@ -186,9 +190,9 @@ def cmd_quantize_model(args) -> int:
               "calib": args.calib, "calib_images": len(x_cal), "eval": args.eval or "(the calibration images)",
               "eval_images": len(x_ev), "top1_agreement": float((f_top == q_top).float().mean()) * 100}
     if y_ev is not None:
-        report["float_accuracy"] = evaluate(md.model, x_ev, y_ev)
+        report["float_accuracy"] = float((f_top == y_ev).float().mean()) * 100
         report["integer_accuracy"] = float((q_top == y_ev).float().mean()) * 100
-    quant = {"precision": "mixed" if args.precision == "mixed" else args.precision, "ratio8": ratio8,
+    quant = {"precision": args.precision, "ratio8": ratio8,
              "calib": x_cal, "eval": x_ev[:KEPT_EVAL].clone()}
     if y_ev is not None:
         quant["eval_labels"] = y_ev[:KEPT_EVAL].clone()
@@ -290,8 +294,7 @@ def cmd_export(args) -> int:
     out = Path(args.output)
     if out.suffix != ".onnx":
         raise CliError(f"-o {out}: write a .onnx file")
-    if md.quant is None:
-        raise CliError(f"{md.path} is not quantized yet: run 'qsilicon quantize model {md.path} --calib ...' first")
+    md.quantized()
     if not 1 <= args.check_images <= KEPT_EVAL:
         raise CliError(f"--check-images must be from 1 to {KEPT_EVAL}, not {args.check_images}")
     x, _ = md.eval_images()
@@ -390,7 +393,7 @@ def search_model(args, board, space, out: Path, storage: str) -> int:
     """``qsilicon search --model DIR --board B``: NSGA-II over the space's hardware section for one
     imported model (FPS up, largest resource share down); ``pareto.json`` in ``out``."""
     from qsilicon.search.accel import int_vit_workload
-    from qsilicon.search.joint import FixedModel, SpaceError, pareto_front, run_search, trial_records
+    from qsilicon.search.joint import FixedModel, SpaceError, knee_fps_util, pareto_front, run_search, trial_records
 
     md = load_model_dir(args.model)
     iv = md.int_model()
@@ -417,7 +420,7 @@ def search_model(args, board, space, out: Path, storage: str) -> int:
     if not front:
         raise CliError(f"no design among {len(records)} trials on {board.name} holds {fixed.name}: add larger "
                        "activation buffers (abuf_kib) or relax constraints.util_cap in the space")
-    pick = _knee_fps_util(front)
+    pick = knee_fps_util(front)
     doc = {"board": board.name, "part": board.part, "study": summary["study"], "model": fixed.name,
            "model_dir": str(md.path), "accuracy": acc, "accuracy_source": what, "space": space.to_dict(),
            "trials": len(records), "feasible": sum(r["feasible"] for r in records),
@@ -440,14 +443,3 @@ def search_model(args, board, space, out: Path, storage: str) -> int:
     print(f"written to {out / 'pareto.json'}; build the knee with 'qsilicon verilog design --pareto "
           f"{out / 'pareto.json'} -o DIR'")
     return 0
-
-
-def _knee_fps_util(front: list[dict]) -> dict:
-    """The front design nearest the ideal corner (highest FPS, lowest largest resource share),
-    each axis normalized (log FPS)."""
-    import math
-
-    f = [math.log(r["fps"]) for r in front]
-    u = [r["max_util"] for r in front]
-    df, du = (max(f) - min(f)) or 1.0, (max(u) - min(u)) or 1.0
-    return min(front, key=lambda r: ((max(f) - math.log(r["fps"])) / df) ** 2 + ((r["max_util"] - min(u)) / du) ** 2)

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 import torch
 
 from ..ptq.graph import INPUT, ConvNode, run_graph
-from .errors import UnsupportedModelError, node_where
+from .errors import UnsupportedModelError
+from .errors import unsupported as _bad
 from .source import ImportedSource
+from .walk import GraphWalker, captured_outputs, operator_census
 
 __all__ = ["RTOL", "CnnImport", "import_cnn"]
 
@@ -57,29 +59,20 @@ class CnnImport:
                           "rtol": RTOL}}
 
 
-def _bad(node, why: str, hint: str = "") -> UnsupportedModelError:
-    return UnsupportedModelError(f"{why}: {node_where(node)}" + (f" ({hint})" if hint else ""))
-
-
-class _Mapper:
+class _Mapper(GraphWalker):
     def __init__(self, ep: torch.export.ExportedProgram) -> None:
-        self.ep = ep
-        sig = ep.graph_signature
-        self.names = {**sig.inputs_to_parameters, **sig.inputs_to_buffers,
-                      **getattr(sig, "inputs_to_lifted_tensor_constants", {})}
-        self.tag: dict = {}
+        super().__init__(ep)
         self.pending: dict[int, dict] = {}  # conv index -> weight, bias, stride, inputs, node
         self.nodes: list[ConvNode] = []
         self.convs = 0
 
-    def value(self, node, arg) -> torch.Tensor | None:
+    def param(self, node, arg) -> torch.Tensor | None:
         if arg is None:
             return None
         t = self.tag.get(arg)
         if not (t and t[0] == "param"):
             raise _bad(node, "a computed value where a parameter is expected")
-        name = t[1]
-        return (self.ep.state_dict[name] if name in self.ep.state_dict else self.ep.constants[name]).detach()
+        return self.value(t[1])
 
     def finish(self, idx: int, relu: bool, consumer) -> str:
         """Close the pending convolution ``idx`` (with or without ReLU): its output tensor name."""
@@ -107,29 +100,7 @@ class _Mapper:
         raise _bad(node, f"a layer on a {tag[0]}")
 
     def run(self) -> None:
-        user = set(self.ep.graph_signature.user_inputs)
-        for node in self.ep.graph.nodes:
-            val = node.meta.get("val")
-            for v in val if isinstance(val, (list, tuple)) else [val]:
-                if isinstance(v, torch.Tensor) and any(not isinstance(d, int) for d in v.shape):
-                    raise _bad(node, f"dynamic shape {tuple(v.shape)} from {node.target}",
-                               "the accelerators need every shape fixed")
-        for node in self.ep.graph.nodes:
-            if node.op == "placeholder":
-                self.tag[node] = ("t", INPUT) if node.name in user else ("param", self.names.get(node.target))
-            elif node.op == "output":
-                self.output(node)
-            elif node.op == "call_function":
-                name = getattr(node.target, "__name__", str(node.target))
-                if name.startswith(("_assert", "sym_")):
-                    continue
-                self.tag[node] = self.visit(node)
-            else:
-                raise _bad(node, f"graph node of kind {node.op}")
-
-    def arg(self, node, i: int = 0):
-        a = node.args[i]
-        return self.tag.get(a) if isinstance(a, torch.fx.Node) else ("const", a)
+        self.walk(("t", INPUT))
 
     def visit(self, node):
         t = node.target
@@ -178,7 +149,7 @@ class _Mapper:
         x, w, b, stride, padding, dilation, groups = a[:7]
         stride, padding, dilation = stride or [1, 1], padding or [0, 0], dilation or [1, 1]
         groups = groups or 1
-        wt = self.value(node, w)
+        wt = self.param(node, w)
         k = wt.shape[-1]
         if isinstance(padding, str) or wt.shape[-2] != k or k % 2 == 0 or list(padding) != [k // 2] * 2 or \
                 list(dilation) != [1, 1] or groups != 1 or stride[0] != stride[1]:
@@ -186,7 +157,7 @@ class _Mapper:
                              f"{padding}, dilation {tuple(dilation)}, groups {groups}",
                        "the engine runs square odd kernels with padding k // 2, no dilation, no groups")
         inputs = self.tensor_inputs(node, self.arg(node))
-        bt = self.value(node, b)
+        bt = self.param(node, b)
         idx = self.convs
         self.convs += 1
         self.pending[idx] = {"w": wt.double(), "b": torch.zeros(wt.shape[0], dtype=torch.float64) if bt is None
@@ -227,11 +198,11 @@ class _Mapper:
             _, w, b, mean, var, _, eps = node.args[:7]
         p = self.pending[src[1]]
         n = p["w"].shape[0]
-        g = (self.value(node, w).double() if w is not None else torch.ones(n, dtype=torch.float64)) / \
-            torch.sqrt(self.value(node, var).double() + float(eps))
-        beta = self.value(node, b).double() if b is not None else torch.zeros(n, dtype=torch.float64)
+        g = (self.param(node, w).double() if w is not None else torch.ones(n, dtype=torch.float64)) / \
+            torch.sqrt(self.param(node, var).double() + float(eps))
+        beta = self.param(node, b).double() if b is not None else torch.zeros(n, dtype=torch.float64)
         p["w"] = p["w"] * g[:, None, None, None]
-        p["b"] = (p["b"] - self.value(node, mean).double()) * g + beta
+        p["b"] = (p["b"] - self.param(node, mean).double()) * g + beta
         return ("conv", src[1]) if node.target is aten.batch_norm.default else ("bn", ("conv", src[1]))
 
     def output(self, node):
@@ -261,15 +232,8 @@ def import_cnn(src: ImportedSource, *, check_images: int = 4, seed: int = 0) -> 
         raise UnsupportedModelError(f"{src.spec}: no convolution found")
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((check_images, *src.input_shape), generator=g)
-    run = src.program.module()
+    ref = captured_outputs(src, x)
     with torch.no_grad():
-        refs = []
-        for xi in x:
-            r = run(xi)
-            while isinstance(r, (list, tuple)):
-                r = r[0]
-            refs.append(r)
-        ref = torch.cat(refs)
         env, _ = run_graph(mp.nodes, x.reshape(-1, *src.input_shape[1:]))
         got = env[mp.nodes[-1].output]
     if got.shape != ref.shape:
@@ -279,9 +243,4 @@ def import_cnn(src: ImportedSource, *, check_images: int = 4, seed: int = 0) -> 
     if not diff <= RTOL * max(1.0, scale):
         raise UnsupportedModelError(f"{src.spec}: the mapped CNN differs from the captured graph (max |diff| "
                                     f"{diff:.3g} on outputs up to {scale:.3g})")
-    census: dict[str, int] = {}
-    for node in src.program.graph.nodes:
-        if node.op == "call_function":
-            k = getattr(node.target, "__name__", str(node.target))
-            census[k] = census.get(k, 0) + 1
-    return CnnImport(mp.nodes, src.spec, tuple(src.input_shape), census, diff, scale)
+    return CnnImport(mp.nodes, src.spec, tuple(src.input_shape), operator_census(src.program), diff, scale)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["UnsupportedModelError", "node_where"]
+__all__ = ["UnsupportedModelError", "node_where", "unsupported"]
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+)')
 
@@ -37,3 +37,8 @@ def node_where(node) -> str:
         if path:
             what += f" in {path}"
     return what
+
+
+def unsupported(node, why: str, hint: str = "") -> UnsupportedModelError:
+    """The one-line error for ``node``: what is wrong, where, and (``hint``) what the engine runs."""
+    return UnsupportedModelError(f"{why}: {node_where(node)}" + (f" ({hint})" if hint else ""))

@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..models.vit import ViT, ViTConfig
-from .errors import UnsupportedModelError, node_where
+from .errors import UnsupportedModelError
+from .errors import unsupported as _unsupported
 from .source import ImportedSource
+from .walk import GraphWalker, captured_outputs, operator_census
 
 __all__ = ["RTOL", "SUPPORTED", "VitImport", "import_vit"]
 
@@ -62,7 +64,6 @@ class VitImport:
     operators: dict[str, int]
     max_abs_diff: float
     max_abs_logit: float
-    report: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -73,17 +74,9 @@ class VitImport:
                           "rtol": RTOL}, "param_map": self.param_map}
 
 
-def _unsupported(node, why: str, hint: str = "") -> UnsupportedModelError:
-    return UnsupportedModelError(f"{why}: {node_where(node)}" + (f" ({hint})" if hint else ""))
-
-
-class _Mapper:
+class _Mapper(GraphWalker):
     def __init__(self, ep: torch.export.ExportedProgram) -> None:
-        self.ep = ep
-        sig = ep.graph_signature
-        self.param_names = {**sig.inputs_to_parameters, **sig.inputs_to_buffers,
-                            **getattr(sig, "inputs_to_lifted_tensor_constants", {})}
-        self.tag: dict = {}
+        super().__init__(ep)
         self.embed = None  # (weight, bias, patch)
         self.prefix: list[str] = []
         self.pos = None
@@ -94,11 +87,6 @@ class _Mapper:
         self.used: dict[str, str] = {}
 
     # ---------------------------------------------------------------- values
-    def value(self, name: str) -> torch.Tensor:
-        if name in self.ep.state_dict:
-            return self.ep.state_dict[name].detach()
-        return self.ep.constants[name].detach()
-
     def param(self, node, arg, what: str, ours: str) -> torch.Tensor | None:
         if arg is None:
             return None
@@ -111,49 +99,22 @@ class _Mapper:
     def blk(self, i: int) -> dict:
         return self.blocks.setdefault(i, {})
 
-    # ---------------------------------------------------------------- the walk
     def run(self) -> None:
-        user_inputs = set(self.ep.graph_signature.user_inputs)
-        for node in self.ep.graph.nodes:  # shapes first: a dynamic one is the root cause of what follows
-            val = node.meta.get("val")
-            for v in val if isinstance(val, (list, tuple)) else [val]:
-                if isinstance(v, torch.Tensor) and any(not isinstance(d, int) for d in v.shape):
-                    raise _unsupported(node, f"dynamic shape {tuple(v.shape)} from {node.target}",
-                                       "the accelerators need every shape fixed")
-        for node in self.ep.graph.nodes:
-            if node.op == "placeholder":
-                if node.name in user_inputs:
-                    self.tag[node] = ("input",)
-                else:
-                    self.tag[node] = ("param", self.param_names.get(node.target, node.target))
-                continue
-            if node.op == "output":
-                self.output(node)
-                continue
-            if node.op != "call_function":
-                raise _unsupported(node, f"graph node of kind {node.op}")
-            name = getattr(node.target, "__name__", str(node.target))
-            if name.startswith(("_assert", "sym_")) or node.target is aten._assert_tensor_metadata.default:
-                continue
-            self.tag[node] = self.visit(node)
-
-    def arg_tag(self, node, i: int = 0):
-        a = node.args[i]
-        return self.tag.get(a) if isinstance(a, torch.fx.Node) else ("const", a)
+        self.walk(("input",))
 
     def visit(self, node):
         t = node.target
         if t is aten.dropout.default and len(node.args) > 2 and node.args[2]:
             raise _unsupported(node, "dropout in training mode (export the model in eval mode)")
         if t is aten.select.int:
-            src = self.arg_tag(node)
+            src = self.arg(node)
             if src and src[0] == "ln" and node.args[1] == 1:
                 return ("token", src[1], node.args[2])
             if src and src[0] == "stream" and node.args[1] == 1:  # a token picked before the final LayerNorm
                 return ("stream_token", src[1], node.args[2])
             return src
         if t in _LAYOUT:
-            return self.arg_tag(node)
+            return self.arg(node)
         handler = {
             aten.conv2d.default: self.conv, aten.cat.default: self.cat, aten.add.Tensor: self.add,
             aten.layer_norm.default: self.layer_norm, aten.linear.default: self.linear,
@@ -215,7 +176,7 @@ class _Mapper:
                                  "embedding and the residual branches)")
 
     def layer_norm(self, node):
-        src = self.arg_tag(node)
+        src = self.arg(node)
         if src and src[0] == "stream_token":  # LayerNorm is per token: the same as normalizing all, then picking
             n, tok = src[1], src[2]
             self.layer_norm_params(node, n)
@@ -240,7 +201,7 @@ class _Mapper:
         self.lns[n] = p
 
     def linear(self, node):
-        src = self.arg_tag(node)
+        src = self.arg(node)
         kind = src and src[0]
         if kind == "ln" and src[1] % 2 == 0:
             role, blk = "qkv", src[1] // 2
@@ -279,7 +240,7 @@ class _Mapper:
         return ("attn", blk)
 
     def sdpa(self, node):
-        tags = [self.arg_tag(node, i) for i in range(3)]
+        tags = [self.arg(node, i) for i in range(3)]
         if not all(t and t[0] == "qkv" for t in tags) or len({t[1] for t in tags}) != 1:
             raise _unsupported(node, "attention whose q, k and v are not one qkv projection's")
         kw = dict(zip(("attn_mask", "dropout_p", "is_causal"), node.args[3:6], strict=False)) | dict(node.kwargs)
@@ -292,14 +253,14 @@ class _Mapper:
         return self._attention(node, tags[0][1], q_shape)
 
     def mul(self, node):
-        src, other = self.arg_tag(node), self.arg_tag(node, 1)
+        src, other = self.arg(node), self.arg(node, 1)
         if src and src[0] == "qkv" and other and other[0] == "const":
             return ("qkv_scaled", src[1], float(other[1]))
         raise _unsupported(node, "a multiplication other than the attention scale (LayerScale and similar are not "
                                  "mapped)")
 
     def matmul(self, node):
-        a, b = self.arg_tag(node), self.arg_tag(node, 1)
+        a, b = self.arg(node), self.arg(node, 1)
         if a and a[0] == "qkv_scaled" and b and b[0] == "qkv" and a[1] == b[1]:
             hd = node.args[0].meta["val"].shape[-1]
             if not math.isclose(a[2], hd ** -0.5, rel_tol=1e-6):
@@ -310,13 +271,13 @@ class _Mapper:
         raise _unsupported(node, "a matrix product other than attention's q k^T and probabilities @ v")
 
     def softmax(self, node):
-        a = self.arg_tag(node)
+        a = self.arg(node)
         if a and a[0] == "scores" and node.args[1] in (-1, 3):
             return ("probs", a[1], a[2])
         raise _unsupported(node, "a softmax other than attention's over the keys")
 
     def gelu_op(self, node):
-        a = self.arg_tag(node)
+        a = self.arg(node)
         if not (a and a[0] == "fc1"):
             raise _unsupported(node, "a GELU other than the MLP's")
         approx = node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none")
@@ -326,7 +287,7 @@ class _Mapper:
         return ("gelu", a[1])
 
     def div(self, node):
-        a, b = self.arg_tag(node), self.arg_tag(node, 1)
+        a, b = self.arg(node), self.arg(node, 1)
         if a == ("logit_sum",) and b == ("const", 2):
             return ("mean_logits",)
         raise _unsupported(node, "a division other than the mean of DeiT's two classifiers")
@@ -419,9 +380,8 @@ def import_vit(src: ImportedSource, *, check_images: int = 4, seed: int = 0) -> 
     # the check: the mapped model against the captured program on random images
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((check_images, src.input_shape[0], c, h, wd), generator=g)
-    run = src.program.module()
+    ref = captured_outputs(src, x)
     with torch.no_grad():
-        ref = torch.cat([run(xi) for xi in x])  # the program is captured for its own batch size
         got = model(x.reshape(-1, c, h, wd))
     diff = float((ref - got).abs().max())
     scale = float(ref.abs().max())
@@ -429,11 +389,6 @@ def import_vit(src: ImportedSource, *, check_images: int = 4, seed: int = 0) -> 
         raise UnsupportedModelError(f"{src.spec}: the mapped ViT differs from the captured graph (max |diff| {diff:.3g}"
                                     f" on logits up to {scale:.3g}): the graph's layout between its operations is "
                                     "not the one the accelerator runs")
-    census: dict[str, int] = {}
-    for node in src.program.graph.nodes:
-        if node.op == "call_function":
-            k = getattr(node.target, "__name__", str(node.target))
-            census[k] = census.get(k, 0) + 1
     def ours(key: str) -> str:
         name, _, leaf = key.rpartition(".")
         if name.startswith("ln"):
@@ -449,4 +404,4 @@ def import_vit(src: ImportedSource, *, check_images: int = 4, seed: int = 0) -> 
     param_map = {ours(k): v for k, v in mp.used.items()}
     for i, n in enumerate(mp.prefix):
         param_map["cls" if i == 0 else "dist"] = n
-    return VitImport(model, src.spec, param_map, census, diff, scale)
+    return VitImport(model, src.spec, param_map, operator_census(src.program), diff, scale)
