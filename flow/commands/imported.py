@@ -379,8 +379,8 @@ def register(sub, groups) -> None:
     qm.add_argument("--json", action="store_true")
     qm.set_defaults(func=cmd_quantize_model)
 
-    ex = sub.add_parser("export", help="a quantized imported model as a standard ONNX model whose arithmetic is integer "
-                        "(checked against the integer model with ONNX's reference evaluator)")
+    ex = sub.add_parser("export", help="a quantized imported model as a standard ONNX model whose arithmetic is "
+                        "integer (checked against the integer model with ONNX's reference evaluator)")
     ex.add_argument("model_dir", help="the directory 'qsilicon import' and 'qsilicon quantize model' wrote")
     ex.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     ex.add_argument("--check-images", type=int, default=4, help=f"kept evaluation images run through ONNX's reference "
