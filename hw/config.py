@@ -13,7 +13,7 @@ __all__ = ["ACCEL_LANES", "ACCEL_PACKINGS", "PACKINGS", "SUPPORTED_BITS", "Accel
 #: Operand widths the PEs support.
 SUPPORTED_BITS = (4, 8)
 #: Multiplier implementations (see :mod:`qsilicon.hw.blocks.packed`).
-PACKINGS = ("none", "dsp2", "dsp4", "lut")
+PACKINGS = ("none", "dsp2", "dsp4", "lut", "dot2")
 _MAX_DIM = 64
 
 
@@ -49,7 +49,9 @@ class GemmConfig:
         Multiplier lanes: ``none`` (``a * w`` per PE, mapped by the synthesis tool), ``dsp2``
         (one wide multiply per PE pair along a row: 2 MACs per DSP48E2; even ``cols``), ``dsp4``
         (one per 2x2 PE block: 4 MACs per DSP48E2; W4A4 only, even ``rows`` and ``cols``) or
-        ``lut`` (shift-and-add multipliers that stay in LUTs; 4-bit weights only).
+        ``lut`` (shift-and-add multipliers that stay in LUTs; 4-bit weights only) or ``dot2`` (a
+        DSP48E2 per PE that takes two reduction steps of an int4 tile per cycle: row-wise mixed
+        W8A8/W4A8 with signed activations only).
     mixed : bool
         Row-wise mixed precision (Quasar-ViT): the PEs take 8-bit weights and every tile says
         whether its rows are int8 or int4; int4 tiles carry their weights in half the bits.
@@ -84,8 +86,16 @@ class GemmConfig:
                 raise ValueError(f"dsp4 packing is for W4A4, not W{self.wbits}A{self.abits} (use dsp2)")
             if self.rows % 2 or self.cols % 2:
                 raise ValueError(f"dsp4 packing needs even rows and columns, not {self.rows}x{self.cols}")
+        if self.packing == "dot2" and not (self.mixed and self.abits == 8 and self.a_signed):
+            raise ValueError("dot2 packing is for row-wise mixed int8/int4 weights with int8 activations "
+                             "(mixed=True, abits=8, a_signed=True)")
         if self.packing == "lut" and self.wbits != 4:
             raise ValueError(f"lut packing is for 4-bit weights, not wbits={self.wbits} (use dsp2 or none)")
+
+    @property
+    def steps_per_beat4(self) -> int:
+        """Reduction steps an int4 tile's operand beat carries (2 with ``dot2`` packing, else 1)."""
+        return 2 if self.packing == "dot2" else 1
 
     @property
     def obits(self) -> int:

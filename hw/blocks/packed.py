@@ -17,20 +17,35 @@ WP486 for INT8 and WP521 for INT4).  What fits, for products of a ``p``-bit resu
 The product field at offset ``s`` of width ``f`` is recovered exactly: the low field is the
 sign-extended ``P[0:f]``; the rest is ``(P >> f) + P[f-1]``, which undoes the borrow that a
 negative low product took from the field above (and so on upwards).
+
+* ``dot2`` (row-wise mixed precision, int8 activations): one DSP48E2 per PE, which for an int4 row
+  computes a two-term dot product over two reduction steps,
+  ``(a0 + a1 * 2**13) * (w1 + w0 * 2**13) = a0 w1 + (a0 w0 + a1 w1) * 2**13 + a1 w0 * 2**26``:
+  the middle field is the sum of both products (13 bits hold ``[-2032, 2048]``; the low field
+  ``a0 w1`` fits 13 bits too, and ``w1 + w0 * 2**13`` fits the 18-bit port).  An int8 row puts
+  ``a * 2**13`` and ``w`` on the ports, so the same field holds the 16-bit product and the low
+  field is zero.  The packed row operand depends only on the array row and the packed weight
+  only on the column: they are formed once per row and column (:func:`dot2_operands`), not per
+  PE.  Two MACs per DSP and per PE on int4 rows, one on int8 rows.
 """
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Shape, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PACKINGS", "PackedMul", "check_lane", "lane_geometry", "nibble_mul", "shift_add_mul"]
+__all__ = [
+    "DOT2_SHIFT", "PACKINGS", "PackedMul", "check_lane", "dot2_field", "dot2_operands", "lane_geometry", "nibble_mul",
+    "shift_add_mul",
+]
 
 #: Multiplier implementations of the MAC array: ``none`` (a plain ``a * w`` per PE, mapped as the
-#: synthesis tool likes), ``dsp2``, ``dsp4`` (packed, above) and ``lut`` (an explicit shift-and-add
-#: multiplier per PE, which no tool maps to a DSP block).
-PACKINGS = ("none", "dsp2", "dsp4", "lut")
+#: synthesis tool likes), ``dsp2``, ``dsp4``, ``dot2`` (packed, above) and ``lut`` (an explicit
+#: shift-and-add multiplier per PE, which no tool maps to a DSP block).
+PACKINGS = ("none", "dsp2", "dsp4", "lut", "dot2")
+#: Offset of the product field of a ``dot2`` PE.
+DOT2_SHIFT = 13
 
 _DSP2_SPACING = 18
 _DSP4_A_SPACING = 11
@@ -39,7 +54,31 @@ _DSP4_W_SPACING = 22
 
 def lane_geometry(packing: str) -> tuple[int, int]:
     """``(activations, weights)`` a lane of ``packing`` takes: its share of the array."""
-    return {"none": (1, 1), "lut": (1, 1), "dsp2": (1, 2), "dsp4": (2, 2)}[packing]
+    return {"none": (1, 1), "lut": (1, 1), "dsp2": (1, 2), "dsp4": (2, 2), "dot2": (1, 1)}[packing]
+
+
+def dot2_operands(a0, a1, w, dot):
+    """The ``dot2`` multiplier ports of a row and of a column: ``(x, y)``.
+
+    ``a0``, ``a1`` are a row's int8 activations of reduction steps ``k`` and ``k + 1``; ``w`` is a
+    column's weight byte: an int8 weight, or (``dot`` set) two int4 weights, step ``k`` in the low
+    nibble and step ``k + 1`` in the high one.  ``x * y`` carries the PE's product (``dot`` 0) or
+    its two-term dot product (``dot`` 1) in the field :func:`dot2_field` reads."""
+    s = DOT2_SHIFT
+    x = Mux(dot, a0 + (a1 << s), a0 << s)
+    y = Mux(dot, w[4:8].as_signed() + (w[0:4].as_signed() << s), w.as_signed())
+    return x, y
+
+
+def dot2_field(acc, q, carry, dot):
+    """``acc`` plus the product (or dot product) in ``q = (x * y)[13:30]`` and ``carry = (x * y)[12]``.
+
+    In a ``dot`` product the field is 13 bits wide (the cross product ``a1 w0`` sits above it) and
+    a negative low field ``a0 w1`` borrowed one from it: ``sext(q[0:13]) + carry``.  In an int8
+    product the low field is zero and the field is the whole 17-bit ``q``.  The borrow is the
+    carry into one adder: ``({acc, 1} + {field, carry}) >> 1``."""
+    field = Mux(dot, q[0:13].as_signed(), q.as_signed())
+    return ((Cat(Const(1, 1), acc).as_signed() + Cat(carry, field).as_signed()) >> 1)
 
 
 def shift_add_mul(a, w):
@@ -82,6 +121,8 @@ def check_lane(packing: str, a_shape, w_shape) -> tuple[Shape, Shape]:
     if not w_shape.signed and packing not in ("none", "dsp2"):
         # shift-and-add weighs the top bit negative; dsp4's 11-bit fields are sized for int4 x int4.
         raise ValueError("Weights must be signed (unsigned column operands: none or dsp2 packing only)")
+    if packing == "dot2" and (a_shape != signed(8) or w_shape != signed(8)):
+        raise ValueError(f"dot2 packing takes int8 activations and int8/int4 weights, not {a_shape} x {w_shape}")
     limit = {"dsp2": 8, "dsp4": 4}.get(packing)
     if limit is not None and (a_shape.width > limit or w_shape.width > limit):
         raise ValueError(f"{packing} packing takes operands of up to {limit} bits, "
@@ -111,6 +152,8 @@ class PackedMul(wiring.Component):
 
     def __init__(self, packing: str, a_shape, w_shape) -> None:
         a_shape, w_shape = check_lane(packing, a_shape, w_shape)
+        if packing == "dot2":
+            raise ValueError("dot2 lanes are formed by the MAC array (dot2_operands / dot2_field), not a PackedMul")
         self._packing, self._a_shape, self._w_shape = packing, a_shape, w_shape
         na, nw = lane_geometry(packing)
         self._pw = a_shape.width + w_shape.width + 1

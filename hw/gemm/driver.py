@@ -46,7 +46,7 @@ class GemmSchedule:
     Members
     -------
     act, wgt : list[int]
-        Operand beats, ``tiles * K`` each.
+        Operand beats, ``K`` per tile (``ceil(K / 2)`` per int4 tile of a ``dot2`` engine).
     par : list[int]
         One parameter beat per tile.
     tiles : list[Tile]
@@ -136,7 +136,10 @@ def schedule_gemm(case: GemmCase, cfg: GemmConfig) -> GemmSchedule:
         for n0 in range(0, len(channels), C):
             chans = tuple(channels[n0 + c] if n0 + c < len(channels) else -1 for c in range(C))
             wcols = [w[ch] if ch >= 0 else [0] * k for ch in chans]
-            wbeats = [_weight_beat(w_lay, cfg, [wcols[c][kk] for c in range(C)], w4) for kk in range(k)]
+            step = cfg.steps_per_beat4 if w4 else 1
+            steps = range(0, k, step)  # a dot2 int4 beat: steps kk and kk + 1 (zero weights past K)
+            wbeats = [_weight_beat(w_lay, cfg, [wcols[c][kk + i] if kk + i < k else 0
+                                                for i in range(step) for c in range(C)], w4) for kk in steps]
             pbeat = pack(p_lay, [
                 {"bias": bias[ch], "m0": m0s[ch], "shift": shifts[ch], "zp": zps[ch]}
                 if ch >= 0 else {"bias": 0, "m0": 0, "shift": 0, "zp": 0}
@@ -144,8 +147,11 @@ def schedule_gemm(case: GemmCase, cfg: GemmConfig) -> GemmSchedule:
             ])
             for mt in range(0, m, R):
                 xrows = [x[mt + r] if mt + r < m else [0] * k for r in range(R)]
-                act.extend(pack(a_lay, {"data": [xrows[r][kk] for r in range(R)], "last": int(kk == k - 1)})
-                           for kk in range(k))
+                for kk in steps:
+                    beat = {"data": [xrows[r][kk] for r in range(R)], "last": int(kk + step >= k)}
+                    if cfg.packing == "dot2":
+                        beat["data1"] = [xrows[r][kk + 1] if step == 2 and kk + 1 < k else 0 for r in range(R)]
+                    act.append(pack(a_lay, beat))
                 wgt.extend(wbeats)
                 par.append(pbeat)
                 tiles.append(Tile(mt, chans, w4))

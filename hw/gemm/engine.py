@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Shape, signed, unsigned
+from amaranth import Cat, Module, Mux, Shape, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out, connect
 
@@ -13,14 +13,19 @@ __all__ = ["GemmEngine", "act_layout", "wgt_layout"]
 
 
 def act_layout(cfg: GemmConfig) -> data.StructLayout:
-    """An activation beat: one reduction step ``k`` for ``rows`` output rows; ``last`` ends a tile."""
-    return data.StructLayout({"data": data.ArrayLayout(_a_shape(cfg), cfg.rows), "last": 1})
+    """An activation beat: one reduction step ``k`` for ``rows`` output rows; ``last`` ends a tile.
+    ``dot2`` engines add ``data1``, step ``k + 1`` (read on int4 tiles, whose beats cover two steps)."""
+    fields = {"data": data.ArrayLayout(_a_shape(cfg), cfg.rows), "last": 1}
+    if cfg.packing == "dot2":
+        fields["data1"] = data.ArrayLayout(_a_shape(cfg), cfg.rows)
+    return data.StructLayout(fields)
 
 
 def wgt_layout(cfg: GemmConfig) -> data.Layout:
     """A weight beat: one reduction step ``k`` for ``cols`` output channels.  For a mixed-precision
     engine, ``w4`` marks an int4 tile whose ``cols`` weights are packed in the low ``4 * cols``
-    bits of ``data``; otherwise ``data`` holds ``cols`` int8 weights."""
+    bits of ``data`` (``dot2``: step ``k`` there and step ``k + 1`` in the high ``4 * cols`` bits);
+    otherwise ``data`` holds ``cols`` int8 weights."""
     if cfg.mixed:
         return data.StructLayout({"data": unsigned(8 * cfg.cols), "w4": 1})
     return data.ArrayLayout(signed(cfg.wbits), cfg.cols)
@@ -38,7 +43,8 @@ class GemmEngine(wiring.Component):
     tile's X rows and W rows; ``last`` on the K-th), one beat of per-channel parameters on
     ``i_par``, and receives ``rows`` beats on ``o_res``.  Any M, K, N is handled by the host
     schedule in :mod:`qsilicon.hw.gemm.driver` (zero padding of partial tiles; K is not tiled,
-    it is the stream length).  The array's drain overlaps the next tile's reduction, so for
+    it is the stream length; a ``dot2`` engine's int4 tiles take ``ceil(K / 2)`` beats of two
+    steps).  The array's drain overlaps the next tile's reduction, so for
     K > rows the operand streams never wait (K = rows costs one bubble per tile, smaller K is
     drain-bound).
 
@@ -77,6 +83,13 @@ class GemmEngine(wiring.Component):
         cfg, w = self._config, self.i_wgt.payload
         if not cfg.mixed:
             return [array.i_op.payload.w.eq(w)]
+        if cfg.packing == "dot2":  # int4 tiles: column c's byte is its step-k nibble and its step-k+1 nibble
+            C = cfg.cols
+            return [array.i_op.payload.dot.eq(w.w4), array.i_op.payload.a1.eq(self.i_act.payload.data1),
+                    *(array.i_op.payload.w[c].eq(Mux(w.w4, Cat(w.data[4 * c : 4 * c + 4],
+                                                               w.data[4 * (C + c) : 4 * (C + c) + 4]),
+                                                     w.data[8 * c : 8 * c + 8]).as_signed())
+                      for c in range(C))]
         # int4 tiles: lane c takes bits [4c, 4c+4) sign-extended; int8 tiles: bits [8c, 8c+8).
         return [array.i_op.payload.w[c].eq(Mux(w.w4, w.data[4 * c : 4 * c + 4].as_signed(),
                                                w.data[8 * c : 8 * c + 8].as_signed()))

@@ -74,6 +74,9 @@ PACKED = [
     (2, 3, 8, 4, True, "none", True, 0.25, (4, 6, 9)),
     (2, 2, 8, 8, False, "dsp2", True, 0.0, (3, 4, 5)),
     (2, 2, 8, 8, True, "none", True, 1.0, (3, 4, 5)),
+    (2, 3, 8, 8, True, "dot2", True, 0.5, (5, 9, 7)),   # odd K: the last int4 beat has one step
+    (3, 2, 8, 8, True, "dot2", True, 0.0, (4, 8, 5)),
+    (2, 2, 8, 8, True, "dot2", True, 1.0, (3, 1, 3)),
 ]
 
 
@@ -109,7 +112,9 @@ def test_mixed_schedule_groups_rows_and_halves_int4_weights():
     ({"packing": "dsp4", "rows": 3}, "dsp4 packing needs even rows and columns, not 3x2"),
     ({"packing": "lut", "wbits": 8}, "lut packing is for 4-bit weights, not wbits=8"),
     ({"mixed": True, "wbits": 4}, "Mixed-precision rows need 8-bit weight lanes"),
-    ({"packing": "dsp8"}, "Packing must be one of none, dsp2, dsp4, lut, not 'dsp8'"),
+    ({"packing": "dsp8"}, "Packing must be one of none, dsp2, dsp4, lut, dot2, not 'dsp8'"),
+    ({"packing": "dot2", "wbits": 8, "abits": 8}, "dot2 packing is for row-wise mixed int8/int4 weights"),
+    ({"packing": "dot2", "wbits": 8, "abits": 8, "mixed": True, "a_signed": False}, "dot2 packing is for row-wise"),
 ])
 def test_packing_validation(kwargs, msg):
     base = {"rows": 2, "cols": 2, "wbits": 4, "abits": 4}
@@ -123,3 +128,28 @@ def test_mixed_case_needs_mixed_engine():
         schedule_gemm(case, GemmConfig(2, 2, 8, 8))
     with pytest.raises(ValueError, match="the case has no row bits"):
         schedule_gemm(random_gemm_case(2, 2, 2, wbits=8, abits=8, seed=0), GemmConfig(2, 2, 8, 8, mixed=True))
+
+
+def test_dot2_int4_tiles_take_half_the_beats():
+    cfg = GemmConfig(2, 2, 8, 8, packing="dot2", mixed=True)
+    case = random_gemm_case(2, 7, 4, wbits=8, abits=8, seed=3, ratio8=0.5)
+    sched = schedule_gemm(case, cfg)
+    assert len(sched.act) == len(sched.wgt) == sum(4 if t.w4 else 7 for t in sched.tiles)
+    got = pysim_gemm(case, cfg)
+    assert torch.equal(got.out, ref_gemm(case).out)
+    # the same problem on a "none" array: every int4 tile's 7 steps take 7 beats, not 4
+    slow = pysim_gemm(case, GemmConfig(2, 2, 8, 8, packing="none", mixed=True))
+    assert torch.equal(slow.out, got.out)
+    assert slow.cycles - got.cycles == 3 * sum(t.w4 for t in sched.tiles)
+
+
+def test_dot2_extreme_products():
+    """int8 tiles at -128 x -128 and int4 pairs at -128 x -8 twice: the 13-bit field's ends."""
+    cfg = GemmConfig(2, 2, 8, 8, packing="dot2", mixed=True)
+    case = random_gemm_case(2, 6, 4, wbits=8, abits=8, seed=5, ratio8=0.5)
+    bits = case.row_bits
+    case.x.fill_(-128)
+    case.w[bits == 8] = -128
+    case.w[bits == 4] = -8
+    got = pysim_gemm(case, cfg)
+    assert torch.equal(got.out, ref_gemm(case).out)

@@ -54,6 +54,8 @@ MIXED = [
     ("icarus", dict(rows=2, cols=2, wbits=8, abits=8, a_signed=False, packing="dsp2", mixed=True), 0.75, (3, 5, 5)),
     ("verilator", dict(rows=4, cols=4, wbits=4, abits=4, packing="dsp4"), None, (7, 9, 6)),
     ("verilator", dict(rows=4, cols=2, wbits=4, abits=8, packing="lut"), None, (5, 11, 3)),
+    ("verilator", dict(rows=4, cols=4, wbits=8, abits=8, packing="dot2", mixed=True), 0.5, (9, 21, 13)),
+    ("icarus", dict(rows=2, cols=2, wbits=8, abits=8, packing="dot2", mixed=True), 0.25, (3, 6, 5)),
 ]
 
 
