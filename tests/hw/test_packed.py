@@ -3,7 +3,7 @@
 import random
 
 import pytest
-from amaranth import Elaboratable, Module, signed, unsigned
+from amaranth import Const, Elaboratable, Module, signed, unsigned
 from amaranth.sim import Simulator
 
 from qsilicon.hw.blocks.packed import PackedMul, lane_geometry
@@ -96,10 +96,68 @@ def test_lut_every_int4_weight_product(a_shape):
 
 
 @pytest.mark.parametrize("args,msg", [
-    (("dsp3", signed(8), signed(8)), "Packing must be one of none, dsp2, dsp4, lut, not 'dsp3'"),
+    (("dsp3", signed(8), signed(8)), "Packing must be one of none, dsp2, dsp4, lut, dot2, not 'dsp3'"),
     (("dsp4", signed(8), signed(4)), "dsp4 packing takes operands of up to 4 bits, not 8-bit activations"),
     (("lut", signed(8), unsigned(4)), "Weights must be signed"),
 ])
 def test_lane_rejects_bad_parameters(args, msg):
     with pytest.raises(ValueError, match=msg):
         PackedMul(*args)
+
+
+class _Dot2(Elaboratable):
+    """Copies of the dot2 datapath of one PE: packed ports, one multiply, the field read."""
+
+    def __init__(self, n):
+        from amaranth import Signal
+
+        self.a0 = [Signal(signed(8)) for _ in range(n)]
+        self.a1 = [Signal(signed(8)) for _ in range(n)]
+        self.w = [Signal(8) for _ in range(n)]
+        self.dot = Signal()
+        self.out = [Signal(signed(32)) for _ in range(n)]
+
+    def elaborate(self, platform):
+        from qsilicon.hw.blocks.packed import DOT2_SHIFT, dot2_field, dot2_operands
+
+        m = Module()
+        s = DOT2_SHIFT
+        for a0, a1, w, out in zip(self.a0, self.a1, self.w, self.out, strict=True):
+            x, y = dot2_operands(a0, a1, w, self.dot)
+            p = x * y
+            m.d.comb += out.eq(dot2_field(Const(0, signed(32)), p[s : s + 17], p[s - 1], self.dot))
+        return m
+
+
+def _dot2_check(cases, dot, width=256):
+    dut = _Dot2(width)
+    bad = []
+
+    async def bench(ctx):
+        ctx.set(dut.dot, dot)
+        for i in range(0, len(cases), width):
+            chunk = cases[i : i + width]
+            for j, (a0, a1, w0, w1) in enumerate(chunk):
+                ctx.set(dut.a0[j], a0)
+                ctx.set(dut.a1[j], a1)
+                ctx.set(dut.w[j], ((w0 & 15) | ((w1 & 15) << 4)) if dot else w0 & 255)
+            for j, (a0, a1, w0, w1) in enumerate(chunk):
+                want = a0 * w0 + a1 * w1 if dot else a0 * w0
+                if ctx.get(dut.out[j]) != want:
+                    bad.append((a0, a1, w0, w1, ctx.get(dut.out[j])))
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    return bad
+
+
+def test_dot2_every_int4_weight_pair_with_edge_activations():
+    acts = [-128, -127, -1, 0, 1, 126, 127, 85, -86]
+    cases = [(a0, a1, w0, w1) for a0 in acts for a1 in acts for w0 in range(-8, 8) for w1 in range(-8, 8)]
+    assert _dot2_check(cases, dot=1) == []
+
+
+def test_dot2_every_int8_product():
+    cases = [(a, 77, w, 5) for a in range(-128, 128) for w in range(-128, 128)]  # a1 and the pair ignored
+    assert _dot2_check(cases, dot=0) == []
