@@ -29,12 +29,13 @@ TRAIN = [
     (2, 2, 4, 4, "dsp4", False), (4, 4, 4, 4, "dsp4", False), (8, 8, 4, 4, "dsp4", False),
     (2, 2, 4, 8, "lut", False), (4, 4, 4, 8, "lut", False), (8, 8, 4, 4, "lut", False),
     (4, 4, 8, 8, "none", True), (2, 4, 8, 4, "dsp2", False),
+    (2, 2, 8, 8, "dot2", True), (4, 4, 8, 8, "dot2", True), (8, 8, 8, 8, "dot2", True), (4, 8, 8, 8, "dot2", True),
 ]
 HELD_OUT = [
     (6, 6, 8, 8, "none", False), (2, 8, 4, 8, "none", False), (6, 4, 8, 8, "dsp2", False),
     (2, 8, 8, 8, "dsp2", True), (6, 6, 4, 4, "dsp4", False), (2, 8, 4, 4, "dsp4", False),
     (6, 4, 4, 8, "lut", False), (4, 2, 4, 4, "lut", False), (3, 5, 8, 4, "none", False),
-    (8, 2, 4, 8, "dsp2", False),
+    (8, 2, 4, 8, "dsp2", False), (6, 4, 8, 8, "dot2", True), (2, 8, 8, 8, "dot2", True),
 ]
 
 

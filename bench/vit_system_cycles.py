@@ -42,6 +42,9 @@ PAIRS = [
     ("held_out", "r16c32_none_l16_w64k_a16k_100mhz", (28, 7, 48, 2, (3, 2), (72, 96)), 0.5),  # widths off the lanes
     ("held_out", "r32c64_dsp2_l16_w128k_a64k_100mhz", (28, 7, 64, 1, (4,), (128,)), 0.75),
     ("held_out", "r8c16_dsp2_l8_w2k_a8k_100mhz", (32, 8, 64, 1, (4,), (128,)), 0.25),  # streamed tiles
+    # dot2 arrays (int4 rows two reduction steps a beat): not in the fit, the replay's beats change
+    ("held_out", "r16c32_dot2_l16_w64k_a16k_100mhz", (28, 7, 48, 2, (3, 2), (72, 96)), 0.25),
+    ("held_out", "r8c16_dot2_l8_w2k_a8k_100mhz", (32, 8, 64, 1, (4,), (128,)), 0.5),  # streamed tiles
 ]
 
 

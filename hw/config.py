@@ -115,7 +115,7 @@ class GemmConfig:
 
 
 #: Multiplier lanes of the ViT accelerator's array, and its vector-unit widths.
-ACCEL_PACKINGS = ("none", "dsp2")
+ACCEL_PACKINGS = ("none", "dsp2", "dot2")
 ACCEL_LANES = (8, 16)
 
 
@@ -130,7 +130,8 @@ class AccelConfig:
         The MAC array: ``rows`` tokens x ``cols`` output channels per tile; powers of two from
         ``lanes`` to 64.
     packing : str
-        ``none`` (a DSP48E2 per PE) or ``dsp2`` (two PEs per DSP48E2).
+        ``none`` (a DSP48E2 per PE), ``dsp2`` (two PEs per DSP48E2) or ``dot2`` (a DSP48E2 per PE
+        that takes two reduction steps of an int4 row per cycle: int4 rows twice as fast).
     lanes : int
         8 or 16: the vector units' lanes and the memory word (``8 * lanes`` bits, the AXI4 data
         width): a word holds one feature of ``lanes`` tokens.
@@ -186,9 +187,9 @@ class AccelConfig:
         """The design of a :attr:`tag`; ``ValueError`` naming the expected form otherwise."""
         import re
 
-        m = re.fullmatch(r"r(\d+)c(\d+)_(none|dsp2)_l(\d+)_w(\d+)k_a(\d+)k_([0-9.]+)mhz", tag.strip())
+        m = re.fullmatch(r"r(\d+)c(\d+)_(none|dsp2|dot2)_l(\d+)_w(\d+)k_a(\d+)k_([0-9.]+)mhz", tag.strip())
         if not m:
-            raise ValueError(f"design tag {tag!r}: expected r<rows>c<cols>_<none|dsp2>_l<lanes>_w<KiB>k_a<KiB>k_"
+            raise ValueError(f"design tag {tag!r}: expected r<rows>c<cols>_<none|dsp2|dot2>_l<lanes>_w<KiB>k_a<KiB>k_"
                              "<MHz>mhz, e.g. r16c64_dsp2_l16_w64k_a8k_200mhz")
         r, c, p, lanes, w, a, f = m.groups()
         return cls(int(r), int(c), p, int(lanes), int(w), int(a), float(f))

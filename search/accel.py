@@ -223,6 +223,7 @@ class _Layout:
     n_out: int  # output columns (padding columns of a precision group included)
     fmap: bool
     resident: bool
+    beats: tuple = ()  # operand beats of every column tile's pass (K; ceil(K / 2) for dot2 int4 tiles)
 
 
 @lru_cache(maxsize=65536)
@@ -236,12 +237,13 @@ def _layout(cfg: AccelConfig, o: Op) -> _Layout:
         nt8, nt4 = -(-n8 // C), -(-n4 // C)
         n_out = nt8 * C + n4 if n4 and n8 else n
         seg = (k,) * nt8 + (-(-k // 2),) * nt4
+        beats = seg if cfg.packing == "dot2" else (k,) * (nt8 + nt4)
         return _Layout(R // L, b, math.ceil(PARAM_BITS_PER_COL * C / (8 * L)), o.m // R, nt8 + nt4, seg,
-                       tuple(s * b for s in seg), n_out, 0 < n8 < n, max(seg) <= dw)
+                       tuple(s * b for s in seg), n_out, 0 < n8 < n, max(seg) <= dw, beats)
     nt = -(-n // C)
     src = tuple(k * min(b, -(-min(C, n - j * C) // L)) for j in range(nt))
     return _Layout(R // L, b, math.ceil(PARAM_BITS_PER_COL * C / (8 * L)), o.m // R, nt, (k,) * nt, src, n, False,
-                   o.wmode == "kT" or k <= dw)
+                   o.wmode == "kT" or k <= dw, (k,) * nt)
 
 
 def gemm_terms(cfg: AccelConfig, o: Op) -> GemmTerms:
@@ -253,9 +255,10 @@ def gemm_terms(cfg: AccelConfig, o: Op) -> GemmTerms:
     read = x_words + reps * (sum(g.src) + g.nt * g.P) + f_words
     width = 2 if o.wide else 1
     last = g.n_out - (g.nt - 1) * C
-    return GemmTerms(compute=g.nt * g.mt * max(k, R + 1), read=read, emit=g.n_out * g.a * g.mt * width,
-                     write=o.n * g.a * g.mt * width, startup=x_words + f_words + g.P + g.src[0],
-                     tail=R + g.a * last * width, beats=g.nt * g.mt * k, resident=g.resident)
+    return GemmTerms(compute=g.mt * sum(max(kb, R + 1) for kb in g.beats), read=read,
+                     emit=g.n_out * g.a * g.mt * width, write=o.n * g.a * g.mt * width,
+                     startup=x_words + f_words + g.P + g.src[0], tail=R + g.a * last * width,
+                     beats=g.mt * sum(g.beats), resident=g.resident)
 
 
 def gemm_replay(cfg: AccelConfig, o: Op, p: dict, slowdown: float = 1.0) -> float:
@@ -278,7 +281,7 @@ def gemm_replay(cfg: AccelConfig, o: Op, p: dict, slowdown: float = 1.0) -> floa
 def _replay(g: _Layout, R: int, C: int, L: int, k: int, dw: int, width: int, lat: float, pipe: float, fixed: float,
             slowdown: float, jump: bool = True) -> float:
     """:func:`gemm_replay` on what it depends on (designs that differ only in what does not change
-    the schedule, e.g. the clock or the packing, share the result); ``jump`` False replays every
+    the schedule, e.g. the clock, or none and dsp2 packing, share the result); ``jump`` False replays every
     token tile (the reference the shortcut is tested against)."""
     f_words = -(-2 * g.n_out // L) if g.fmap else 0
     x_end = lat + (g.mt * g.a * k + f_words) * slowdown
@@ -291,6 +294,7 @@ def _replay(g: _Layout, R: int, C: int, L: int, k: int, dw: int, width: int, lat
     t = 0
     for j in range(g.nt):
         emit = g.a * min(C, g.n_out - j * C) * width
+        kb = g.beats[j]  # the tile's beats (one per reduction step, or per two on a dot2 int4 tile)
         mm = 0
         while mm < g.mt:
             first = mm == 0 or not g.resident
@@ -301,7 +305,7 @@ def _replay(g: _Layout, R: int, C: int, L: int, k: int, dw: int, width: int, lat
                 state = (beat_end, drain_ok, emit_end[t % 2], emit_end[1 - t % 2], emit_last)
                 for _ in range(2):
                     start = beat_end
-                    end = max(start + k, drain_ok)
+                    end = max(start + kb, drain_ok)
                     d_start = max(end, emit_end[t % 2])
                     drain_ok = d_start + R + 1
                     beat_end = end
@@ -335,7 +339,7 @@ def _replay(g: _Layout, R: int, C: int, L: int, k: int, dw: int, width: int, lat
                 t_port = st + (g.P + g.src[j]) * slowdown
                 ends.append(t_port + lat)
             start = max(beat_end, x_end, (starts[-1] + (g.P + g.b) * slowdown + lat) if first else 0.0)
-            end = max(start + k, drain_ok, ends[-1] + 1 if first else 0.0)
+            end = max(start + kb, drain_ok, ends[-1] + 1 if first else 0.0)
             d_start = max(end, emit_end[t % 2])
             drain_ok = d_start + R + 1
             beat_end = end
@@ -423,7 +427,7 @@ def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool =
     slowdown = max(1.0, cfg.lanes / bytes_per_cycle)
     total, traffic, mem_bound = 0.0, 0, 0
     per, shares = [], {}
-    shape = (cfg.rows, cfg.cols, cfg.lanes, cfg.wbuf_kib)
+    shape = (cfg.rows, cfg.cols, cfg.lanes, cfg.wbuf_kib, cfg.packing)
     gp, vec = _coefficients(model)
     for o in ops:
         kind = o.kind
@@ -452,9 +456,10 @@ def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool =
 @lru_cache(maxsize=1 << 17)
 def _gemm_predict(shape: tuple, gemm: tuple, gp: tuple, slowdown: float) -> tuple[float, int, str]:
     """One GEMM descriptor ``gemm`` (m, k, n, n8, wmode, wide) on a design ``shape`` (rows, cols,
-    lanes, wbuf_kib: all its schedule depends on): its cycles, the words it moves and what bounds
-    it.  Cached: a search meets the same pairs again and again across subnets, blocks and clocks."""
-    cfg = AccelConfig(rows=shape[0], cols=shape[1], lanes=shape[2], wbuf_kib=shape[3])
+    lanes, wbuf_kib, packing: all its schedule depends on): its cycles, the words it moves and what
+    bounds it.  Cached: a search meets the same pairs again and again across subnets, blocks and
+    clocks."""
+    cfg = AccelConfig(rows=shape[0], cols=shape[1], lanes=shape[2], wbuf_kib=shape[3], packing=shape[4])
     o = Op("", "gemm", "", *gemm)
     cycles = gemm_replay(cfg, o, dict(zip(("lat", "pipe", "tail", "one"), gp, strict=True)), slowdown)
     t = gemm_terms(cfg, o)
@@ -489,10 +494,12 @@ def _system() -> dict:
 def memories(cfg: AccelConfig) -> dict[str, tuple[int, int, int]]:
     """The design's block-RAM candidates: ``name: (count, width, depth)``.  The activation buffer and
     the weight ring are written a memory word (``lanes`` bytes) at a time, so Yosys maps each word
-    lane as a memory of its own (``rows / lanes`` and ``cols / lanes`` of them)."""
+    lane as a memory of its own (``rows / lanes`` and ``cols / lanes`` of them); a ``dot2`` design's
+    activation buffer is two banks of half the depth."""
     L, R, C = cfg.lanes, cfg.rows, cfg.cols
-    return {"abuf": (R // L, 8 * L, cfg.abuf_kib * 1024 // R), "wbuf": (C // L, 8 * L, cfg.wbuf_kib * 1024 // C),
-            "fmap": (1, 8 * L, FMAP_ENTRIES * 2 // L)}
+    banks = 2 if cfg.packing == "dot2" else 1
+    return {"abuf": (banks * R // L, 8 * L, cfg.abuf_kib * 1024 // R // banks),
+            "wbuf": (C // L, 8 * L, cfg.wbuf_kib * 1024 // C), "fmap": (1, 8 * L, FMAP_ENTRIES * 2 // L)}
 
 
 def system_features(cfg: AccelConfig) -> dict[str, float]:
@@ -500,7 +507,7 @@ def system_features(cfg: AccelConfig) -> dict[str, float]:
     L, R, C = cfg.lanes, cfg.rows, cfg.cols
     P = math.ceil(PARAM_BITS_PER_COL * C / (8 * L))
     return {"one": 1.0, "word_bits": 8 * L, "par_bits": 2 * P * 8 * L, "transpose": 16 * C * L,
-            "beat_bits": 8 * (R + C)}
+            "beat_bits": 8 * ((2 if cfg.packing == "dot2" else 1) * R + C)}
 
 
 def fixed_resources(cfg: AccelConfig) -> dict:

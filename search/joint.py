@@ -26,6 +26,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from qsilicon.hw.config import ACCEL_PACKINGS
 from qsilicon.quant.supernet import SearchSpace, Subnet
 
 from .accel import AccelConfig, fits, predict, subnet_workload, utilization
@@ -96,8 +97,9 @@ class HardwareSpace:
             elif key == "clock_mhz":
                 kw[key] = _choices("hardware", key, val, (int, float), 1, 1000)
             else:  # packing
-                if not isinstance(val, list) or not val or any(v not in ("none", "dsp2") for v in val):
-                    raise SpaceError(f"hardware.packing: expected a list of 'none' / 'dsp2', not {val!r}")
+                if not isinstance(val, list) or not val or any(v not in ACCEL_PACKINGS for v in val):
+                    raise SpaceError(f"hardware.packing: expected a list of {' / '.join(map(repr, ACCEL_PACKINGS))}, "
+                                     f"not {val!r}")
                 kw[key] = tuple(val)
         return cls(**kw)
 

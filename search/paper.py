@@ -45,7 +45,7 @@ class DeitShape:
 DEIT = {"deit-tiny": DeitShape(192, 3), "deit-small": DeitShape(384, 6), "deit-base": DeitShape(768, 12)}
 
 #: The hardware grid of the comparison (a superset of the default search space's).
-GRID = {"rows": (8, 16, 32, 64), "cols": (8, 16, 32, 64), "packing": ("none", "dsp2"), "lanes": (8, 16),
+GRID = {"rows": (8, 16, 32, 64), "cols": (8, 16, 32, 64), "packing": ("none", "dsp2", "dot2"), "lanes": (8, 16),
         "wbuf_kib": (32, 64, 128, 256, 512), "abuf_kib": (256, 512, 1024)}
 
 

@@ -16,7 +16,9 @@ Components and their features:
   accumulate adders ``R*C`` 32-bit;
 * requantizer: per column a 32x16 multiply (two DSP48E2), the parameter registers, rounding
   shifter and saturation;
-* mixed precision: per column the int4/int8 weight select.
+* mixed precision: per column the int4/int8 weight select;
+* ``dot2``: a DSP48E2 per PE (a 22 x 18 multiply), per PE the field select and the borrow carried
+  into the accumulator, per row and per column the packed ports (an adder and a mux each).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def _mac_dsps(cfg: GemmConfig) -> int:
         return pes // 4
     if cfg.packing == "lut":
         return 0
+    if cfg.packing == "dot2":
+        return pes
     # Plain a * w: Yosys maps a product wider than 8 bits to a DSP48E2, narrower ones to LUTs.
     return pes if cfg.abits + cfg.wbits > 8 else 0
 
@@ -68,6 +72,8 @@ def features(cfg: GemmConfig) -> dict[str, float]:
         "pe_prod_bits": pes * (a + w + 1),                   # product registers
         "pe_lut_mul": pes * a * w if lut_mul else 0.0,       # multipliers built from LUTs
         "pe_packed": pes if cfg.packing in ("dsp2", "dsp4") else 0.0,  # field split + sign fix
+        "pe_dot": pes if cfg.packing == "dot2" else 0.0,      # dot2 field select and borrow
+        "dot_ports": R + C if cfg.packing == "dot2" else 0.0,  # dot2 packed row and column ports
         "col": C,                                            # requantizer lane
         "operand_bits": R * a + C * w,                       # operand registers
         "mixed_col": C if cfg.mixed else 0.0,                # int4/int8 weight select

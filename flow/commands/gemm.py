@@ -34,10 +34,11 @@ def add_gemm_args(p: argparse.ArgumentParser, mixed: bool = False, required: boo
     p.add_argument("--abits", type=int, choices=(4, 8), required=required, help="activation and output bits")
     p.add_argument("--unsigned-act", action="store_true",
                    help="unsigned activations/outputs (uint4/uint8 with zero point) instead of signed")
-    p.add_argument("--packing", choices=("none", "dsp2") if mixed else ("none", "dsp2", "dsp4", "lut"),
+    p.add_argument("--packing", choices=("none", "dsp2", "dot2") if mixed else ("none", "dsp2", "dsp4", "lut"),
                    default="dsp2" if mixed else "none",
                    help="multiplier lanes: none (a*w per PE), dsp2 (2 MACs per DSP48E2), dsp4 (4 per DSP, W4A4), "
-                        "lut (shift-and-add, 4-bit weights)" + (" (default dsp2)" if mixed else " (default none)"))
+                        "lut (shift-and-add, 4-bit weights), dot2 (mixed: int4 rows two steps a cycle)"
+                        + (" (default dsp2)" if mixed else " (default none)"))
     p.set_defaults(mixed=mixed)
 
 

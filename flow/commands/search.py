@@ -448,7 +448,7 @@ def register(sub, groups) -> None:
     lv.add_argument("--ratio8", type=float, default=0.5, help="int8 share of the DeiT shape's rows (default 0.5)")
     lv.add_argument("--rows", type=int, default=8)
     lv.add_argument("--cols", type=int, default=8)
-    lv.add_argument("--packing", choices=("none", "dsp2"), default="dsp2")
+    lv.add_argument("--packing", choices=("none", "dsp2", "dot2"), default="dsp2")
     lv.add_argument("--lanes", type=int, default=8)
     lv.add_argument("--wbuf-kib", type=int, default=32)
     lv.add_argument("--abuf-kib", type=int, default=32)

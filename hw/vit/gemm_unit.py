@@ -5,7 +5,8 @@ product) on the ``rows x cols`` array:
 
 * **activation buffer** (``ABUF``, block RAM, words of ``rows`` bytes): the layer's input ``X``
   is read once from memory (token-blocked words of ``lanes`` tokens, gathered into words of
-  ``rows`` tokens) and then read by the array for every column tile;
+  ``rows`` tokens) and then read by the array for every column tile.  With ``dot2`` packing it is
+  two banks (even and odd words), so that an int4 tile's beat reads two reduction steps;
 * **weight ring** (``WBUF``, block RAM, words of ``cols`` bytes): column tiles ("instances")
   stream in while the array works on earlier ones.  A *resident* instance is read by every token
   tile of the layer (the weights come from memory once); when a column tile is larger than the
@@ -21,9 +22,9 @@ product) on the ``rows x cols`` array:
   *wide* mode (the classifier's logits), of int16 values over two words.
 
 Weight sources (``wmode``): ``prepacked`` (linear layers: the compiler's per-tile byte stream,
-int4 tiles two beats per word), ``kT`` (``q k^T``: the key tokens of a token-blocked tensor) and
-``rows`` (``P V``: row-major ``V``).  Everything is counted with adders: no multiplier outside the
-array and the requantizer.
+int4 tiles two reduction steps per word: two beats, or one beat on a ``dot2`` array), ``kT``
+(``q k^T``: the key tokens of a token-blocked tensor) and ``rows`` (``P V``: row-major ``V``).
+Everything is counted with adders: no multiplier outside the array and the requantizer.
 """
 
 from __future__ import annotations
@@ -174,9 +175,18 @@ class GemmUnit(wiring.Component):
         m.d.comb += self.illegal.eq(Mux(bad, CAUSE_GEMM, 0))
 
         # ------------------------------------------------------------------ memories
-        m.submodules.abuf = abuf = memory.Memory(shape=unsigned(8 * R), depth=DA, init=[])
-        ab_w = abuf.write_port(granularity=W)
-        ab_r = abuf.read_port()
+        dot = cfg.packing == "dot2"
+        if dot:  # word x in bank x % 2 at x // 2
+            m.submodules.abuf0 = abuf0 = memory.Memory(shape=unsigned(8 * R), depth=DA // 2, init=[])
+            m.submodules.abuf1 = abuf1 = memory.Memory(shape=unsigned(8 * R), depth=DA // 2, init=[])
+            ab_w0, ab_r0 = abuf0.write_port(granularity=W), abuf0.read_port()
+            ab_w1, ab_r1 = abuf1.write_port(granularity=W), abuf1.read_port()
+            banks_a = [(ab_w0, ab_r0), (ab_w1, ab_r1)]
+        else:
+            m.submodules.abuf = abuf = memory.Memory(shape=unsigned(8 * R), depth=DA, init=[])
+            ab_w = abuf.write_port(granularity=W)
+            ab_r = abuf.read_port()
+            banks_a = [(ab_w, ab_r)]
         m.submodules.wbuf = wbuf = memory.Memory(shape=unsigned(8 * C), depth=DW, init=[])
         wb_w = wbuf.write_port(granularity=W)
         wb_r = wbuf.read_port()
@@ -202,8 +212,10 @@ class GemmUnit(wiring.Component):
             x_at = x_base + x_w
             with m.If(x_at >= DA):
                 m.d.sync += self.overflow.eq(1)
-            m.d.comb += [ab_w.addr.eq(x_at), ab_w.data.eq(Cat(*([self.i_x.payload] * a))),
-                         ab_w.en.eq(Mux(x_at < DA, Const(1, a) << x_i0, 0))]
+            for i, (wp, _) in enumerate(banks_a):
+                en = Mux(x_at < DA, Const(1, a) << x_i0, 0)
+                m.d.comb += [wp.addr.eq(x_at >> 1 if dot else x_at), wp.data.eq(Cat(*([self.i_x.payload] * a))),
+                             wp.en.eq(Mux(x_at[0] == i, en, 0) if dot else en)]
             with m.If(x_w == d.k - 1):
                 m.d.sync += x_w.eq(0)
                 with m.If(x_i0 == a - 1):
@@ -352,21 +364,37 @@ class GemmUnit(wiring.Component):
         beats_done = Signal()
         w4 = bj >= d.nt8
         segw_b = segw_of(bj)
-        wk = Mux(w4, bk >> 1, bk)
-        half = bk[0] & w4
+        if dot:
+            # an int4 tile (only linear layers have them) takes ceil(K / 2) beats of a whole WBUF word
+            # and two ABUF words, xa (step k) and xa + 1 (step k + 1)
+            kb = Mux(w4, seg4, d.k)
+            wk = bk
+        else:
+            kb = d.k
+            wk = Mux(w4, bk >> 1, bk)
+            half = bk[0] & w4
         last_rep = ~d.resident | (bm == d.mt - 1)
         cred = Signal(range(_BEAT_FIFO + 1), init=_BEAT_FIFO)
         wpos = (b_start + wk)[:32]
         can = busy & ~beats_done & (x_sb > bm) & ((wpos - avail)[31]) & (cred != 0)
-        m.d.comb += [ab_r.addr.eq(b_abase + bk), wb_r.addr.eq(wpos[: _log2(DW)]), ab_r.en.eq(can), wb_r.en.eq(can)]
         v1, half1, w41, last1 = Signal(), Signal(), Signal(), Signal()
-        m.d.sync += [v1.eq(can), half1.eq(half), w41.eq(w4), last1.eq(bk == d.k - 1)]
+        if dot:  # bank 0 holds the even word of the pair
+            xa = (b_abase + Mux(w4, bk << 1, bk))[: _log2(DA)]
+            odd1 = Signal()
+            m.d.comb += [ab_r0.addr.eq((xa + xa[0]) >> 1), ab_r1.addr.eq(xa >> 1), ab_r0.en.eq(can),
+                         ab_r1.en.eq(can),
+                         wb_r.addr.eq(wpos[: _log2(DW)]), wb_r.en.eq(can)]
+            m.d.sync += [v1.eq(can), w41.eq(w4), last1.eq(bk == kb - 1), odd1.eq(xa[0])]
+        else:
+            m.d.comb += [ab_r.addr.eq(b_abase + bk), wb_r.addr.eq(wpos[: _log2(DW)]), ab_r.en.eq(can),
+                         wb_r.en.eq(can)]
+            m.d.sync += [v1.eq(can), half1.eq(half), w41.eq(w4), last1.eq(bk == d.k - 1)]
         with m.If(starting):
             m.d.sync += [bj.eq(0), bm.eq(0), bk.eq(0), b_start.eq(0), b_abase.eq(0), beats_done.eq(0), freed.eq(0)]
         with m.Elif(can):
             with m.If(last_rep):
-                m.d.sync += freed.eq(Mux(bk == d.k - 1, b_start + segw_b, wpos))
-            with m.If(bk == d.k - 1):
+                m.d.sync += freed.eq(Mux(bk == kb - 1, b_start + segw_b, wpos))
+            with m.If(bk == kb - 1):
                 m.d.sync += bk.eq(0)
                 with m.If(~d.resident | (bm == d.mt - 1)):
                     m.d.sync += b_start.eq(b_start + segw_b)
@@ -379,17 +407,25 @@ class GemmUnit(wiring.Component):
             with m.Else():
                 m.d.sync += bk.eq(bk + 1)
 
-        m.submodules.beats = beats = fifo.SyncFIFOBuffered(width=8 * R + 8 * C + 2, depth=_BEAT_FIFO)
-        wdata = Mux(w41, Mux(half1, wb_r.data[4 * C :], wb_r.data[: 4 * C]), wb_r.data)
-        m.d.comb += [beats.w_en.eq(v1), beats.w_data.eq(Cat(ab_r.data, wdata, w41, last1))]
+        AW = 8 * R * (2 if dot else 1)
+        m.submodules.beats = beats = fifo.SyncFIFOBuffered(width=AW + 8 * C + 2, depth=_BEAT_FIFO)
+        if dot:  # every beat takes the whole WBUF word (an int4 one: step k low, k + 1 high)
+            wdata = wb_r.data
+            adata = Cat(Mux(odd1, ab_r1.data, ab_r0.data), Mux(odd1, ab_r0.data, ab_r1.data))
+        else:
+            wdata = Mux(w41, Mux(half1, wb_r.data[4 * C :], wb_r.data[: 4 * C]), wb_r.data)
+            adata = ab_r.data
+        m.d.comb += [beats.w_en.eq(v1), beats.w_data.eq(Cat(adata, wdata, w41, last1))]
 
         m.submodules.engine = eng = GemmEngine(cfg.gemm, signed(16))
         head = beats.r_data
         m.d.comb += [
             eng.i_act.valid.eq(beats.r_rdy), eng.i_wgt.valid.eq(beats.r_rdy),
-            eng.i_act.payload.data.eq(head[: 8 * R]), eng.i_act.payload.last.eq(head[8 * R + 8 * C + 1]),
-            eng.i_wgt.payload.data.eq(head[8 * R : 8 * R + 8 * C]), eng.i_wgt.payload.w4.eq(head[8 * R + 8 * C]),
+            eng.i_act.payload.data.eq(head[: 8 * R]), eng.i_act.payload.last.eq(head[AW + 8 * C + 1]),
+            eng.i_wgt.payload.data.eq(head[AW : AW + 8 * C]), eng.i_wgt.payload.w4.eq(head[AW + 8 * C]),
         ]
+        if dot:
+            m.d.comb += eng.i_act.payload.data1.eq(head[8 * R : AW])
         pop = beats.r_rdy & eng.i_act.ready
         m.d.comb += [beats.r_en.eq(pop), self.beat.eq(pop)]
         m.d.sync += cred.eq(cred - can + pop)

@@ -269,4 +269,6 @@ def _gemm(mem: _Mem, d: dict, cfg: AccelConfig) -> int:
             w_seg += b * d["w_pitch"]
         else:
             w_seg += C
+    if cfg.packing == "dot2":  # an int4 tile's beat carries two reduction steps
+        return mt * (nt8 * K + nt4 * -(-K // 2))
     return mt * nt * K

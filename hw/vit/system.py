@@ -33,7 +33,7 @@ Registers (AxiLite, 32 bits, byte offsets)
 0x0C    CYCLES      cycles of the last run (start to done); read-only
 0x10    OPS         descriptors completed in the last run; read-only
 0x14    PC          address of the descriptor being run (or that stopped it); read-only
-0x18    INFO        lanes 7:0, rows 15:8, cols 23:16, packing 24 (1 = dsp2); read-only
+0x18    INFO        lanes 7:0, rows 15:8, cols 23:16, packing 25:24 (0 none, 1 dsp2, 2 dot2); read-only
 0x1C    LOG_ADDR    where descriptor ``i`` writes its cycle count (word ``i``); 0 = no log
 0x20    WATCHDOG    cycles without any memory beat or unit progress that stop a run (0: 2**20)
 0x24    RD_WORDS    memory words read in the last run; read-only
@@ -63,7 +63,7 @@ from ..blocks.axi import (
 )
 from ..blocks.rowunit import ROW_LN, ROW_SOFTMAX, RowUnit
 from ..blocks.vector import OP_ADD, OP_GELU, ElementwiseUnit
-from ..config import AccelConfig
+from ..config import ACCEL_PACKINGS, AccelConfig
 from .gemm_unit import CAUSE_ABUF, GemmUnit, gemm_desc_layout
 
 __all__ = [
@@ -213,7 +213,7 @@ class VitAccel(wiring.Component):
         m.d.comb += desc.as_value().eq(desc_bits[: descriptor_layout().size])
         reg, reg_o = regs.reg_i, regs.reg_o
         idx = {name: i for i, name in enumerate(REGS)}
-        info = Const(L | (cfg.rows << 8) | (cfg.cols << 16) | (int(cfg.packing == "dsp2") << 24), 32)
+        info = Const(L | (cfg.rows << 8) | (cfg.cols << 16) | (ACCEL_PACKINGS.index(cfg.packing) << 24), 32)
         m.d.comb += [
             reg[idx["STATUS"]].eq(Cat(busy, done, error, Const(0, 5), cause)),
             reg[idx["PROG_ADDR"]].eq(reg_o[idx["PROG_ADDR"]]), reg[idx["CYCLES"]].eq(cycles),

@@ -39,7 +39,7 @@ def _write(tmp_path, text, name="space.yaml"):
     ("hardware: {rows: [0, 8]}", r"hardware.rows: every value must be a int in \[8, 64\], not 0"),
     ("hardware: {cols: [8, 24]}", "hardware.cols: every value must be a power of two from 8 to 64"),
     ("hardware: {wbuf_kib: [12]}", "hardware.wbuf_kib: every value must be a power of two"),
-    ("hardware: {packing: [dsp4]}", "hardware.packing: expected a list of 'none' / 'dsp2'"),
+    ("hardware: {packing: [dsp4]}", "hardware.packing: expected a list of 'none' / 'dsp2' / 'dot2'"),
     ("hardware: {lanes: [12]}", "hardware.lanes: every value must be 8 or 16"),
     ("hardware: {banks: [1]}", "hardware.banks: unknown key"),
     ("constraints: {util_cap: 1.5}", r"constraints.util_cap: expected a number in \(0, 1\]"),
