@@ -36,6 +36,7 @@ DESIGNS = [
     ("held_out", "r16c32_none_l8_w64k_a16k_100mhz"),
     ("held_out", "r32c32_dsp2_l8_w64k_a32k_100mhz"),
     ("held_out", "r8c16_dsp2_l8_w16k_a8k_100mhz"),
+    ("held_out", "r8c16_dot2_l8_w16k_a8k_100mhz"),
 ]
 
 

@@ -27,13 +27,15 @@ from qsilicon.hw.synth import synthesize, yosys_version
 from qsilicon.quant import random_gemm_case, ref_gemm
 from qsilicon.sim.gemm import rtl_gemm
 
-MODES = [  # (label, wbits, abits, packing)
-    ("W8A8", 8, 8, "dsp2"),
-    ("W4A8", 4, 8, "dsp2"),
-    ("W4A4", 4, 4, "dsp4"),
-    ("W8A8 unpacked", 8, 8, "none"),
-    ("W4A8 LUT", 4, 8, "lut"),
-    ("W4A4 LUT", 4, 4, "lut"),
+MODES = [  # (label, wbits, abits, packing, int8 share of a row-wise mixed layer or None)
+    ("W8A8", 8, 8, "dsp2", None),
+    ("W4A8", 4, 8, "dsp2", None),
+    ("W4A4", 4, 4, "dsp4", None),
+    ("W8A8 unpacked", 8, 8, "none", None),
+    ("W4A8 LUT", 4, 8, "lut", None),
+    ("W4A4 LUT", 4, 4, "lut", None),
+    ("W8A8 rows dot2", 8, 8, "dot2", 1.0),  # the mixed engine's int8 rows on dot2 lanes
+    ("W4A8 rows dot2", 8, 8, "dot2", 0.0),  # its int4 rows: two reduction steps a beat
 ]
 
 
@@ -69,11 +71,12 @@ def main() -> None:
     print(f"{'mode':<15} {'packing':<7} {'DSP':>4} {'LUT':>6} {'cycles':>7} {'MAC/DSP/cyc':>11} {'peak':>5} "
           f"{'LUT/MAC':>8} {'mul LUT/MAC':>11} {'bit-exact':>9}")
     log = Path(tempfile.gettempdir()) / "qsilicon-bench-packing.log"
-    for label, wbits, abits, packing in MODES:
-        cfg = GemmConfig(n, n, wbits, abits, True, packing)
+    for label, wbits, abits, packing, ratio8 in MODES:
+        mixed = ratio8 is not None
+        cfg = GemmConfig(n, n, wbits, abits, True, packing, mixed)
         array = MacArray(n, n, signed(abits), signed(wbits), packing)
         syn = synthesize(array, "mac_array", "xcup").counts
-        case = random_gemm_case(64, 64, 64, wbits=wbits, abits=abits, seed=99)
+        case = random_gemm_case(64, 64, 64, wbits=wbits, abits=abits, seed=99, ratio8=ratio8)
         res = rtl_gemm(case, cfg, sim="verilator", log_file=log)
         exact = bool(torch.equal(res.out, ref_gemm(case).out))
         macs = 64 * 64 * 64
@@ -81,17 +84,22 @@ def main() -> None:
         per_dsp = macs / (res.cycles * dsp) if dsp else None
         peak = n * n / dsp if dsp else None
         lut_per_mac = syn.get("lut", 0) / (n * n)
-        # The multiplier alone (one lane, no accumulator): LUTs per multiplier of the LUT variant.
-        lane = synthesize(_RegisteredLane(packing, abits, wbits), "lane", "xcup").counts
-        na, nw = lane_geometry(packing)
-        lane_luts_per_mac = lane.get("lut", 0) / (na * nw)
-        rows.append({"mode": label, "wbits": wbits, "abits": abits, "packing": packing, "array": [n, n],
+        # The multiplier alone (one lane, no accumulator): LUTs per multiplier of the LUT variant
+        # (a dot2 lane is part of the array: its ports are packed per row and column).
+        lane_luts_per_mac = None
+        if packing != "dot2":
+            lane = synthesize(_RegisteredLane(packing, abits, wbits), "lane", "xcup").counts
+            na, nw = lane_geometry(packing)
+            lane_luts_per_mac = lane.get("lut", 0) / (na * nw)
+        rows.append({"mode": label, "wbits": wbits, "abits": abits, "packing": packing, "ratio8": ratio8,
+                     "array": [n, n],
                      "array_counts": syn, "cycles": res.cycles, "macs": macs, "macs_per_dsp_per_cycle": per_dsp,
                      "peak_macs_per_dsp_per_cycle": peak, "luts_per_mac": lut_per_mac,
                      "multiplier_luts_per_mac": lane_luts_per_mac, "bit_exact": exact})
         print(f"{label:<15} {packing:<7} {dsp:>4} {syn.get('lut', 0):>6} {res.cycles:>7} "
               f"{(f'{per_dsp:.2f}' if per_dsp else '-'):>11} {(f'{peak:g}' if peak else '-'):>5} "
-              f"{lut_per_mac:>8.1f} {lane_luts_per_mac:>11.1f} {str(exact):>9}", flush=True)
+              f"{lut_per_mac:>8.1f} {(f'{lane_luts_per_mac:.1f}' if lane_luts_per_mac is not None else '-'):>11} "
+              f"{str(exact):>9}", flush=True)
     doc = {"bench": "packing", "target": "xcup", "tool": yosys_version(), "results": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")

@@ -204,7 +204,8 @@ class GemmAccel(Accel):
         from qsilicon.hw.config import GemmConfig
 
         if self.mixed:
-            return [GemmConfig(4, 4, 8, 8, True, "dsp2", True), GemmConfig(3, 2, 8, 8, False, "none", True)]
+            return [GemmConfig(4, 4, 8, 8, True, "dsp2", True), GemmConfig(3, 2, 8, 8, False, "none", True),
+                    GemmConfig(4, 2, 8, 8, True, "dot2", True)]
         return [GemmConfig(4, 4, 4, 8, True), GemmConfig(4, 4, 4, 4, True, "dsp4"), GemmConfig(4, 2, 4, 8, True, "lut"),
                 GemmConfig(3, 4, 8, 8, False, "dsp2"), GemmConfig(2, 3, 4, 4, False, "lut"),
                 GemmConfig(5, 2, 8, 4, True, "dsp2")]
@@ -399,7 +400,7 @@ class VitAccel(Accel):
     def pool(self) -> list:
         from qsilicon.hw.config import AccelConfig
 
-        return [AccelConfig(8, 8, "dsp2", 8, 8, 8, 100.0)]
+        return [AccelConfig(8, 8, "dsp2", 8, 8, 8, 100.0), AccelConfig(8, 8, "dot2", 8, 8, 8, 100.0)]
 
     def config_from(self, d: dict):
         from qsilicon.hw.config import AccelConfig
