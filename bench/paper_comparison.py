@@ -3,7 +3,8 @@
 For DeiT-Tiny/Small/Base shapes (197 tokens, head_dim 64, MLP 4x, 12 blocks) with half of every
 linear layer's rows int8 and half int4 (``--ratio8``), the hardware grid of
 :mod:`qsilicon.search.paper` is searched exhaustively under the ZCU102's resources times the
-utilization cap; the best predicted FPS is reported at each clock.  Predictions, not measurements.
+utilization cap; the best predicted FPS is reported at each clock, and at 200 MHz again without
+``dot2`` lanes (the ablation).  Predictions, not measurements.
 
     python bench/paper_comparison.py  ->  bench/results/paper_comparison.json
 """
@@ -38,7 +39,16 @@ def main() -> None:
             print(f"{r['model']:<11} {clock:>6g} {r['predicted_fps']:>13.1f} {r['quasar_vit_fps']:>14.1f}  "
                   f"r{c['rows']}c{c['cols']} {c['packing']} l{c['lanes']} ({100 * r['util']['lut']:.0f}% / "
                   f"{100 * r['util']['dsp']:.0f}%), cycles in GEMM descriptors {100 * r['cycle_share']['gemm']:.0f}%, "
-                  f"array busy {100 * r['gemm_share']:.0f}%")
+                  f"array busy {100 * r['gemm_share']:.0f}%, MAC rate {100 * r['mac_util']:.0f}% of peak")
+    # what each technique gives (same models, same grid): without dot2 lanes (int4 rows at the int8 rate)
+    doc["ablation"] = []
+    print("\nablation at 200 MHz: best predicted FPS by the packings the grid may use")
+    for label, packings in (("none, dsp2 (int4 rows at the int8 rate)", ("none", "dsp2")),
+                            ("none, dsp2, dot2 (int4 rows two steps a cycle)", GRID["packing"])):
+        fps = {r["model"]: r["predicted_fps"] for r in compare(board, clock_mhz=200.0, util_cap=args.util_cap,
+                                                               ratio8=args.ratio8, packings=packings)}
+        doc["ablation"].append({"packings": list(packings), "clock_mhz": 200.0, "predicted_fps": fps})
+        print(f"  {label:<48} " + "  ".join(f"{m} {v:6.1f}" for m, v in fps.items()))
     OUT.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {OUT}")
 

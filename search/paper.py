@@ -49,10 +49,14 @@ GRID = {"rows": (8, 16, 32, 64), "cols": (8, 16, 32, 64), "packing": ("none", "d
         "wbuf_kib": (32, 64, 128, 256, 512), "abuf_kib": (256, 512, 1024)}
 
 
-def best_design(shape: DeitShape, board, *, clock_mhz: float, util_cap: float, ratio8: float) -> dict:
-    """The highest predicted FPS over :data:`GRID` within ``util_cap`` of every resource."""
+def best_design(shape: DeitShape, board, *, clock_mhz: float, util_cap: float, ratio8: float,
+                packings: tuple = GRID["packing"]) -> dict:
+    """The highest predicted FPS over :data:`GRID` (its packings limited to ``packings``) within
+    ``util_cap`` of every resource.  ``mac_util`` is the workload's MACs over the design's peak in
+    the predicted cycles (one MAC per PE and cycle; two on ``dot2``, its int4 rows' peak)."""
     best = None
-    for rows, cols, packing, lanes, wb, ab in itertools.product(*GRID.values()):
+    grid = {**GRID, "packing": tuple(p for p in GRID["packing"] if p in packings)}
+    for rows, cols, packing, lanes, wb, ab in itertools.product(*grid.values()):
         if rows < lanes or cols < lanes:
             continue
         cfg = AccelConfig(rows, cols, packing, lanes, wb, ab, clock_mhz)
@@ -64,19 +68,22 @@ def best_design(shape: DeitShape, board, *, clock_mhz: float, util_cap: float, r
             continue
         p = predict(cfg, ops, board.dram_gbps)
         if best is None or p.fps > best["fps"]:
+            macs = workload_macs(ops)
+            peak = rows * cols * (2 if packing == "dot2" else 1) * p.cycles
             best = {"config": cfg.to_dict(), "fps": p.fps, "cycles": p.cycles, "util": util,
                     "memory_bound_ops": p.memory_bound_ops, "dram_bytes": p.dram_bytes,
-                    "macs": workload_macs(ops), "gemm_share": round(gemm_busy_share(cfg, ops, board.dram_gbps), 4),
-                    "cycle_share": p.shares}
+                    "macs": macs, "mac_util": round(macs / peak, 4),
+                    "gemm_share": round(gemm_busy_share(cfg, ops, board.dram_gbps), 4), "cycle_share": p.shares}
     if best is None:
         raise ValueError(f"no design of the grid fits {util_cap:.0%} of {board.name} and holds the model")
     return best
 
 
-def compare(board, *, clock_mhz: float = 150.0, util_cap: float = 0.8, ratio8: float = 0.5) -> list[dict]:
+def compare(board, *, clock_mhz: float = 150.0, util_cap: float = 0.8, ratio8: float = 0.5,
+            packings: tuple = GRID["packing"]) -> list[dict]:
     rows = []
     for name, shape in DEIT.items():
-        b = best_design(shape, board, clock_mhz=clock_mhz, util_cap=util_cap, ratio8=ratio8)
+        b = best_design(shape, board, clock_mhz=clock_mhz, util_cap=util_cap, ratio8=ratio8, packings=packings)
         rows.append({"model": name, "predicted_fps": b["fps"], "quasar_vit_fps": PAPER_FPS[name],
                      "quasar_vit_top1": PAPER_TOP1[name], **b})
     return rows
