@@ -59,7 +59,8 @@ def test_verilog_is_deterministic():
     assert "module gemm_engine" in a
 
 
-@pytest.mark.parametrize("tag", ["r8c8_dsp2_l8_w8k_a8k_100mhz", "r16c32_none_l16_w16k_a8k_100mhz"])
+@pytest.mark.parametrize("tag", ["r8c8_dsp2_l8_w8k_a8k_100mhz", "r16c32_none_l16_w16k_a8k_100mhz",
+                                 "r8c16_dot2_l8_w8k_a8k_100mhz"])
 def test_verilator_lint_vit_accelerator(tag, tmp_path):
     """The whole ViT accelerator: no errors, and none of the warnings that mean a bug (latches,
     several drivers, combinational loops, mixed assignments, blocks that never run); the kinds

@@ -34,7 +34,7 @@ def test_held_out_runs():
 
 
 @pytest.mark.parametrize("tag", ["r16c32_dsp2_l8_w8k_a8k_100mhz", "r8c64_none_l8_w1k_a8k_100mhz",
-                                 "r32c16_dsp2_l16_w16k_a16k_100mhz"])
+                                 "r32c16_dsp2_l16_w16k_a16k_100mhz", "r16c32_dot2_l8_w1k_a8k_100mhz"])
 def test_gemm_traffic_equals_the_iss(tag):
     """Every GEMM descriptor's words read and written and array beats, as the model counts them, are
     the ISS's (resident and streamed weight tiles, kT and rows weights, feature maps, wide logits)."""

@@ -22,6 +22,7 @@ def _generators():
         "gemm-dsp4": lambda: ("gemm_engine", gemm_verilog(GemmConfig(4, 4, 4, 4, packing="dsp4"))),
         "gemm-lut-unsigned": lambda: ("gemm_engine", gemm_verilog(GemmConfig(2, 3, 4, 4, False, "lut"))),
         "mpgemm-dsp2": lambda: ("gemm_engine", gemm_verilog(GemmConfig(4, 4, 8, 8, packing="dsp2", mixed=True))),
+        "mpgemm-dot2": lambda: ("gemm_engine", gemm_verilog(GemmConfig(4, 4, 8, 8, packing="dot2", mixed=True))),
         "depth-engine": lambda: ("depth_engine", depth_engine_verilog(SMALL)),
         "depth-engine-nibble": lambda: ("depth_engine",
                                         depth_engine_verilog(EngineConfig(**{**SMALL.__dict__, "packing": "nibble"}))),
