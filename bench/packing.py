@@ -82,7 +82,8 @@ def main() -> None:
         macs = 64 * 64 * 64
         dsp = syn.get("dsp", 0)
         per_dsp = macs / (res.cycles * dsp) if dsp else None
-        peak = n * n / dsp if dsp else None
+        # a dot2 beat of int4 rows carries two reduction steps: two MACs per PE and cycle
+        peak = n * n * (2 if packing == "dot2" and ratio8 == 0.0 else 1) / dsp if dsp else None
         lut_per_mac = syn.get("lut", 0) / (n * n)
         # The multiplier alone (one lane, no accumulator): LUTs per multiplier of the LUT variant
         # (a dot2 lane is part of the array: its ports are packed per row and column).
