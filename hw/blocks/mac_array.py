@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from qsilicon.quant.intops import ACC_BITS
 
-from .packed import DOT2_SHIFT, PackedMul, check_lane, dot2_field, dot2_operands, lane_geometry, nibble_mul
+from .packed import DOT2_SHIFT, PackedMul, check_lane, dot2_col, dot2_field, dot2_row, lane_geometry, nibble_mul
 
 __all__ = ["MacArray", "acc_row_layout", "operand_layout"]
 
@@ -61,7 +61,7 @@ class MacArray(wiring.Component):
     ``packing="dsp2"`` one wide multiplication serves a PE pair along a row, with ``"dsp4"`` a 2x2
     block of PEs; ``"lut"`` builds shift-and-add multipliers; ``"none"`` leaves ``a * w`` to the
     synthesis tool.  ``"dot2"`` (int8 operands) gives every PE one 22 x 18-bit multiplication whose
-    ports are packed per row and per column (:func:`~qsilicon.hw.blocks.packed.dot2_operands`): a
+    ports are packed per row and per column (:func:`~qsilicon.hw.blocks.packed.dot2_row`, ``dot2_col``): a
     beat with ``dot`` set carries two reduction steps (``a``, ``a1`` and an int4 weight pair per
     column) and each PE accumulates both products in that cycle.
 
@@ -159,10 +159,8 @@ class MacArray(wiring.Component):
             dot0, dot1 = Signal(name="dot0"), Signal(name="dot1")
             pay = self.i_op.payload
             load_dot = [dot0.eq(pay.dot), dot1.eq(dot0)]
-            for r in range(R):
-                load_dot.append(x0[r].eq(dot2_operands(pay.a[r], pay.a1[r], pay.w[0], pay.dot)[0]))
-            for c in range(C):
-                load_dot.append(y0[c].eq(dot2_operands(pay.a[0], pay.a1[0], pay.w[c], pay.dot)[1]))
+            load_dot += [x0[r].eq(dot2_row(pay.a[r], pay.a1[r], pay.dot)) for r in range(R)]
+            load_dot += [y0[c].eq(dot2_col(pay.w[c], pay.dot)) for c in range(C)]
             prod = [[Signal(18, name=f"q_{r}_{c}") for c in range(C)] for r in range(R)]
             lane_products = [(r, c, (x0[r] * y0[c])[s - 1 : s + 17]) for r in range(R) for c in range(C)]
         elif self._pair4:
@@ -210,7 +208,7 @@ class MacArray(wiring.Component):
                 # The sum is one expression (no combinational signal): Icarus never evaluates a
                 # combinational block whose inputs keep their initial values.  The accumulator is
                 # zeroed in front of the adder, not selected after it: the mux folds into the adder's
-                # LUTs (Yosys, xcup: 58 instead of 90 LUTs a PE for int8 x int8).
+                # LUTs (Yosys, xcup, an 8x8 int8 array: about 60 instead of 92 LUTs a PE).
                 if self._dot:  # q = prod[1:18], the borrow prod[0] enters as the adder's carry
                     sums = [[dot2_field(Mux(fresh, 0, acc[r][c]), prod[r][c][1:], prod[r][c][0], dot1)
                              for c in range(C)] for r in range(R)]

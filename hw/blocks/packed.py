@@ -25,7 +25,7 @@ negative low product took from the field above (and so on upwards).
   ``a0 w1`` fits 13 bits too, and ``w1 + w0 * 2**13`` fits the 18-bit port).  An int8 row puts
   ``a * 2**13`` and ``w`` on the ports, so the same field holds the 16-bit product and the low
   field is zero.  The packed row operand depends only on the array row and the packed weight
-  only on the column: they are formed once per row and column (:func:`dot2_operands`), not per
+  only on the column: they are formed once per row and column (:func:`dot2_row`, :func:`dot2_col`), not per
   PE.  Two MACs per DSP and per PE on int4 rows, one on int8 rows.
 """
 
@@ -36,8 +36,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = [
-    "DOT2_SHIFT", "PACKINGS", "PackedMul", "check_lane", "dot2_field", "dot2_operands", "lane_geometry", "nibble_mul",
-    "shift_add_mul",
+    "DOT2_SHIFT", "PACKINGS", "PackedMul", "check_lane", "dot2_col", "dot2_field", "dot2_row", "lane_geometry",
+    "nibble_mul", "shift_add_mul",
 ]
 
 #: Multiplier implementations of the MAC array: ``none`` (a plain ``a * w`` per PE, mapped as the
@@ -57,17 +57,19 @@ def lane_geometry(packing: str) -> tuple[int, int]:
     return {"none": (1, 1), "lut": (1, 1), "dsp2": (1, 2), "dsp4": (2, 2), "dot2": (1, 1)}[packing]
 
 
-def dot2_operands(a0, a1, w, dot):
-    """The ``dot2`` multiplier ports of a row and of a column: ``(x, y)``.
+def dot2_row(a0, a1, dot):
+    """The ``dot2`` multiplier port of an array row (``x``): ``a0``, ``a1`` are the row's int8
+    activations of reduction steps ``k`` and ``k + 1`` (``a1`` is used only when ``dot`` is set).
+    ``x * dot2_col(w, dot)`` carries the PE's product (``dot`` 0) or its two-term dot product
+    (``dot`` 1) in the field :func:`dot2_field` reads."""
+    return Mux(dot, a0 + (a1 << DOT2_SHIFT), a0 << DOT2_SHIFT)
 
-    ``a0``, ``a1`` are a row's int8 activations of reduction steps ``k`` and ``k + 1``; ``w`` is a
-    column's weight byte: an int8 weight, or (``dot`` set) two int4 weights, step ``k`` in the low
-    nibble and step ``k + 1`` in the high one.  ``x * y`` carries the PE's product (``dot`` 0) or
-    its two-term dot product (``dot`` 1) in the field :func:`dot2_field` reads."""
-    s = DOT2_SHIFT
-    x = Mux(dot, a0 + (a1 << s), a0 << s)
-    y = Mux(dot, w[4:8].as_signed() + (w[0:4].as_signed() << s), w.as_signed())
-    return x, y
+
+def dot2_col(w, dot):
+    """The ``dot2`` multiplier port of an array column (``y``): ``w`` is the column's weight byte, an
+    int8 weight, or (``dot`` set) two int4 weights, step ``k`` in the low nibble and step ``k + 1``
+    in the high one."""
+    return Mux(dot, w[4:8].as_signed() + (w[0:4].as_signed() << DOT2_SHIFT), w.as_signed())
 
 
 def dot2_field(acc, q, carry, dot):
@@ -153,7 +155,7 @@ class PackedMul(wiring.Component):
     def __init__(self, packing: str, a_shape, w_shape) -> None:
         a_shape, w_shape = check_lane(packing, a_shape, w_shape)
         if packing == "dot2":
-            raise ValueError("dot2 lanes are formed by the MAC array (dot2_operands / dot2_field), not a PackedMul")
+            raise ValueError("dot2 lanes are formed by the MAC array (dot2_row, dot2_col, dot2_field)")
         self._packing, self._a_shape, self._w_shape = packing, a_shape, w_shape
         na, nw = lane_geometry(packing)
         self._pw = a_shape.width + w_shape.width + 1

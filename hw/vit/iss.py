@@ -269,6 +269,4 @@ def _gemm(mem: _Mem, d: dict, cfg: AccelConfig) -> int:
             w_seg += b * d["w_pitch"]
         else:
             w_seg += C
-    if cfg.packing == "dot2":  # an int4 tile's beat carries two reduction steps
-        return mt * (nt8 * K + nt4 * -(-K // 2))
-    return mt * nt * K
+    return mt * (nt8 * K + nt4 * -(-K // cfg.gemm.steps_per_beat4))  # dot2: an int4 beat, two steps

@@ -118,13 +118,12 @@ class _Dot2(Elaboratable):
         self.out = [Signal(signed(32)) for _ in range(n)]
 
     def elaborate(self, platform):
-        from qsilicon.hw.blocks.packed import DOT2_SHIFT, dot2_field, dot2_operands
+        from qsilicon.hw.blocks.packed import DOT2_SHIFT, dot2_col, dot2_field, dot2_row
 
         m = Module()
         s = DOT2_SHIFT
         for a0, a1, w, out in zip(self.a0, self.a1, self.w, self.out, strict=True):
-            x, y = dot2_operands(a0, a1, w, self.dot)
-            p = x * y
+            p = dot2_row(a0, a1, self.dot) * dot2_col(w, self.dot)
             m.d.comb += out.eq(dot2_field(Const(0, signed(32)), p[s : s + 17], p[s - 1], self.dot))
         return m
 
