@@ -142,6 +142,10 @@ class AccelConfig:
         Activation buffer (one GEMM's input), KiB, a power of two.
     clock_mhz : float
         The design clock (an assumption per point; see the search's notes).
+    rowbuf : int
+        0, or the row buffer of the LayerNorm unit: the longest row (elements) it holds, a power of
+        two from 64 to 4096.  LayerNorm rows up to that length are read from memory once instead
+        of three times (:class:`qsilicon.hw.blocks.rowunit.RowUnit`).
     """
 
     rows: int = 8
@@ -151,6 +155,7 @@ class AccelConfig:
     wbuf_kib: int = 32
     abuf_kib: int = 32
     clock_mhz: float = 150.0
+    rowbuf: int = 0
 
     def __post_init__(self) -> None:
         if self.packing not in ACCEL_PACKINGS:
@@ -169,6 +174,9 @@ class AccelConfig:
         if isinstance(self.clock_mhz, bool) or not (isinstance(self.clock_mhz, (int, float))
                                                     and 0 < self.clock_mhz <= 1000):
             raise ValueError(f"clock_mhz must be in (0, 1000], not {self.clock_mhz!r}")
+        if isinstance(self.rowbuf, bool) or not isinstance(self.rowbuf, int) or (
+                self.rowbuf and not (64 <= self.rowbuf <= 4096 and self.rowbuf & (self.rowbuf - 1) == 0)):
+            raise ValueError(f"rowbuf must be 0 (no row buffer) or a power of two from 64 to 4096, not {self.rowbuf!r}")
         self.gemm  # noqa: B018  (packing against the array checked by GemmConfig)
 
     @cached_property
@@ -178,8 +186,10 @@ class AccelConfig:
 
     @property
     def tag(self) -> str:
-        """The design's name, e.g. ``r16c64_dsp2_l16_w64k_a8k_200mhz``."""
-        return (f"r{self.rows}c{self.cols}_{self.packing}_l{self.lanes}_w{self.wbuf_kib}k_a{self.abuf_kib}k_"
+        """The design's name, e.g. ``r16c64_dsp2_l16_w64k_a8k_200mhz`` (``..._a8k_rb1024_200mhz`` with
+        a row buffer)."""
+        rb = f"rb{self.rowbuf}_" if self.rowbuf else ""
+        return (f"r{self.rows}c{self.cols}_{self.packing}_l{self.lanes}_w{self.wbuf_kib}k_a{self.abuf_kib}k_{rb}"
                 f"{self.clock_mhz:g}mhz")
 
     @classmethod
@@ -187,12 +197,13 @@ class AccelConfig:
         """The design of a :attr:`tag`; ``ValueError`` naming the expected form otherwise."""
         import re
 
-        m = re.fullmatch(r"r(\d+)c(\d+)_(none|dsp2|dot2)_l(\d+)_w(\d+)k_a(\d+)k_([0-9.]+)mhz", tag.strip())
+        m = re.fullmatch(r"r(\d+)c(\d+)_(none|dsp2|dot2)_l(\d+)_w(\d+)k_a(\d+)k_(?:rb(\d+)_)?([0-9.]+)mhz",
+                         tag.strip())
         if not m:
             raise ValueError(f"design tag {tag!r}: expected r<rows>c<cols>_<none|dsp2|dot2>_l<lanes>_w<KiB>k_a<KiB>k_"
-                             "<MHz>mhz, e.g. r16c64_dsp2_l16_w64k_a8k_200mhz")
-        r, c, p, lanes, w, a, f = m.groups()
-        return cls(int(r), int(c), p, int(lanes), int(w), int(a), float(f))
+                             "[rb<elements>_]<MHz>mhz, e.g. r16c64_dsp2_l16_w64k_a8k_200mhz")
+        r, c, p, lanes, w, a, rb, f = m.groups()
+        return cls(int(r), int(c), p, int(lanes), int(w), int(a), float(f), int(rb or 0))
 
     @property
     def word_bytes(self) -> int:

@@ -14,7 +14,11 @@ together).  Every lane runs the same sequence, so one state machine drives all l
   ``min((e * inv) >> (sh - out_bits), 2**out_bits - 1)``.
 
 The row is streamed three times (the host's address generator re-reads it), so the unit keeps
-only per-lane scalars.  The divider is restoring, one quotient bit per cycle (64 cycles), the
+only per-lane scalars; or, on a unit built with a row buffer (``buf_depth``) and with ``buffered``
+high, once: pass 1 writes the ``lanes`` rows into the buffer (one block RAM word of ``16 * lanes``
+bits per element) and passes 2 and 3 read them from there, an element a cycle.  A LayerNorm row
+of int16 values, two memory words a beat, then costs two memory words per element instead of
+six.  The divider is restoring, one quotient bit per cycle (64 cycles), the
 square root one result bit per cycle (32 cycles).  Configuration ports are static while rows
 stream; the unit starts each row in pass 1 by itself.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from qsilicon.quant.intops import M0_BITS, SHIFT_MAX
@@ -60,6 +65,8 @@ class RowUnit(wiring.Component):
         LayerNorm's fractional bits (the integer ViT uses 8).
     out_bits : int
         Shiftmax output bits (the integer ViT uses 7).
+    buf_depth : int
+        0 (no row buffer) or the longest row the buffer holds, a power of two from 64 to 4096.
 
     Members
     -------
@@ -77,16 +84,23 @@ class RowUnit(wiring.Component):
         Shiftmax constants (:class:`qsilicon.quant.ShiftmaxParams`).
     busy : Out(1)
         High from the first beat of a row to its last output.
+    buffered : In(1)
+        Only with a row buffer: the rows are sent once (``n`` at most ``buf_depth``); static while
+        rows stream.
     """
 
-    def __init__(self, lanes: int, *, frac_bits: int = 8, out_bits: int = 7) -> None:
+    def __init__(self, lanes: int, *, frac_bits: int = 8, out_bits: int = 7, buf_depth: int = 0) -> None:
         if not isinstance(lanes, int) or isinstance(lanes, bool) or not 1 <= lanes <= 64:
             raise ValueError(f"Lanes must be an integer from 1 to 64, not {lanes!r}")
         if not 0 <= frac_bits <= 16:
             raise ValueError(f"Fractional bits must be from 0 to 16, not {frac_bits!r}")
         if not 2 <= out_bits <= 8:
             raise ValueError(f"Shiftmax output bits must be from 2 to 8 on the row unit, not {out_bits!r}")
-        self._lanes, self._f, self._ob = lanes, frac_bits, out_bits
+        if isinstance(buf_depth, bool) or not isinstance(buf_depth, int) or (
+                buf_depth and not (64 <= buf_depth <= 4096 and buf_depth & (buf_depth - 1) == 0)):
+            raise ValueError(f"Row buffer depth must be 0 or a power of two from 64 to 4096, not {buf_depth!r}")
+        self._lanes, self._f, self._ob, self._depth = lanes, frac_bits, out_bits, buf_depth
+        extra = {"buffered": In(1)} if buf_depth else {}
         super().__init__({
             "i_x": In(stream.Signature(data.ArrayLayout(signed(16), lanes))),
             "i_par": In(stream.Signature(ln_param_layout())),
@@ -94,18 +108,46 @@ class RowUnit(wiring.Component):
             "op": In(1), "n": In(_MAX_N_BITS),
             "m0": In(unsigned(M0_BITS)), "shift": In(unsigned(SHIFT_MAX.bit_length())),
             "k": In(3), "q_b": In(signed(16)), "q_c": In(unsigned(24)),
-            "busy": Out(1),
+            "busy": Out(1), **extra,
         })
 
     @property
     def lanes(self) -> int:
         return self._lanes
 
+    @property
+    def buf_depth(self) -> int:
+        return self._depth
+
     def elaborate(self, platform):
         m = Module()
         L, f, ob = self._lanes, self._f, self._ob
         ln = self.op == ROW_LN
-        x = self.i_x.payload
+        x, x_valid = self.i_x.payload, self.i_x.valid
+        D = self._depth
+        if D:
+            # passes 2 and 3 of buffered rows read the buffer: `bv` says the read port holds element
+            # `ra - 1`; the port reads ahead while its word is free or being taken
+            m.submodules.rowbuf = buf = Memory(shape=unsigned(16 * L), depth=D, init=[])
+            wp, rp = buf.write_port(), buf.read_port(transparent_for=())
+            from_buf, taken = Signal(), Signal()
+            bv, ra = Signal(), Signal(range(D + 1))
+            x = Signal(data.ArrayLayout(signed(16), L))
+            x_valid = Mux(from_buf, bv, self.i_x.valid)
+            m.d.comb += [x.as_value().eq(Mux(from_buf, rp.data, self.i_x.payload.as_value())),
+                         rp.addr.eq(ra[: D.bit_length() - 1]), rp.en.eq(~bv | taken)]
+            with m.If(from_buf & rp.en):
+                m.d.sync += [bv.eq(ra < self.n), ra.eq(Mux(ra < self.n, ra + 1, ra))]
+
+        def take_x(cond):
+            """Take element `cnt` of the rows: from the stream or, buffered, from the read port."""
+            if not D:
+                return [self.i_x.ready.eq(cond)]
+            return [self.i_x.ready.eq(cond & ~from_buf), taken.eq(cond & from_buf)]
+
+        def rows_end():
+            """The last element of a pass: the read port starts again at element 0."""
+            return [ra.eq(0), bv.eq(0)] if D else []
 
         cnt = Signal(_MAX_N_BITS)
         it = Signal(7)
@@ -145,6 +187,9 @@ class RowUnit(wiring.Component):
         with m.FSM():
             with m.State("P1"):
                 m.d.comb += self.i_x.ready.eq(1)
+                if D:
+                    m.d.comb += [wp.addr.eq(cnt), wp.data.eq(self.i_x.payload.as_value()),
+                                 wp.en.eq(self.i_x.valid & self.buffered)]
                 with m.If(self.i_x.valid):
                     m.d.sync += [self.busy.eq(1), cnt.eq(cnt + 1)]
                     for i in range(L):
@@ -186,14 +231,16 @@ class RowUnit(wiring.Component):
                         m.d.sync += inv[i].eq(quo[i])
                     m.next = "P3"
             with m.State("P2"):
-                m.d.comb += self.i_x.ready.eq(1)
-                with m.If(self.i_x.valid):
+                if D:
+                    m.d.comb += from_buf.eq(self.buffered)
+                m.d.comb += take_x(1)
+                with m.If(x_valid):
                     m.d.sync += cnt.eq(cnt + 1)
                     for i in range(L):
                         d = (x[i] << f) - mean[i]
                         m.d.sync += acc[i].eq(acc[i] + Mux(ln, d * d, shift_exp(i)))
                     with m.If(cnt == self.n - 1):
-                        m.d.sync += cnt.eq(0)
+                        m.d.sync += [cnt.eq(0), *rows_end()]
                         m.next = "P2_END"
             with m.State("P2_END"):
                 for i in range(L):
@@ -218,8 +265,10 @@ class RowUnit(wiring.Component):
                     m.d.sync += recip_setup(i, std)
                 m.next = "DIV"
             with m.State("P3"):
-                take = out_free & self.i_x.valid & (~ln | self.i_par.valid)
-                m.d.comb += [self.i_x.ready.eq(take), self.i_par.ready.eq(take & ln)]
+                if D:
+                    m.d.comb += from_buf.eq(self.buffered)
+                take = out_free & x_valid & (~ln | self.i_par.valid)
+                m.d.comb += [*take_x(take), self.i_par.ready.eq(take & ln)]
                 with m.If(take):
                     m.d.sync += [cnt.eq(cnt + 1), self.o_y.valid.eq(1)]
                     g, b = self.i_par.payload.gamma, self.i_par.payload.beta
@@ -232,7 +281,7 @@ class RowUnit(wiring.Component):
                         prob = Mux(p > (1 << ob) - 1, (1 << ob) - 1, p)
                         m.d.sync += self.o_y.payload[i].eq(Mux(ln, saturate_expr(r, 8), prob))
                     with m.If(cnt == self.n - 1):
-                        m.d.sync += [cnt.eq(0), self.busy.eq(0)]
+                        m.d.sync += [cnt.eq(0), self.busy.eq(0), *rows_end()]
                         for i in range(L):
                             m.d.sync += [acc[i].eq(0), mx[i].eq(-(1 << 15))]
                         m.next = "P1"

@@ -338,7 +338,7 @@ def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
     def emit(name: str, model: str, view: str, shape: dict | None = None, **fields) -> None:
         if view == "vec":
             d = {"op": 0, "r0_words": 1, "k": 0, "rd0": _EMPTY, "rd1": _EMPTY, "rd2": _EMPTY, "wr": _EMPTY,
-                 "m0": 0, "shift": 0, "sm_k": 0, "q_b": 0, "q_c": 0, "gelu_b": 0, "gelu_one": 0}
+                 "m0": 0, "shift": 0, "sm_k": 0, "q_b": 0, "q_c": 0, "gelu_b": 0, "gelu_one": 0, "buf": 0}
         else:
             d = {"op": OP_GEMM, "wmode": W_PREPACKED, "resident": 1, "wide": 0, "fmap": 0, "k": 0, "mt": 0, "nt8": 0,
                  "nt4": 0, "n_out": 0, "x_base": 0, "x_pitch": 0, "w_base": 0, "w_pitch": 0, "p_base": 0,
@@ -419,8 +419,9 @@ def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
         gb = mem.words(f"{name}.gb", [(int(gi) & 0xFFFF) | ((int(bi) & 0xFFFF) << 16)
                                       for gi, bi in zip(gam, bet, strict=True)])
         m0, sh = (int(v) for v in quantize_multiplier(2.0**-LN_FRAC / s_out))
-        emit(name, "ln", "vec", {"blocks": nblocks, "dim": D}, op=OP_LN, k=D, r0_words=2,
-             rd0=pattern(x.addr, 2 * D, 3, 0, nblocks, x.block_pitch), rd2=pattern(gb, D, nblocks, 0),
+        buf = int(D <= cfg.rowbuf)  # rows the row buffer holds are read once, else three times
+        emit(name, "ln", "vec", {"blocks": nblocks, "dim": D}, op=OP_LN, k=D, r0_words=2, buf=buf,
+             rd0=pattern(x.addr, 2 * D, 1 if buf else 3, 0, nblocks, x.block_pitch), rd2=pattern(gb, D, nblocks, 0),
              wr=pattern(y.addr, D, nblocks, y.block_pitch), m0=m0, shift=sh)
 
     def add(name: str, res: Region, branch: Region, s_branch: float, y: Region) -> None:

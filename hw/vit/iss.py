@@ -113,7 +113,7 @@ def run_program(image: bytearray, prog_addr: int, cfg: AccelConfig, *, max_ops: 
         if op == OP_GEMM:
             beats = _gemm(mem, d["gemm"], cfg)
         elif op in (OP_LN, OP_SOFTMAX, OP_GELU_Q, OP_ADD_RES, OP_TRANSPOSE):
-            _vector(mem, d["vec"], L)
+            _vector(mem, d["vec"], L, cfg.rowbuf, pc)
         else:
             raise IssError(f"descriptor at {pc:#x}: illegal opcode {op} (STATUS cause 1)")
         stats.ops += 1
@@ -124,8 +124,12 @@ def run_program(image: bytearray, prog_addr: int, cfg: AccelConfig, *, max_ops: 
     raise IssError(f"no END after {max_ops} descriptors")
 
 
-def _vector(mem: _Mem, d: dict, L: int) -> None:
+def _vector(mem: _Mem, d: dict, L: int, rowbuf: int, pc: int) -> None:
     op = d["op"]
+    if d["buf"] and (op not in (OP_LN, OP_SOFTMAX) or d["k"] > rowbuf):
+        raise IssError(f"descriptor at {pc:#x}: rows of {d['k']} through the row buffer of a design with rowbuf "
+                       f"{rowbuf} (STATUS cause 6)")
+    passes = 1 if d["buf"] else 3  # a buffered row is read once
     out_addrs = mem.addresses(d["wr"])
     outs: list[int] = []
     if op in (OP_LN, OP_SOFTMAX):
@@ -133,8 +137,8 @@ def _vector(mem: _Mem, d: dict, L: int) -> None:
         per = 2 * n if op == OP_LN else n
         words = mem.words(d["rd0"])
         par = mem.words(d["rd2"]) if op == OP_LN else []
-        for blk in range(len(words) // (3 * per)):
-            row = words[blk * 3 * per : blk * 3 * per + per]
+        for blk in range(len(words) // (passes * per)):
+            row = words[blk * passes * per : blk * passes * per + per]
             if op == OP_LN:
                 x = torch.tensor([_lanes(row[2 * f], L // 2, 16) + _lanes(row[2 * f + 1], L // 2, 16)
                                   for f in range(n)]).T  # [L tokens, n]

@@ -33,7 +33,8 @@ Registers (AxiLite, 32 bits, byte offsets)
 0x0C    CYCLES      cycles of the last run (start to done); read-only
 0x10    OPS         descriptors completed in the last run; read-only
 0x14    PC          address of the descriptor being run (or that stopped it); read-only
-0x18    INFO        lanes 7:0, rows 15:8, cols 23:16, packing 25:24 (0 none, 1 dsp2, 2 dot2); read-only
+0x18    INFO        lanes 7:0, rows 15:8, cols 23:16, packing 25:24 (0 none, 1 dsp2, 2 dot2), row buffer
+                    29:26 (log2 of its depth; 0: none); read-only
 0x1C    LOG_ADDR    where descriptor ``i`` writes its cycle count (word ``i``); 0 = no log
 0x20    WATCHDOG    cycles without any memory beat or unit progress that stop a run (0: 2**20)
 0x24    RD_WORDS    memory words read in the last run; read-only
@@ -89,13 +90,15 @@ WATCHDOG_DEFAULT = 1 << 20
 
 def vector_desc_layout() -> data.StructLayout:
     """A vector descriptor: the patterns of the three readers and the writer, the row length ``k``
-    (LayerNorm, Shiftmax), ``r0_words`` memory words per beat of reader 0 (2: int16 values), and
-    the units' constants."""
+    (LayerNorm, Shiftmax), ``r0_words`` memory words per beat of reader 0 (2: int16 values), the
+    units' constants, and ``buf``: LayerNorm or Shiftmax rows read once, passes 2 and 3 from the
+    row unit's buffer (designs with ``rowbuf``, rows of at most ``rowbuf`` elements)."""
     return data.StructLayout({
         "op": 4, "r0_words": 2, "k": 16,
         "rd0": addr_pattern_layout(), "rd1": addr_pattern_layout(), "rd2": addr_pattern_layout(),
         "wr": addr_pattern_layout(),
         "m0": 16, "shift": 6, "sm_k": 3, "q_b": signed(16), "q_c": 24, "gelu_b": signed(24), "gelu_one": signed(32),
+        "buf": 1,
     })
 
 
@@ -174,7 +177,7 @@ class VitAccel(wiring.Component):
         rmux = AxiReadMux(5, data_width=W, depth=32, priority=True)
         writer = AxiWordWriter(data_width=W, depth=32)
         gens = {name: AddrGen(wb) for name in ("rd0", "rd1", "rd2", "wr", "fm")}
-        gemm, rows, ew = GemmUnit(cfg), RowUnit(L), ElementwiseUnit(L)
+        gemm, rows, ew = GemmUnit(cfg), RowUnit(L, buf_depth=cfg.rowbuf), ElementwiseUnit(L)
         gb0, bw = _Gearbox(W, 2), BurstWords(wb)
         for name, part in [("rmux", rmux), ("writer", writer), ("gemm", gemm), ("rows", rows), ("ew", ew),
                            ("gb0", gb0), ("bw", bw)]:
@@ -213,7 +216,8 @@ class VitAccel(wiring.Component):
         m.d.comb += desc.as_value().eq(desc_bits[: descriptor_layout().size])
         reg, reg_o = regs.reg_i, regs.reg_o
         idx = {name: i for i, name in enumerate(REGS)}
-        info = Const(L | (cfg.rows << 8) | (cfg.cols << 16) | (ACCEL_PACKINGS.index(cfg.packing) << 24), 32)
+        info = Const(L | (cfg.rows << 8) | (cfg.cols << 16) | (ACCEL_PACKINGS.index(cfg.packing) << 24)
+                     | (cfg.rowbuf.bit_length() - 1 if cfg.rowbuf else 0) << 26, 32)
         m.d.comb += [
             reg[idx["STATUS"]].eq(Cat(busy, done, error, Const(0, 5), cause)),
             reg[idx["PROG_ADDR"]].eq(reg_o[idx["PROG_ADDR"]]), reg[idx["CYCLES"]].eq(cycles),
@@ -257,6 +261,11 @@ class VitAccel(wiring.Component):
         vec_bad = ((op == OP_LN) & (vd.r0_words != 2)) | ((op == OP_SOFTMAX) & (vd.r0_words != 1)) \
             | ((op == OP_LN) | (op == OP_SOFTMAX)) & ((vd.k == 0) | (vd.k > 4095)) \
             | ((op == OP_ADD_RES) & (vd.r0_words != 2)) | ((op == OP_TRANSPOSE) & (vd.r0_words != 1))
+        # the row buffer: LayerNorm and Shiftmax rows it holds, on a design that has one
+        if cfg.rowbuf:
+            vec_bad = vec_bad | vd.buf & (~((op == OP_LN) | (op == OP_SOFTMAX)) | (vd.k > cfg.rowbuf))
+        else:
+            vec_bad = vec_bad | vd.buf
 
         # watchdog: any memory beat, array beat or unit handshake is progress
         progress = (self.m_axi.rvalid & self.m_axi.rready) | (self.m_axi.wvalid & self.m_axi.wready) | gemm.beat \
@@ -368,6 +377,7 @@ class VitAccel(wiring.Component):
             rows.i_x.payload.as_value().eq(lanes16), rows.i_par.payload.as_value().eq(r2.payload[:32]),
             rows.op.eq(Mux(is_ln, ROW_LN, ROW_SOFTMAX)), rows.n.eq(vd.k), rows.m0.eq(vd.m0),
             rows.shift.eq(vd.shift), rows.k.eq(vd.sm_k), rows.q_b.eq(vd.q_b), rows.q_c.eq(vd.q_c),
+            *([rows.buffered.eq(vd.buf)] if cfg.rowbuf else []),
             ew.i_x.payload.a.as_value().eq(gb0.o.payload[: 16 * L]), ew.i_x.payload.b.as_value().eq(r1.payload),
             ew.op.eq(Mux(is_add, OP_ADD, OP_GELU)), ew.m0.eq(vd.m0), ew.shift.eq(vd.shift),
             ew.gelu_b.eq(vd.gelu_b), ew.gelu_one.eq(vd.gelu_one),

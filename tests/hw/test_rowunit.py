@@ -15,8 +15,10 @@ from qsilicon.sim.pysim import pysim_streams
 I8 = IntFormat(8, True)
 
 
-def run_rows(op, x, settings, params=None, ready=(1,), valid=(1,)):
-    """``x``: ``[lanes * tiles, n]`` rows; lane ``l`` of tile ``t`` is row ``t * lanes + l``."""
+def run_rows(op, x, settings, params=None, ready=(1,), valid=(1,), buf=0):
+    """``x``: ``[lanes * tiles, n]`` rows; lane ``l`` of tile ``t`` is row ``t * lanes + l``.  With
+    ``buf`` (the row buffer's depth) the rows are sent once and the unit reads passes 2 and 3 from
+    its buffer."""
     lanes = 4
     rows, n = x.shape
     assert rows % lanes == 0
@@ -24,13 +26,13 @@ def run_rows(op, x, settings, params=None, ready=(1,), valid=(1,)):
     beats, pars = [], []
     for t in range(rows // lanes):
         tile = x[t * lanes : (t + 1) * lanes]
-        for _ in range(3):
+        for _ in range(1 if buf else 3):
             beats += [pack(in_lay, tile[:, j].tolist()) for j in range(n)]
         if params is not None:
             pars += [pack(ln_param_layout(), {"gamma": int(g), "beta": int(b)}) for g, b in zip(*params, strict=True)]
     sources = {"i_x": beats} | ({"i_par": pars} if params is not None else {})
-    outs, cycles = pysim_streams(RowUnit(lanes), sources, "o_y", rows // lanes * n,
-                                 settings={"op": op, "n": n} | settings,
+    outs, cycles = pysim_streams(RowUnit(lanes, buf_depth=buf), sources, "o_y", rows // lanes * n,
+                                 settings={"op": op, "n": n} | ({"buffered": 1} if buf else {}) | settings,
                                  valid_pattern=valid, ready_pattern=ready)
     y = torch.zeros_like(x)
     for b, beat in enumerate(outs):
@@ -91,8 +93,45 @@ def test_layernorm_extremes():
     check_ln(x, torch.full((n,), -32768), torch.full((n,), 32767), 0.5)
 
 
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 64), spread=st.sampled_from([1, 100, 32767]), seed=st.integers(0, 2**31))
+def test_layernorm_buffered_rows(n, spread, seed):
+    """Rows sent once, passes 2 and 3 from the row buffer (rows up to its whole depth), with the
+    input and the output stalling: the same bits as the reference."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(-spread, spread + 1, (8, n), generator=g).clamp(-32768, 32767)
+    gq = torch.randint(-600, 600, (n,), generator=g)
+    bq = torch.randint(-300, 300, (n,), generator=g)
+    check_ln(x, gq, bq, 0.02, valid=(1, 0, 1), ready=(1, 1, 0), buf=64)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 64), k=st.integers(0, 7), seed=st.integers(0, 2**31))
+def test_softmax_buffered_rows(n, k, seed):
+    x = torch.randint(-128, 128, (8, n), generator=torch.Generator().manual_seed(seed))
+    check_softmax(x, k, valid=(1, 1, 0), ready=(1, 0, 1), buf=64)
+
+
+def test_buffered_rows_keep_the_pace():
+    """Without stalls a buffered LayerNorm row takes one beat a cycle in every pass; the same rows
+    streamed three times take as long here (the test's source has a beat every cycle) but three
+    times the input beats."""
+    g = torch.Generator().manual_seed(1)
+    n = 48
+    x = torch.randint(-3000, 3000, (8, n), generator=g)
+    gq, bq = torch.randint(-600, 600, (n,), generator=g), torch.randint(-300, 300, (n,), generator=g)
+    expect, m0, sh = ref_ln(x, gq, bq, 0.02)
+    got, cyc_buf = run_rows(ROW_LN, x, {"m0": m0, "shift": sh}, (gq, bq), buf=64)
+    _, cyc_stream = run_rows(ROW_LN, x, {"m0": m0, "shift": sh}, (gq, bq))
+    assert torch.equal(got, expect)
+    assert abs(cyc_buf - cyc_stream) <= 2 * 3 * 2  # a cycle or two per pass of each tile
+
+
 def test_bad_parameters():
     with pytest.raises(ValueError, match="Lanes must be an integer from 1 to 64"):
         RowUnit(0)
     with pytest.raises(ValueError, match="output bits"):
         RowUnit(4, out_bits=9)
+    for depth in (32, 100, 8192, True):
+        with pytest.raises(ValueError, match="Row buffer depth must be 0 or a power of two from 64 to 4096"):
+            RowUnit(4, buf_depth=depth)

@@ -16,6 +16,7 @@ from qsilicon.hw.vit.system import (
     CAUSE_OPCODE,
     CAUSE_READ,
     CAUSE_STALL,
+    CAUSE_VECTOR,
     CAUSE_WRITE,
     DESC_BYTES,
     descriptor_layout,
@@ -65,7 +66,8 @@ def test_axi_error_responses_stop_the_run_and_the_next_run_is_right(small, fault
 def test_illegal_descriptors_stop_with_their_cause_at_their_descriptor(small):
     _, prog, _, codes, expect = small
     cases = [("b0.gelu", {"op": 15}, CAUSE_OPCODE), ("b0.qkv", {"k": 0}, CAUSE_GEMM),
-             ("b0.fc1", {"n_out": 10_000}, CAUSE_GEMM), ("b0.proj", {"mt": 40}, CAUSE_ABUF)]
+             ("b0.fc1", {"n_out": 10_000}, CAUSE_GEMM), ("b0.proj", {"mt": 40}, CAUSE_ABUF),
+             ("b0.ln1", {"buf": 1}, CAUSE_VECTOR)]  # rows through a row buffer this design does not have
     for name, fields, cause in cases:
         image, index = _patched(prog, name, **fields)
         res = rtl_vit(prog, codes[:1], image=image, max_cycles=200_000).results[0]
@@ -152,3 +154,39 @@ def test_dot2_design_runs_int4_rows_two_steps_a_beat():
         assert abs(res.cycles - pred) <= 0.03 * res.cycles, (packing, res.cycles, pred)
         cycles[packing] = (res.cycles, res.mac_beats)
     assert cycles["dot2"][1] < cycles["none"][1] and cycles["dot2"][0] < cycles["none"][0], cycles
+
+
+def test_row_buffer_reads_layernorm_rows_once():
+    """A design with a row buffer: LayerNorm rows are read once (passes 2 and 3 from the buffer);
+    the whole model bit-exact (logits and memory equal to the ISS's), the words read equal to the
+    ISS's count, every LayerNorm descriptor faster than on the same design without the buffer;
+    rows longer than the buffer stop the run as an illegal vector descriptor."""
+    torch.manual_seed(0)
+    model = ViT(ViTConfig(dim=64, depth=1, heads=2, mlp=64, head_dim=16)).eval()
+    iv = IntViT(model, torch.rand(64, 1, 28, 28), "mixed", 0.5)
+    images = torch.rand(1, 1, 28, 28)
+    runs = {}
+    for rowbuf in (64, 0):
+        cfg = AccelConfig(8, 8, "dsp2", 8, 8, 8, 100.0, rowbuf)
+        prog = compile_vit(iv, cfg)
+        codes = prog.input_codes(images)
+        run = rtl_vit(prog, codes, dump=True)
+        res = run.results[0]
+        assert _ok(res, iv.logits(images)[0])
+        image = prog.with_input(codes[0])
+        stats = run_program(image, prog.program, cfg)
+        log = range(prog.log, prog.log + len(prog.ops) * cfg.lanes)
+        assert all(image[a] == run.images[0][a] for a in range(len(image)) if a not in log)
+        # the RTL's counters also hold the END descriptor's fetch and the cycle log's word per descriptor
+        assert res.rd_words == sum(stats.read_words) + DESC_BYTES // cfg.lanes, (res.rd_words, sum(stats.read_words))
+        assert res.wr_words == sum(stats.write_words) + len(prog.ops), (res.wr_words, sum(stats.write_words))
+        runs[rowbuf] = (prog, res)
+    (prog, buffered), (_, streamed) = runs[64], runs[0]
+    ln = [o.index for o in prog.ops if o.kind == "layernorm"]
+    assert len(ln) == 3
+    assert all(buffered.op_cycles[i] < 0.8 * streamed.op_cycles[i] for i in ln), \
+        [(buffered.op_cycles[i], streamed.op_cycles[i]) for i in ln]
+    assert buffered.rd_words < streamed.rd_words
+    image, index = _patched(prog, "b0.ln2", k=65)  # longer than the 64-element buffer
+    res = rtl_vit(prog, prog.input_codes(images), image=image, max_cycles=200_000).results[0]
+    assert res.error and res.cause == CAUSE_VECTOR and res.ops == index
