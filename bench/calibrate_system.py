@@ -1,12 +1,13 @@
 """Yosys synthesis (Zynq UltraScale+) of whole generated ViT accelerators: the data of the search's
 resource model of the system around the GEMM engine and the vector units.
 
-    python bench/calibrate_system.py [--split train|held_out|all]
+    python bench/calibrate_system.py [--split train|held_out|all] [--missing]
 
 Every design below is synthesized whole (``qsilicon synth design``'s flow: ``synth_xilinx -family
 xcup`` with ``abc -luts``); the counts go to ``search/data/vit_system_resources.json`` with the
 fitted model (``python -m qsilicon.search.system_resources`` refits from the stored counts).
-Results are cached, so a second run only refits.  About 5 minutes for an 8x8 design, longer for
+Results are cached, so a second run only refits; ``--missing`` synthesizes only the designs the
+data file lacks (on a machine without the cache).  About 5 minutes for an 8x8 design, longer for
 large arrays.
 """
 
@@ -37,17 +38,19 @@ DESIGNS = [
     ("held_out", "r32c32_dsp2_l8_w64k_a32k_100mhz"),
     ("held_out", "r8c16_dsp2_l8_w16k_a8k_100mhz"),
     ("held_out", "r8c16_dot2_l8_w16k_a8k_100mhz"),
+    ("held_out", "r8c16_dsp2_l8_w16k_a8k_rb1024_100mhz"),  # a row buffer: its BRAMs by the memory rule
 ]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", choices=("train", "held_out", "all"), default="all")
+    ap.add_argument("--missing", action="store_true", help="synthesize only the designs the data file lacks")
     args = ap.parse_args()
     doc = json.loads(sr.DATA.read_text()) if sr.DATA.exists() else {}
     points = {p["design"]: p for p in doc.get("points", [])}
     for split, tag in DESIGNS:
-        if args.split not in ("all", split):
+        if args.split not in ("all", split) or (args.missing and tag in points):
             continue
         t = time.time()
         res = synthesize(VitAccel(AccelConfig.from_tag(tag)), "vit_accel", "xcup_abc")

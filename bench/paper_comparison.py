@@ -4,9 +4,14 @@ For DeiT-Tiny/Small/Base shapes (197 tokens, head_dim 64, MLP 4x, 12 blocks) wit
 linear layer's rows int8 and half int4 (``--ratio8``), the hardware grid of
 :mod:`qsilicon.search.paper` is searched exhaustively under the ZCU102's resources times the
 utilization cap; the best predicted FPS is reported at each clock, and at 200 MHz again without
-``dot2`` lanes (the ablation).  Predictions, not measurements.
+``dot2`` lanes and without row buffers (the ablation).  Predictions, not measurements.
 
-    python bench/paper_comparison.py  ->  bench/results/paper_comparison.json
+``--synth`` synthesizes every chosen design whole (Yosys, ``synth_xilinx -family xcup`` with
+``abc -luts``, as ``qsilicon synth design`` and ``bench/calibrate_system.py`` do; about 20 minutes
+for a 1,024-PE design here) and stores its counts next to the resource model's in the row
+(``synthesized``); a later run without ``--synth`` keeps the counts of designs it chooses again.
+
+    python bench/paper_comparison.py [--synth]  ->  bench/results/paper_comparison.json
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import json
 from pathlib import Path
 
 from qsilicon.boards import get_board
+from qsilicon.hw.config import AccelConfig
+from qsilicon.search.accel import resources
 from qsilicon.search.paper import GRID, compare
 
 OUT = Path(__file__).resolve().parent / "results" / "paper_comparison.json"
@@ -25,7 +32,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--util-cap", type=float, default=0.8)
     ap.add_argument("--ratio8", type=float, default=0.5)
+    ap.add_argument("--synth", action="store_true", help="synthesize the chosen designs whole (Yosys xcup)")
     args = ap.parse_args()
+    # the synthesized counts of earlier runs, by the design's netlist (its tag without the clock)
+    old = json.loads(OUT.read_text()) if OUT.exists() else {}
+    synthesized = {r["synthesized"]["netlist"]: r["synthesized"] for r in old.get("rows", []) if "synthesized" in r}
     board = get_board("zcu102")
     doc = {"board": board.name, "part": board.part, "dram_gbps": board.dram_gbps, "util_cap": args.util_cap,
            "ratio8": args.ratio8, "grid": {k: list(v) for k, v in GRID.items()}, "rows": []}
@@ -34,23 +45,53 @@ def main() -> None:
     for clock in (150.0, 200.0):
         for r in compare(board, clock_mhz=clock, util_cap=args.util_cap, ratio8=args.ratio8):
             r["clock_mhz"] = clock
+            cfg = AccelConfig(**r["config"])
+            netlist = cfg.tag.rsplit("_", 1)[0]  # the clock does not change the netlist
+            if args.synth and netlist not in synthesized:
+                synthesized[netlist] = synth(cfg, netlist)
+            if netlist in synthesized:
+                r["synthesized"] = synthesized[netlist]
             doc["rows"].append(r)
             c = r["config"]
             print(f"{r['model']:<11} {clock:>6g} {r['predicted_fps']:>13.1f} {r['quasar_vit_fps']:>14.1f}  "
-                  f"r{c['rows']}c{c['cols']} {c['packing']} l{c['lanes']} ({100 * r['util']['lut']:.0f}% / "
+                  f"r{c['rows']}c{c['cols']} {c['packing']} l{c['lanes']}{' rb%d' % c['rowbuf'] if c['rowbuf'] else ''} "
+                  f"({100 * r['util']['lut']:.0f}% / "
                   f"{100 * r['util']['dsp']:.0f}%), cycles in GEMM descriptors {100 * r['cycle_share']['gemm']:.0f}%, "
                   f"array busy {100 * r['gemm_share']:.0f}%, MAC rate {100 * r['mac_util']:.0f}% of peak")
-    # what each technique gives (same models, same grid): without dot2 lanes (int4 rows at the int8 rate)
+    # what each technique gives (same models, same grid): the grid without dot2 lanes (int4 rows at the
+    # int8 rate) and without row buffers, then with each in turn
     doc["ablation"] = []
-    print("\nablation at 200 MHz: best predicted FPS by the packings the grid may use")
-    for label, packings in (("none, dsp2 (int4 rows at the int8 rate)", ("none", "dsp2")),
-                            ("none, dsp2, dot2 (int4 rows two steps a cycle)", GRID["packing"])):
+    print("\nablation at 200 MHz: best predicted FPS by the techniques the grid may use")
+    for label, packings, rowbufs in (
+            ("none, dsp2 (int4 rows at the int8 rate)", ("none", "dsp2"), (0,)),
+            ("+ dot2 (int4 rows two steps a cycle)", GRID["packing"], (0,)),
+            ("+ row buffer (LayerNorm rows read once)", GRID["packing"], GRID["rowbuf"])):
         fps = {r["model"]: r["predicted_fps"] for r in compare(board, clock_mhz=200.0, util_cap=args.util_cap,
-                                                               ratio8=args.ratio8, packings=packings)}
-        doc["ablation"].append({"packings": list(packings), "clock_mhz": 200.0, "predicted_fps": fps})
+                                                               ratio8=args.ratio8, packings=packings, rowbufs=rowbufs)}
+        doc["ablation"].append({"packings": list(packings), "rowbufs": list(rowbufs), "clock_mhz": 200.0,
+                                "predicted_fps": fps})
         print(f"  {label:<48} " + "  ".join(f"{m} {v:6.1f}" for m, v in fps.items()))
+    print("\nchosen designs synthesized whole (Yosys xcup): LUT / FF / DSP / BRAM36, and the resource model's")
+    for netlist, c in synthesized.items():
+        if any(r.get("synthesized", {}).get("netlist") == netlist for r in doc["rows"]):
+            m, y = c["model"], c["counts"]
+            print(f"  {netlist:<40} " + "  ".join(f"{k} {y[k]:g} / {m[k]:g}" for k in ("lut", "ff", "dsp", "bram36")))
     OUT.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {OUT}")
+
+
+def synth(cfg: AccelConfig, netlist: str) -> dict:
+    import time
+
+    from qsilicon.hw.synth import synthesize
+    from qsilicon.hw.vit.system import VitAccel
+
+    t = time.time()
+    res = synthesize(VitAccel(cfg), "vit_accel", "xcup_abc")
+    c = res.counts
+    counts = {"lut": c["lut"], "ff": c["ff"], "dsp": c["dsp"], "bram36": c["bram36"] + c["bram18"] / 2}
+    print(f"  synthesized {netlist}: {counts} ({time.time() - t:.0f} s)", flush=True)
+    return {"netlist": netlist, "tool": res.tool, "counts": counts, "model": resources(cfg)}
 
 
 if __name__ == "__main__":

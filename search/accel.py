@@ -16,7 +16,8 @@ by ``python -m qsilicon.search.vit_latency`` from ``bench/vit_system_cycles.py``
   first token tile of the input and the first column tile, and after its last beat the array
   drains and the last tile leaves the transposer;
 * LayerNorm and Shiftmax: the row unit's three passes over every token block (int16 rows are two
-  words a beat) and its dividers and square root per block; GELU, the residual adds and the
+  words a beat) and its dividers and square root per block; LayerNorm rows a design's row buffer
+  holds (``rowbuf``) are read once and have their own coefficients (``layernorm_rb``); GELU, the residual adds and the
   ``V`` transpose: their words through the port;
 * the controller (:func:`control_cycles`): every descriptor's fetch (128 bytes) and cycle-log
   write, and the start and the end of the run.
@@ -47,7 +48,7 @@ from qsilicon.hw.config import AccelConfig
 from . import resources as res
 
 __all__ = [
-    "LANES", "PACKINGS", "AccelConfig", "Op", "Prediction", "block_shapes", "control_cycles", "fits",
+    "LANES", "PACKINGS", "AccelConfig", "Op", "Prediction", "block_shapes", "coef_kind", "control_cycles", "fits",
     "fixed_resources", "gemm_terms", "int_vit_workload", "op_terms", "predict", "resources", "subnet_workload",
     "utilization", "vit_workload", "workload_macs",
 ]
@@ -396,12 +397,20 @@ def _model() -> dict:
     return json.loads(MODEL.read_text())
 
 
+def coef_kind(cfg: AccelConfig, o: Op) -> str:
+    """The latency model's coefficient set of a descriptor: its kind, or ``layernorm_rb`` for
+    LayerNorm rows that the design's row buffer holds (read once, as the compiler emits them)."""
+    if o.kind == "layernorm" and 0 < o.k <= cfg.rowbuf:
+        return "layernorm_rb"
+    return o.kind
+
+
 def op_cycles(cfg: AccelConfig, o: Op, model: dict | None = None, slowdown: float = 1.0) -> float:
     """Cycles of one descriptor (of one, when ``o.count`` > 1)."""
     model = model or _model()
     if o.kind == "gemm":
         return gemm_replay(cfg, o, model["gemm"], slowdown)
-    return _vector_cycles(_coefficients(model)[1][o.kind], o)
+    return _vector_cycles(_coefficients(model)[1][coef_kind(cfg, o)], o)
 
 
 def _coefficients(model: dict) -> tuple[tuple, dict]:
@@ -439,7 +448,7 @@ def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool =
                 mem_bound += o.count
         else:
             bound = "compute"
-            c = _vector_cycles(vec[kind], o) * o.count
+            c = _vector_cycles(vec[coef_kind(cfg, o)], o) * o.count
         total += c
         shares[kind] = shares.get(kind, 0.0) + c
         if detail:
@@ -495,11 +504,15 @@ def memories(cfg: AccelConfig) -> dict[str, tuple[int, int, int]]:
     """The design's block-RAM candidates: ``name: (count, width, depth)``.  The activation buffer and
     the weight ring are written a memory word (``lanes`` bytes) at a time, so Yosys maps each word
     lane as a memory of its own (``rows / lanes`` and ``cols / lanes`` of them); a ``dot2`` design's
-    activation buffer is two banks of half the depth."""
+    activation buffer is two banks of half the depth; a row buffer (``rowbuf``) is one memory of
+    ``lanes`` int16 values a word."""
     L, R, C = cfg.lanes, cfg.rows, cfg.cols
     banks = 2 if cfg.packing == "dot2" else 1
-    return {"abuf": (banks * R // L, 8 * L, cfg.abuf_kib * 1024 // R // banks),
+    mems = {"abuf": (banks * R // L, 8 * L, cfg.abuf_kib * 1024 // R // banks),
             "wbuf": (C // L, 8 * L, cfg.wbuf_kib * 1024 // C), "fmap": (1, 8 * L, FMAP_ENTRIES * 2 // L)}
+    if cfg.rowbuf:
+        mems["rowbuf"] = (1, 16 * L, cfg.rowbuf)
+    return mems
 
 
 def system_features(cfg: AccelConfig) -> dict[str, float]:
@@ -515,7 +528,10 @@ def fixed_resources(cfg: AccelConfig) -> dict:
     engine's model, the units as synthesized, the memories' block RAMs (and LUTRAM LUTs)."""
     e = res.estimate(cfg.gemm)
     u = _units()["xcup"]
-    row, vec = u[f"rowunit{cfg.lanes}"], u[f"vector{cfg.lanes}"]
+    # the row unit with a buffer: its logic as synthesized (at 1024 elements; the depth changes only an
+    # address counter), its block RAMs by the memory rule below
+    row = u[f"rowunit_rb{cfg.lanes}" if cfg.rowbuf else f"rowunit{cfg.lanes}"]
+    vec = u[f"vector{cfg.lanes}"]
     bram, lutram = 0.0, 0
     for count, width, depth in memories(cfg).values():
         b = res.buffer_resources(width, depth)

@@ -70,6 +70,13 @@ class HardwareSpace:
     wbuf_kib: tuple = (8, 16, 32, 64, 128)
     abuf_kib: tuple = (8, 16, 32, 64)
     clock_mhz: tuple = (100, 150, 200)
+    rowbuf: tuple = (0,)
+
+    def pick(self, key: str, choose):
+        """One choice of field ``key``; a field with a single choice is not drawn (``choose`` is not
+        called), so that spaces without it search exactly as before it existed."""
+        values = getattr(self, key)
+        return values[0] if len(values) == 1 else choose(key, list(values))
 
     @classmethod
     def from_dict(cls, d: dict) -> HardwareSpace:
@@ -96,6 +103,11 @@ class HardwareSpace:
                     raise SpaceError(f"hardware.{key}: every value must be a power of two, not {val!r}")
             elif key == "clock_mhz":
                 kw[key] = _choices("hardware", key, val, (int, float), 1, 1000)
+            elif key == "rowbuf":
+                kw[key] = _choices("hardware", key, val, int, 0, 4096)
+                if any(v and (v < 64 or v & (v - 1)) for v in kw[key]):
+                    raise SpaceError(f"hardware.rowbuf: every value must be 0 (no row buffer) or a power of two from "
+                                     f"64 to 4096, not {val!r}")
             else:  # packing
                 if not isinstance(val, list) or not val or any(v not in ACCEL_PACKINGS for v in val):
                     raise SpaceError(f"hardware.packing: expected a list of {' / '.join(map(repr, ACCEL_PACKINGS))}, "
@@ -112,7 +124,10 @@ class JointSpace:
     latency_ms: float | None = None
 
     def to_dict(self) -> dict:
-        return {"model": self.model.to_dict(), "hardware": {k: list(v) for k, v in asdict(self.hardware).items()},
+        hw = {k: list(v) for k, v in asdict(self.hardware).items()}
+        if hw["rowbuf"] == [0]:  # the default: spaces written before the field keep their digest
+            del hw["rowbuf"]
+        return {"model": self.model.to_dict(), "hardware": hw,
                 "constraints": {"util_cap": self.util_cap, "latency_ms": self.latency_ms}}
 
     @property
@@ -188,7 +203,8 @@ def sample_candidate(space: JointSpace, rng: random.Random) -> Candidate:
     s = space.model.sample(rng)
     rows, cols = rng.choice(h.rows), rng.choice(h.cols)
     hw = AccelConfig(rows, cols, rng.choice(h.packing), min(rng.choice(h.lanes), rows, cols), rng.choice(h.wbuf_kib),
-                     rng.choice(h.abuf_kib), float(rng.choice(h.clock_mhz)))
+                     rng.choice(h.abuf_kib), float(rng.choice(h.clock_mhz)),
+                     h.pick("rowbuf", lambda _, v: rng.choice(v)))
     return Candidate(s, hw)
 
 
@@ -253,7 +269,8 @@ def _suggest_hw(trial, h: HardwareSpace) -> AccelConfig:
     return AccelConfig(rows, cols, packing, lanes,
                        trial.suggest_categorical("wbuf_kib", list(h.wbuf_kib)),
                        trial.suggest_categorical("abuf_kib", list(h.abuf_kib)),
-                       float(trial.suggest_categorical("clock_mhz", list(h.clock_mhz))))
+                       float(trial.suggest_categorical("clock_mhz", list(h.clock_mhz))),
+                       h.pick("rowbuf", trial.suggest_categorical))
 
 
 def open_storage(url: str, attempts: int = 5):

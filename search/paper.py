@@ -46,20 +46,22 @@ DEIT = {"deit-tiny": DeitShape(192, 3), "deit-small": DeitShape(384, 6), "deit-b
 
 #: The hardware grid of the comparison (a superset of the default search space's).
 GRID = {"rows": (8, 16, 32, 64), "cols": (8, 16, 32, 64), "packing": ("none", "dsp2", "dot2"), "lanes": (8, 16),
-        "wbuf_kib": (32, 64, 128, 256, 512), "abuf_kib": (256, 512, 1024)}
+        "wbuf_kib": (32, 64, 128, 256, 512), "abuf_kib": (256, 512, 1024), "rowbuf": (0, 1024)}
 
 
 def best_design(shape: DeitShape, board, *, clock_mhz: float, util_cap: float, ratio8: float,
-                packings: tuple = GRID["packing"]) -> dict:
-    """The highest predicted FPS over :data:`GRID` (its packings limited to ``packings``) within
-    ``util_cap`` of every resource.  ``mac_util`` is the workload's MACs over the design's peak in
-    the predicted cycles (one MAC per PE and cycle; two on ``dot2``, its int4 rows' peak)."""
+                packings: tuple = GRID["packing"], rowbufs: tuple = GRID["rowbuf"]) -> dict:
+    """The highest predicted FPS over :data:`GRID` (its packings limited to ``packings``, its row
+    buffers to ``rowbufs``) within ``util_cap`` of every resource.  ``mac_util`` is the workload's
+    MACs over the design's peak in the predicted cycles (one MAC per PE and cycle; two on
+    ``dot2``, its int4 rows' peak)."""
     best = None
-    grid = {**GRID, "packing": tuple(p for p in GRID["packing"] if p in packings)}
-    for rows, cols, packing, lanes, wb, ab in itertools.product(*grid.values()):
+    grid = {**GRID, "packing": tuple(p for p in GRID["packing"] if p in packings),
+            "rowbuf": tuple(r for r in GRID["rowbuf"] if r in rowbufs)}
+    for rows, cols, packing, lanes, wb, ab, rb in itertools.product(*grid.values()):
         if rows < lanes or cols < lanes:
             continue
-        cfg = AccelConfig(rows, cols, packing, lanes, wb, ab, clock_mhz)
+        cfg = AccelConfig(rows, cols, packing, lanes, wb, ab, clock_mhz, rb)
         util = utilization(cfg, board)
         if max(util.values()) > util_cap:
             continue
@@ -80,10 +82,11 @@ def best_design(shape: DeitShape, board, *, clock_mhz: float, util_cap: float, r
 
 
 def compare(board, *, clock_mhz: float = 150.0, util_cap: float = 0.8, ratio8: float = 0.5,
-            packings: tuple = GRID["packing"]) -> list[dict]:
+            packings: tuple = GRID["packing"], rowbufs: tuple = GRID["rowbuf"]) -> list[dict]:
     rows = []
     for name, shape in DEIT.items():
-        b = best_design(shape, board, clock_mhz=clock_mhz, util_cap=util_cap, ratio8=ratio8, packings=packings)
+        b = best_design(shape, board, clock_mhz=clock_mhz, util_cap=util_cap, ratio8=ratio8, packings=packings,
+                        rowbufs=rowbufs)
         rows.append({"model": name, "predicted_fps": b["fps"], "quasar_vit_fps": PAPER_FPS[name],
                      "quasar_vit_top1": PAPER_TOP1[name], **b})
     return rows

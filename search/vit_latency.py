@@ -22,13 +22,15 @@ from pathlib import Path
 
 from qsilicon.hw.config import AccelConfig
 
-from .accel import DESC_BYTES, MODEL, Op, control_cycles, op_cycles, op_terms, predict, vit_workload
+from .accel import DESC_BYTES, MODEL, Op, coef_kind, control_cycles, op_cycles, op_terms, predict, vit_workload
 
 __all__ = ["CYCLES", "errors", "fit", "load_runs", "run_workload"]
 
 DATA = Path(__file__).resolve().parent / "data"
 CYCLES = DATA / "vit_system_cycles.json"
 KINDS = ("gemm", "layernorm", "softmax", "gelu", "add", "transpose")
+#: The vector descriptors' coefficient sets (:func:`~qsilicon.search.accel.coef_kind`).
+COEF_KINDS = ("layernorm", "layernorm_rb", "softmax", "gelu", "add", "transpose")
 
 
 def run_workload(row: dict) -> tuple[AccelConfig, list[Op]]:
@@ -101,17 +103,19 @@ def _fit_gemm(train: list[dict]) -> dict:
 def fit(runs: list[dict]) -> dict:
     train = [r for r in runs if r["split"] == "train"]
     model: dict = {"gemm": _fit_gemm(train)}
-    for kind in KINDS[1:]:
+    for kind in COEF_KINDS:
         x, y, names = [], [], None
         for run in train:
             for o in run["workload"]:
-                if o.kind != kind:
+                if o.kind == "gemm" or coef_kind(run["cfg"], o) != kind:
                     continue
                 t = op_terms(run["cfg"], o)
                 names = list(t)
                 for c in run["ops"][o.name]:
                     x.append([t[k] for k in names])
                     y.append(c)
+        if not x:
+            raise ValueError(f"no training run has {kind} descriptors: the fit needs one (bench/vit_system_cycles.py)")
         coef = _lstsq(x, y)
         model[kind] = {k: round(v, 6) for k, v in zip(names, coef, strict=True)}
     # the controller: what the descriptors' own cycles leave of each run, linear in the descriptors
@@ -136,8 +140,8 @@ def errors(runs: list[dict], model: dict) -> list[dict]:
         for o in ops:
             meas = sum(run["ops"][o.name])
             pred = op_cycles(cfg, o, model) * o.count
-            m_, p_ = kinds.get(o.kind, (0, 0.0))
-            kinds[o.kind] = (m_ + meas, p_ + pred)
+            m_, p_ = kinds.get(coef_kind(cfg, o), (0, 0.0))
+            kinds[coef_kind(cfg, o)] = (m_ + meas, p_ + pred)
         kinds["control"] = (run["total"] - sum(sum(c) for c in run["ops"].values()), control_cycles(cfg, ops, model))
         out.append({"design": cfg.tag, "model": run["row"]["model"], "ratio8": run["row"]["ratio8"],
                     "split": run["split"], "measured": run["total"], "predicted": p.cycles,

@@ -41,7 +41,7 @@ def design_arg(tag: str, space: str | None = "default"):
             hw = load_space(space).hardware
         except SpaceError as e:
             raise CliError(str(e)) from None
-        for name in ("rows", "cols", "packing", "lanes", "wbuf_kib", "abuf_kib", "clock_mhz"):
+        for name in ("rows", "cols", "packing", "lanes", "wbuf_kib", "abuf_kib", "clock_mhz", "rowbuf"):
             v, choices = getattr(cfg, name), getattr(hw, name)
             if v not in choices:
                 raise CliError(f"design {tag} is outside the search space: {name} {v} is not one of {list(choices)} "

@@ -342,7 +342,7 @@ def _accel_config(args):
 
     try:
         return AccelConfig(args.rows, args.cols, args.packing, args.lanes, args.wbuf_kib, args.abuf_kib,
-                           float(args.clock))
+                           float(args.clock), args.rowbuf)
     except (TypeError, ValueError) as e:
         raise CliError(f"{e} (see qsilicon latency vit --help)") from None
 
@@ -453,6 +453,8 @@ def register(sub, groups) -> None:
     lv.add_argument("--wbuf-kib", type=int, default=32)
     lv.add_argument("--abuf-kib", type=int, default=32)
     lv.add_argument("--clock", type=float, default=150.0, help="MHz (default 150)")
+    lv.add_argument("--rowbuf", type=int, default=0, help="row buffer of the LayerNorm unit, elements (0: none; "
+                    "64 to 4096): LayerNorm rows up to that length read once")
     lv.add_argument("--per-op", action="store_true", help="print every operation's cycles")
     lv.add_argument("--json", action="store_true")
     lv.set_defaults(func=cmd_latency_vit)

@@ -13,8 +13,9 @@ import pytest
 
 from qsilicon.boards import get_board
 from qsilicon.hw.config import GemmConfig
-from qsilicon.search import accel
+from qsilicon.search import accel, resources
 from qsilicon.search.joint import (
+    HardwareSpace,
     JointSpace,
     SpaceError,
     evaluate,
@@ -41,6 +42,8 @@ def _write(tmp_path, text, name="space.yaml"):
     ("hardware: {wbuf_kib: [12]}", "hardware.wbuf_kib: every value must be a power of two"),
     ("hardware: {packing: [dsp4]}", "hardware.packing: expected a list of 'none' / 'dsp2' / 'dot2'"),
     ("hardware: {lanes: [12]}", "hardware.lanes: every value must be 8 or 16"),
+    ("hardware: {rowbuf: [0, 100]}", "hardware.rowbuf: every value must be 0 .no row buffer. or a power of two"),
+    ("hardware: {rowbuf: [8192]}", r"hardware.rowbuf: every value must be a int in \[0, 4096\]"),
     ("hardware: {banks: [1]}", "hardware.banks: unknown key"),
     ("constraints: {util_cap: 1.5}", r"constraints.util_cap: expected a number in \(0, 1\]"),
     ("constraints: {latency_ms: -1}", "constraints.latency_ms: expected a positive number"),
@@ -104,6 +107,40 @@ def test_bad_accelerator_configs():
         accel.AccelConfig(wbuf_kib=12)
     with pytest.raises(ValueError, match="lanes must be 8 or 16"):
         accel.AccelConfig(lanes=4)
+    for rb in (32, 96, 8192, True):
+        with pytest.raises(ValueError, match="rowbuf must be 0 .no row buffer. or a power of two from 64 to 4096"):
+            accel.AccelConfig(rowbuf=rb)
+    with pytest.raises(ValueError, match=r"\[rb<elements>_\]<MHz>mhz"):
+        accel.AccelConfig.from_tag("r8c8_dsp2_l8_w8k_a8k_rb_100mhz")
+
+
+def test_row_buffer_design_point():
+    """A row buffer is part of the design's name, its block RAMs are the memory rule's (one memory of
+    ``lanes`` int16 values a word), its LayerNorm descriptors take the buffered coefficients when
+    the rows fit and the streamed ones when they do not; a space without the field keeps its digest
+    and draws exactly the designs it drew before."""
+    import random
+
+    cfg = accel.AccelConfig(16, 64, "dot2", 16, 256, 512, 200.0, 1024)
+    assert cfg.tag == "r16c64_dot2_l16_w256k_a512k_rb1024_200mhz" and accel.AccelConfig.from_tag(cfg.tag) == cfg
+    plain = accel.AccelConfig(16, 64, "dot2", 16, 256, 512, 200.0)
+    assert plain.tag == "r16c64_dot2_l16_w256k_a512k_200mhz"
+    assert accel.memories(cfg)["rowbuf"] == (1, 256, 1024) and "rowbuf" not in accel.memories(plain)
+    extra = accel.resources(cfg)["bram36"] - accel.resources(plain)["bram36"]
+    b = resources.buffer_resources(256, 1024)
+    assert extra == b.bram36 + b.bram18 / 2 > 0
+    ln = accel.Op("ln", "layernorm", "ln", blocks=13, k=384)
+    assert accel.coef_kind(cfg, ln) == "layernorm_rb" and accel.coef_kind(plain, ln) == "layernorm"
+    assert accel.coef_kind(cfg, ln._replace(k=2048)) == "layernorm"
+    assert accel.op_cycles(cfg, ln) < 0.8 * accel.op_cycles(plain, ln)
+    default = load_space("default")
+    assert "rowbuf" not in default.to_dict()["hardware"] and default.hardware.rowbuf == (0,)
+    drawn = [sample_candidate(default, random.Random(5)).hw for _ in range(3)]
+    assert all(h.rowbuf == 0 for h in drawn)
+    both = JointSpace(hardware=HardwareSpace(rowbuf=(0, 1024)))
+    assert both.digest != JointSpace().digest
+    rng = random.Random(0)
+    assert {sample_candidate(both, rng).hw.rowbuf for _ in range(40)} == {0, 1024}
 
 
 def test_candidates_and_pareto():
@@ -278,6 +315,15 @@ def test_latency_cli():
                         "--m", "64", "--k", "64", "--n", "64", "--json"], capture_output=True, text=True)
     assert r.returncode == 0 and json.loads(r.stdout)["engine_cycles"] == gemm_cycles(
         GemmConfig(8, 8, 8, 8, packing="none"), 64, 64, 64)
+    r = subprocess.run([*CLI, "latency", "vit", "--shape", "deit-small", "--rows", "16", "--cols", "64", "--lanes",
+                        "16", "--abuf-kib", "512", "--rowbuf", "1024", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    buffered = json.loads(r.stdout)
+    r = subprocess.run([*CLI, "latency", "vit", "--shape", "deit-small", "--rows", "16", "--cols", "64", "--lanes",
+                        "16", "--abuf-kib", "512", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0 and buffered["cycles"] < json.loads(r.stdout)["cycles"]
+    r = subprocess.run([*CLI, "latency", "vit", "--rowbuf", "100"], capture_output=True, text=True)
+    assert r.returncode == 2 and "rowbuf must be 0 (no row buffer) or a power of two" in r.stderr
     r = subprocess.run([*CLI, "latency", "vit", "--shape", "deit-huge"], capture_output=True, text=True)
     assert r.returncode == 2 and "deit-tiny" in r.stderr
     r = subprocess.run([*CLI, "latency", "gemm", "--rows", "4", "--cols", "4", "--wbits", "8", "--abits", "8",
