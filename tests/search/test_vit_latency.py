@@ -28,6 +28,7 @@ def test_held_out_runs():
     model = json.loads(accel.MODEL.read_text())
     held = [e for e in vl.errors(runs, model) if e["split"] == "held_out"]
     assert len(held) >= 3 and len({e["design"] for e in held}) >= 3
+    assert any("layernorm_rb" in e["kinds"] for e in held)  # a design with a row buffer among them
     assert max(e["error"] for e in held) <= 0.03, held
     for e in held:
         assert all(k["error"] <= 0.05 for k in e["kinds"].values()), (e["design"], e["kinds"])

@@ -161,6 +161,8 @@ def test_row_buffer_reads_layernorm_rows_once():
     the whole model bit-exact (logits and memory equal to the ISS's), the words read equal to the
     ISS's count, every LayerNorm descriptor faster than on the same design without the buffer;
     rows longer than the buffer stop the run as an illegal vector descriptor."""
+    from qsilicon.search.accel import int_vit_workload, predict
+
     torch.manual_seed(0)
     model = ViT(ViTConfig(dim=64, depth=1, heads=2, mlp=64, head_dim=16)).eval()
     iv = IntViT(model, torch.rand(64, 1, 28, 28), "mixed", 0.5)
@@ -180,6 +182,8 @@ def test_row_buffer_reads_layernorm_rows_once():
         # the RTL's counters also hold the END descriptor's fetch and the cycle log's word per descriptor
         assert res.rd_words == sum(stats.read_words) + DESC_BYTES // cfg.lanes, (res.rd_words, sum(stats.read_words))
         assert res.wr_words == sum(stats.write_words) + len(prog.ops), (res.wr_words, sum(stats.write_words))
+        pred = predict(cfg, int_vit_workload(iv, cfg), 0.0).cycles
+        assert abs(res.cycles - pred) <= 0.03 * res.cycles, (rowbuf, res.cycles, pred)
         runs[rowbuf] = (prog, res)
     (prog, buffered), (_, streamed) = runs[64], runs[0]
     ln = [o.index for o in prog.ops if o.kind == "layernorm"]
