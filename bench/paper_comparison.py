@@ -53,8 +53,9 @@ def main() -> None:
                 r["synthesized"] = synthesized[netlist]
             doc["rows"].append(r)
             c = r["config"]
+            rb = f" rb{c['rowbuf']}" if c["rowbuf"] else ""
             print(f"{r['model']:<11} {clock:>6g} {r['predicted_fps']:>13.1f} {r['quasar_vit_fps']:>14.1f}  "
-                  f"r{c['rows']}c{c['cols']} {c['packing']} l{c['lanes']}{' rb%d' % c['rowbuf'] if c['rowbuf'] else ''} "
+                  f"r{c['rows']}c{c['cols']} {c['packing']} l{c['lanes']}{rb} "
                   f"({100 * r['util']['lut']:.0f}% / "
                   f"{100 * r['util']['dsp']:.0f}%), cycles in GEMM descriptors {100 * r['cycle_share']['gemm']:.0f}%, "
                   f"array busy {100 * r['gemm_share']:.0f}%, MAC rate {100 * r['mac_util']:.0f}% of peak")

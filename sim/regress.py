@@ -400,7 +400,9 @@ class VitAccel(Accel):
     def pool(self) -> list:
         from qsilicon.hw.config import AccelConfig
 
-        return [AccelConfig(8, 8, "dsp2", 8, 8, 8, 100.0), AccelConfig(8, 8, "dot2", 8, 8, 8, 100.0)]
+        # plain, int4 rows two steps a beat, LayerNorm rows through a row buffer (every drawn shape fits it)
+        return [AccelConfig(8, 8, "dsp2", 8, 8, 8, 100.0), AccelConfig(8, 8, "dot2", 8, 8, 8, 100.0),
+                AccelConfig(8, 8, "dsp2", 8, 8, 8, 100.0, 64)]
 
     def config_from(self, d: dict):
         from qsilicon.hw.config import AccelConfig

@@ -419,7 +419,7 @@ def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
         gb = mem.words(f"{name}.gb", [(int(gi) & 0xFFFF) | ((int(bi) & 0xFFFF) << 16)
                                       for gi, bi in zip(gam, bet, strict=True)])
         m0, sh = (int(v) for v in quantize_multiplier(2.0**-LN_FRAC / s_out))
-        buf = int(D <= cfg.rowbuf)  # rows the row buffer holds are read once, else three times
+        buf = int(cfg.rowbuf >= D)  # rows the row buffer holds are read once, else three times
         emit(name, "ln", "vec", {"blocks": nblocks, "dim": D}, op=OP_LN, k=D, r0_words=2, buf=buf,
              rd0=pattern(x.addr, 2 * D, 1 if buf else 3, 0, nblocks, x.block_pitch), rd2=pattern(gb, D, nblocks, 0),
              wr=pattern(y.addr, D, nblocks, y.block_pitch), m0=m0, shift=sh)
