@@ -49,7 +49,8 @@ def main() -> None:
             netlist = cfg.tag.rsplit("_", 1)[0]  # the clock does not change the netlist
             if args.synth and netlist not in synthesized:
                 synthesized[netlist] = synth(cfg, netlist)
-            if netlist in synthesized:
+            if netlist in synthesized:  # with the resource model of this run
+                synthesized[netlist]["model"] = resources(cfg)
                 r["synthesized"] = synthesized[netlist]
             doc["rows"].append(r)
             c = r["config"]

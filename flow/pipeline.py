@@ -320,7 +320,8 @@ def _report(cfg, doc, rec, hw, ver, int_acc, int8_share, times, nt) -> str:
               f"{int_acc:.2f}% on {nt} held-out test images; {100 * int8_share:.1f}% of weight rows int8",
               f"- accelerator: {h['rows']}x{h['cols']} MAC array ({h['packing']}), {h['lanes']}-lane vector units and "
               f"memory words, weight ring {h['wbuf_kib']} KiB, activation buffer {h['abuf_kib']} KiB, "
-              f"{h['clock_mhz']:g} MHz (an assumption of the search, not a timing result)",
+              + (f"{h['rowbuf']}-element row buffer, " if h.get("rowbuf") else "")
+              + f"{h['clock_mhz']:g} MHz (an assumption of the search, not a timing result)",
               f"- measured on the RTL: {rtl_per:.0f} cycles per image = {h['clock_mhz'] * 1e6 / rtl_per:.0f} FPS at "
               f"{h['clock_mhz']:g} MHz; predicted by the search's model: {ver['predicted_cycles'] / n:.0f} cycles, "
               f"{rec['fps']:.0f} FPS (error {100 * ver['cycle_error']:.2f}%)",

@@ -118,11 +118,10 @@ class BufferEstimate:
 
 
 def _blocks(width: int, depth: int, aspects) -> int:
-    for max_depth, w in aspects:
-        if depth <= max_depth:
-            return math.ceil(width / w)
-    cascade = math.ceil(depth / aspects[-1][0])
-    return cascade * math.ceil(width / aspects[-1][1])
+    """Blocks of the cheapest aspect ratio, stacked in depth where one block is too shallow (a
+    128 x 16384 memory is 4 x 15 blocks of 4K x 9, not 64 of 16K x 2: Yosys counts the parity bits
+    as data and muxes the stacked blocks)."""
+    return min(math.ceil(depth / d) * math.ceil(width / w) for d, w in aspects)
 
 
 def buffer_resources(width: int, depth: int) -> BufferEstimate:

@@ -3,7 +3,10 @@
 
 import json
 import math
+from pathlib import Path
 
+from qsilicon.hw.config import AccelConfig
+from qsilicon.search import accel
 from qsilicon.search import system_resources as sr
 
 
@@ -31,3 +34,21 @@ def test_held_out_designs_dsp_and_bram_exact_lut_and_ff_within_10_percent():
         assert e["model"]["bram36"] == e["measured"]["bram36"], e
     for e in held:
         assert abs(e["error"]["lut"]) <= 0.10 and abs(e["error"]["ff"]) <= 0.10, e
+
+
+def test_the_paper_comparisons_chosen_designs_synthesized_whole():
+    """bench/paper_comparison.py --synth: the designs it chose, synthesized whole (1,024-PE arrays,
+    up to 1 MiB of activation buffer: deeper memories than any calibration design), against the
+    model: DSP48E2 and BRAM36 exact, LUT and FF within 5%."""
+    doc = json.loads((Path(sr.__file__).resolve().parents[1] / "bench" / "results" / "paper_comparison.json")
+                     .read_text())
+    rows = [r for r in doc["rows"] if r["clock_mhz"] == 200.0]
+    assert {r["model"] for r in rows} == {"deit-tiny", "deit-small", "deit-base"}
+    for r in rows:
+        cfg = AccelConfig(**r["config"])
+        syn = r["synthesized"]
+        assert syn["netlist"] == cfg.tag.rsplit("_", 1)[0]
+        est = accel.resources(cfg)
+        assert est["dsp"] == syn["counts"]["dsp"] and est["bram36"] == syn["counts"]["bram36"], (cfg.tag, est, syn)
+        for k in ("lut", "ff"):
+            assert abs(est[k] - syn["counts"][k]) <= 0.05 * syn["counts"][k], (cfg.tag, k, est[k], syn["counts"][k])
