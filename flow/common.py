@@ -163,3 +163,8 @@ def write_manifest(tmp: Path, manifest: dict) -> None:
     from qsilicon import __version__
 
     (tmp / MANIFEST).write_text(json.dumps({"qsilicon": __version__, **manifest}, indent=2, default=str) + "\n")
+
+
+def rowbuf_suffix(hw: dict) -> str:
+    """A design's row buffer in a one-line listing, `` rb1024``; nothing when it has none."""
+    return f" rb{hw['rowbuf']}" if hw.get("rowbuf") else ""

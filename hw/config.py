@@ -197,7 +197,7 @@ class AccelConfig:
         """The design of a :attr:`tag`; ``ValueError`` naming the expected form otherwise."""
         import re
 
-        m = re.fullmatch(r"r(\d+)c(\d+)_(none|dsp2|dot2)_l(\d+)_w(\d+)k_a(\d+)k_(?:rb(\d+)_)?([0-9.]+)mhz",
+        m = re.fullmatch(r"r(\d+)c(\d+)_(none|dsp2|dot2)_l(\d+)_w(\d+)k_a(\d+)k_(?:rb([1-9]\d*)_)?([0-9.]+)mhz",
                          tag.strip())
         if not m:
             raise ValueError(f"design tag {tag!r}: expected r<rows>c<cols>_<none|dsp2|dot2>_l<lanes>_w<KiB>k_a<KiB>k_"

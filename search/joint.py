@@ -427,7 +427,7 @@ def pareto_front(records: list[dict]) -> list[dict]:
     front = [r for r in feas if not any(dominates(o, r) for o in feas)]
     seen, out = set(), []
     for r in sorted(front, key=lambda r: (-r["fps"], -r["accuracy"])):
-        key = (r["subnet"], json.dumps(r["hw"], sort_keys=True))
+        key = (r["subnet"], json.dumps({"rowbuf": 0, **r["hw"]}, sort_keys=True))  # trials before rowbuf lack it
         if key not in seen:
             seen.add(key)
             out.append(r)

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..common import MANIFEST, CliError, OutputDir, progress, write_manifest
+from ..common import MANIFEST, CliError, OutputDir, progress, rowbuf_suffix, write_manifest
 
 __all__ = ["ModelDir", "load_model_dir", "register"]
 
@@ -439,7 +439,7 @@ def search_model(args, board, space, out: Path, storage: str) -> int:
         mark = "  <- knee" if r["number"] == pick["number"] else ""
         print(f"{r['number']:>4} {r['fps']:>9.0f} {100 * r['util']['lut']:>5.1f} {100 * r['util']['dsp']:>5.1f} "
               f"{100 * r['util']['bram36']:>5.1f}  r{h['rows']}c{h['cols']} {h['packing']} l{h['lanes']} "
-              f"w{h['wbuf_kib']}k a{h['abuf_kib']}k {h['clock_mhz']:g} MHz{mark}")
+              f"w{h['wbuf_kib']}k a{h['abuf_kib']}k{rowbuf_suffix(h)} {h['clock_mhz']:g} MHz{mark}")
     print(f"written to {out / 'pareto.json'}; build the knee with 'qsilicon verilog design --pareto "
           f"{out / 'pareto.json'} -o DIR'")
     return 0

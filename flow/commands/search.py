@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from ..common import DEFAULT_SUPERNET, CliError, OutputDir, get_board, progress, write_manifest
+from ..common import DEFAULT_SUPERNET, CliError, OutputDir, get_board, progress, rowbuf_suffix, write_manifest
 
 __all__ = ["SEARCH_IMAGES", "AccuracyCache", "register", "search_to_dir"]
 
@@ -245,7 +245,7 @@ def _search(args, board, space, out: Path) -> int:
         print(f"{r['number']:>4} {r['accuracy']:>8.2f} {r.get('heldout_accuracy', float('nan')):>8.2f} "
               f"{r['fps']:>9.0f} {100 * r['util']['lut']:>5.1f} {100 * r['util']['dsp']:>5.1f} "
               f"{100 * r['util']['bram36']:>5.1f}  {r['subnet']}  r{h['rows']}c{h['cols']} {h['packing']} "
-              f"l{h['lanes']} w{h['wbuf_kib']}k a{h['abuf_kib']}k {h['clock_mhz']:g} MHz")
+              f"l{h['lanes']} w{h['wbuf_kib']}k a{h['abuf_kib']}k{rowbuf_suffix(h)} {h['clock_mhz']:g} MHz")
     print(f"knee point: trial {doc['knee']['number']}; wrote {out / 'pareto.json'} and {out / 'pareto.png'}")
     return 0
 

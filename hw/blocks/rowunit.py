@@ -71,7 +71,7 @@ class RowUnit(wiring.Component):
     Members
     -------
     i_x : In(stream.Signature(ArrayLayout(signed(16), lanes)))
-        Element ``j`` of each lane's row; the row is sent three times.
+        Element ``j`` of each lane's row; the row is sent three times (once with ``buffered``).
     i_par : In(stream.Signature(ln_param_layout()))
         LayerNorm only: ``gamma_j, beta_j`` for each element of pass 3.
     o_y : Out(stream.Signature(ArrayLayout(signed(8), lanes)))

@@ -113,9 +113,9 @@ def test_softmax_buffered_rows(n, k, seed):
 
 
 def test_buffered_rows_keep_the_pace():
-    """Without stalls a buffered LayerNorm row takes one beat a cycle in every pass; the same rows
-    streamed three times take as long here (the test's source has a beat every cycle) but three
-    times the input beats."""
+    """Without stalls a buffered LayerNorm row takes one beat a cycle in every pass: as long as the
+    same rows streamed three times from a source with a beat every cycle (in the accelerator the
+    streamed rows come at half that rate: two memory words a beat)."""
     g = torch.Generator().manual_seed(1)
     n = 48
     x = torch.randint(-3000, 3000, (8, n), generator=g)

@@ -79,3 +79,13 @@ def test_layernorm_rows_the_row_buffer_holds_are_read_once():
     bad[at : at + DESC_BYTES] = pack(lay, {"vec": d["vec"]}).to_bytes(DESC_BYTES, "little")
     with pytest.raises(IssError, match="rows of 65 through the row buffer of a design with rowbuf 64"):
         run_program(bad, prog.program, cfg)
+    # rows longer than the buffer stream on the same design (buf clear, read three times), bit-exact
+    wide = _model(80, (5,), (96,))
+    prog = compile_vit(wide, cfg)
+    image = prog.with_input(prog.input_codes(images)[0])
+    stats = run_program(image, prog.program, cfg)
+    assert torch.equal(prog.read_logits(image), wide.logits(images)[0].to(prog.read_logits(image).dtype))
+    for o in (o for o in prog.ops if o.kind == "layernorm"):
+        at = prog.program + o.index * DESC_BYTES
+        assert unpack(lay, int.from_bytes(prog.memory.data[at : at + DESC_BYTES], "little"))["vec"]["buf"] == 0
+    assert stats.ops == len(prog.ops)

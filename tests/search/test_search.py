@@ -110,8 +110,9 @@ def test_bad_accelerator_configs():
     for rb in (32, 96, 8192, True):
         with pytest.raises(ValueError, match="rowbuf must be 0 .no row buffer. or a power of two from 64 to 4096"):
             accel.AccelConfig(rowbuf=rb)
-    with pytest.raises(ValueError, match=r"\[rb<elements>_\]<MHz>mhz"):
-        accel.AccelConfig.from_tag("r8c8_dsp2_l8_w8k_a8k_rb_100mhz")
+    for tag in ("r8c8_dsp2_l8_w8k_a8k_rb_100mhz", "r8c8_dsp2_l8_w8k_a8k_rb0_100mhz"):  # no buffer: no rb field
+        with pytest.raises(ValueError, match=r"\[rb<elements>_\]<MHz>mhz"):
+            accel.AccelConfig.from_tag(tag)
 
 
 def test_row_buffer_design_point():
@@ -135,8 +136,16 @@ def test_row_buffer_design_point():
     assert accel.op_cycles(cfg, ln) < 0.8 * accel.op_cycles(plain, ln)
     default = load_space("default")
     assert "rowbuf" not in default.to_dict()["hardware"] and default.hardware.rowbuf == (0,)
-    drawn = [sample_candidate(default, random.Random(5)).hw for _ in range(3)]
-    assert all(h.rowbuf == 0 for h in drawn)
+    # the draws of the sampler before the field existed, replayed on the same generator
+    rng, old = random.Random(5), random.Random(5)
+    h = default.hardware
+    for _ in range(6):
+        got = sample_candidate(default, rng)
+        subnet = default.model.sample(old)
+        rows, cols = old.choice(h.rows), old.choice(h.cols)
+        expect = accel.AccelConfig(rows, cols, old.choice(h.packing), min(old.choice(h.lanes), rows, cols),
+                                   old.choice(h.wbuf_kib), old.choice(h.abuf_kib), float(old.choice(h.clock_mhz)))
+        assert (got.subnet, got.hw) == (subnet, expect)
     both = JointSpace(hardware=HardwareSpace(rowbuf=(0, 1024)))
     assert both.digest != JointSpace().digest
     rng = random.Random(0)
