@@ -127,31 +127,40 @@ def test_trained_vit_whole_on_bigger_designs(tag):
         assert all(image[a] == run.images[i][a] for a in range(len(image)) if a not in log)
 
 
+def _whole_run(iv, cfg, images):
+    """One image through the whole model on ``cfg``'s RTL: logits bit-exact, memory equal to the
+    ISS's, the counters equal to the ISS's counts (the RTL's also hold the END descriptor's fetch and
+    the cycle log's word per descriptor), cycles within 3% of the latency model's."""
+    from qsilicon.search.accel import int_vit_workload, predict
+
+    prog = compile_vit(iv, cfg)
+    codes = prog.input_codes(images)
+    run = rtl_vit(prog, codes, dump=True)
+    res = run.results[0]
+    assert _ok(res, iv.logits(images)[0])
+    image = prog.with_input(codes[0])
+    stats = run_program(image, prog.program, cfg)
+    log = range(prog.log, prog.log + len(prog.ops) * cfg.lanes)
+    assert all(image[a] == run.images[0][a] for a in range(len(image)) if a not in log)
+    assert res.mac_beats == sum(stats.mac_beats)
+    assert res.rd_words == sum(stats.read_words) + DESC_BYTES // cfg.lanes, (res.rd_words, sum(stats.read_words))
+    assert res.wr_words == sum(stats.write_words) + len(prog.ops), (res.wr_words, sum(stats.write_words))
+    pred = predict(cfg, int_vit_workload(iv, cfg), 0.0).cycles
+    assert abs(res.cycles - pred) <= 0.03 * res.cycles, (cfg.tag, res.cycles, pred)
+    return prog, res
+
+
 def test_dot2_design_runs_int4_rows_two_steps_a_beat():
     """A dot2 array: int4 rows take half the beats; the whole model bit-exact (logits and memory equal
     to the ISS's), its array beats the ISS's count, its cycles within 3% of the latency model's and
     fewer than on the same array with plain lanes."""
-    from qsilicon.search.accel import int_vit_workload, predict
-
     torch.manual_seed(0)
     model = ViT(ViTConfig(dim=32, depth=1, heads=2, mlp=64, head_dim=16)).eval()
     iv = IntViT(model, torch.rand(64, 1, 28, 28), "mixed", 0.25)
     images = torch.rand(1, 1, 28, 28)
     cycles = {}
     for packing in ("dot2", "none"):
-        cfg = AccelConfig(8, 8, packing, 8, 8, 8, 100.0)
-        prog = compile_vit(iv, cfg)
-        codes = prog.input_codes(images)
-        run = rtl_vit(prog, codes, dump=True)
-        res = run.results[0]
-        assert _ok(res, iv.logits(images)[0])
-        image = prog.with_input(codes[0])
-        stats = run_program(image, prog.program, cfg)
-        log = range(prog.log, prog.log + len(prog.ops) * cfg.lanes)
-        assert all(image[a] == run.images[0][a] for a in range(len(image)) if a not in log)
-        assert res.mac_beats == sum(stats.mac_beats)
-        pred = predict(cfg, int_vit_workload(iv, cfg), 0.0).cycles
-        assert abs(res.cycles - pred) <= 0.03 * res.cycles, (packing, res.cycles, pred)
+        _, res = _whole_run(iv, AccelConfig(8, 8, packing, 8, 8, 8, 100.0), images)
         cycles[packing] = (res.cycles, res.mac_beats)
     assert cycles["dot2"][1] < cycles["none"][1] and cycles["dot2"][0] < cycles["none"][0], cycles
 
@@ -161,30 +170,11 @@ def test_row_buffer_reads_layernorm_rows_once():
     the whole model bit-exact (logits and memory equal to the ISS's), the words read equal to the
     ISS's count, every LayerNorm descriptor faster than on the same design without the buffer;
     rows longer than the buffer stop the run as an illegal vector descriptor."""
-    from qsilicon.search.accel import int_vit_workload, predict
-
     torch.manual_seed(0)
     model = ViT(ViTConfig(dim=64, depth=1, heads=2, mlp=64, head_dim=16)).eval()
     iv = IntViT(model, torch.rand(64, 1, 28, 28), "mixed", 0.5)
     images = torch.rand(1, 1, 28, 28)
-    runs = {}
-    for rowbuf in (64, 0):
-        cfg = AccelConfig(8, 8, "dsp2", 8, 8, 8, 100.0, rowbuf)
-        prog = compile_vit(iv, cfg)
-        codes = prog.input_codes(images)
-        run = rtl_vit(prog, codes, dump=True)
-        res = run.results[0]
-        assert _ok(res, iv.logits(images)[0])
-        image = prog.with_input(codes[0])
-        stats = run_program(image, prog.program, cfg)
-        log = range(prog.log, prog.log + len(prog.ops) * cfg.lanes)
-        assert all(image[a] == run.images[0][a] for a in range(len(image)) if a not in log)
-        # the RTL's counters also hold the END descriptor's fetch and the cycle log's word per descriptor
-        assert res.rd_words == sum(stats.read_words) + DESC_BYTES // cfg.lanes, (res.rd_words, sum(stats.read_words))
-        assert res.wr_words == sum(stats.write_words) + len(prog.ops), (res.wr_words, sum(stats.write_words))
-        pred = predict(cfg, int_vit_workload(iv, cfg), 0.0).cycles
-        assert abs(res.cycles - pred) <= 0.03 * res.cycles, (rowbuf, res.cycles, pred)
-        runs[rowbuf] = (prog, res)
+    runs = {rowbuf: _whole_run(iv, AccelConfig(8, 8, "dsp2", 8, 8, 8, 100.0, rowbuf), images) for rowbuf in (64, 0)}
     (prog, buffered), (_, streamed) = runs[64], runs[0]
     ln = [o.index for o in prog.ops if o.kind == "layernorm"]
     assert len(ln) == 3
