@@ -45,10 +45,14 @@ PAIRS = [
     # dot2 arrays (int4 rows two reduction steps a beat): not in the fit, the replay's beats change
     ("held_out", "r16c32_dot2_l16_w64k_a16k_100mhz", (28, 7, 48, 2, (3, 2), (72, 96)), 0.25),
     ("held_out", "r8c16_dot2_l8_w2k_a8k_100mhz", (32, 8, 64, 1, (4,), (128,)), 0.5),  # streamed tiles
-    # row buffers (LayerNorm rows read once): their LayerNorm descriptors are the fit's layernorm_rb
+    # row buffers (LayerNorm and Shiftmax rows read once, two stages): the fit's layernorm_rb and
+    # softmax_rb; the held-out dim-384 run's LayerNorm rows are long enough for the memory port to
+    # bound them (three words a beat), which no training run's are
     ("train", "r8c8_dsp2_l8_w8k_a8k_rb64_100mhz", (28, 7, 64, 1, (4,), (128,)), 0.5),
     ("train", "r16c32_dsp2_l16_w8k_a8k_rb256_100mhz", (28, 7, 48, 2, (3, 2), (72, 96)), 0.25),
+    ("train", "r16c16_dsp2_l16_w32k_a8k_rb64_100mhz", (24, 4, 32, 1, (2,), (64,)), 0.0),  # Shiftmax rows of 37
     ("held_out", "r16c32_dot2_l16_w64k_a16k_rb1024_100mhz", (32, 8, 96, 1, (6,), (192,)), 0.5),
+    ("held_out", "r16c32_dsp2_l16_w64k_a16k_rb512_100mhz", (28, 7, 384, 1, (4,), (128,)), 0.5),
 ]
 
 

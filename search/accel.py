@@ -48,7 +48,8 @@ from qsilicon.hw.config import AccelConfig
 from . import resources as res
 
 __all__ = [
-    "LANES", "PACKINGS", "AccelConfig", "Op", "Prediction", "block_shapes", "coef_kind", "control_cycles", "fits",
+    "LANES", "PACKINGS", "RB_WORDS", "AccelConfig", "Op", "Prediction", "block_shapes", "coef_kind", "control_cycles",
+    "fits",
     "fixed_resources", "gemm_terms", "int_vit_workload", "op_terms", "predict", "resources", "subnet_workload",
     "utilization", "vit_workload", "workload_macs",
 ]
@@ -398,11 +399,24 @@ def _model() -> dict:
 
 
 def coef_kind(cfg: AccelConfig, o: Op) -> str:
-    """The latency model's coefficient set of a descriptor: its kind, or ``layernorm_rb`` for
-    LayerNorm rows that the design's row buffer holds (read once, as the compiler emits them)."""
-    if o.kind == "layernorm" and 0 < o.k <= cfg.rowbuf:
-        return "layernorm_rb"
+    """The latency model's coefficient set of a descriptor: its kind, or ``layernorm_rb`` /
+    ``softmax_rb`` for rows that the design's row buffer holds (read once, as the compiler emits
+    them)."""
+    if o.kind in ("layernorm", "softmax") and 0 < o.k <= cfg.rowbuf:
+        return o.kind + "_rb"
     return o.kind
+
+
+#: Buffered row operations (a row unit of two stages): memory words a beat of pass 1, and through
+#: the read port a beat of a token block in all (LayerNorm: int16 rows, two words a beat, and a
+#: word of gamma and beta in pass 3; Shiftmax: int8 rows).
+RB_WORDS = {"layernorm_rb": (2, 3), "softmax_rb": (1, 1)}
+
+
+def rb_first(kind: str, o: Op) -> float:
+    """Pass 1 of a buffered descriptor's first token block (no earlier block to hide it behind):
+    the part of its cycles the model takes from the read port, not from the fit."""
+    return RB_WORDS[kind][0] * o.k if kind in RB_WORDS else 0.0
 
 
 def op_cycles(cfg: AccelConfig, o: Op, model: dict | None = None, slowdown: float = 1.0) -> float:
@@ -410,7 +424,8 @@ def op_cycles(cfg: AccelConfig, o: Op, model: dict | None = None, slowdown: floa
     model = model or _model()
     if o.kind == "gemm":
         return gemm_replay(cfg, o, model["gemm"], slowdown)
-    return _vector_cycles(_coefficients(model)[1][coef_kind(cfg, o)], o)
+    kind = coef_kind(cfg, o)
+    return _vector_cycles(_coefficients(model)[1][kind], o, RB_WORDS.get(kind))
 
 
 def _coefficients(model: dict) -> tuple[tuple, dict]:
@@ -422,9 +437,15 @@ def _coefficients(model: dict) -> tuple[tuple, dict]:
     return (g["lat"], g["pipe"], g["tail"], g["one"]), vec
 
 
-def _vector_cycles(coef: tuple, o: Op) -> float:
-    """One vector descriptor's cycles: the model's sum over :func:`op_terms`' features."""
+def _vector_cycles(coef: tuple, o: Op, rb: tuple | None = None) -> float:
+    """One vector descriptor's cycles: the model's sum over :func:`op_terms`' features.  Buffered
+    rows (``rb``: :data:`RB_WORDS`) go through two stages: pass 1 of the first token block, then a
+    block every ``max(stage B, read port)`` cycles (stage B: the fitted ``a * k + b``, the divider
+    and passes 2 and 3 from the buffer; the port: a word a cycle), the last block's stage B."""
     a, b, one = coef
+    if rb is not None:
+        stage_b = a * o.k + b
+        return one + rb[0] * o.k + (o.blocks - 1) * max(stage_b, rb[1] * o.k) + stage_b
     return ((a * o.blocks * o.k + b * o.blocks) if o.kind in ("layernorm", "softmax") else a * o.words) + one
 
 
@@ -448,7 +469,8 @@ def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool =
                 mem_bound += o.count
         else:
             bound = "compute"
-            c = _vector_cycles(vec[coef_kind(cfg, o)], o) * o.count
+            ck = coef_kind(cfg, o)
+            c = _vector_cycles(vec[ck], o, RB_WORDS.get(ck)) * o.count
         total += c
         shares[kind] = shares.get(kind, 0.0) + c
         if detail:
@@ -505,13 +527,13 @@ def memories(cfg: AccelConfig) -> dict[str, tuple[int, int, int]]:
     the weight ring are written a memory word (``lanes`` bytes) at a time, so Yosys maps each word
     lane as a memory of its own (``rows / lanes`` and ``cols / lanes`` of them); a ``dot2`` design's
     activation buffer is two banks of half the depth; a row buffer (``rowbuf``) is one memory of
-    ``lanes`` int16 values a word."""
+    ``lanes`` int16 values a word and two banks of ``rowbuf`` words (the row unit's two stages)."""
     L, R, C = cfg.lanes, cfg.rows, cfg.cols
     banks = 2 if cfg.packing == "dot2" else 1
     mems = {"abuf": (banks * R // L, 8 * L, cfg.abuf_kib * 1024 // R // banks),
             "wbuf": (C // L, 8 * L, cfg.wbuf_kib * 1024 // C), "fmap": (1, 8 * L, FMAP_ENTRIES * 2 // L)}
     if cfg.rowbuf:
-        mems["rowbuf"] = (1, 16 * L, cfg.rowbuf)
+        mems["rowbuf"] = (1, 16 * L, 2 * cfg.rowbuf)
     return mems
 
 

@@ -6,7 +6,10 @@ against whole-model RTL runs.
 marked ``train`` or ``held_out``).  GEMM descriptors are replayed tile by tile
 (:func:`~qsilicon.search.accel.gemm_replay`), its five timing constants fitted by Nelder-Mead;
 every vector kind's coefficients are a least-squares fit (relative errors) of its descriptors'
-cycles on :func:`~qsilicon.search.accel.op_terms`; both on the training runs only.  The
+cycles on :func:`~qsilicon.search.accel.op_terms` (buffered rows, ``layernorm_rb`` and
+``softmax_rb``: the fit is their row unit's stage B, once the first block's pass 1 is taken off;
+the read port's bound is structural, :data:`~qsilicon.search.accel.RB_WORDS`); both on the
+training runs only.  The
 controller's cycles (:func:`~qsilicon.search.accel.control_cycles`: descriptor fetches, cycle-log
 writes, start and end) are a least-squares fit of what the descriptors leave of each run.
 ``python -m qsilicon.search.vit_latency`` refits (rewriting
@@ -22,7 +25,19 @@ from pathlib import Path
 
 from qsilicon.hw.config import AccelConfig
 
-from .accel import DESC_BYTES, MODEL, Op, coef_kind, control_cycles, op_cycles, op_terms, predict, vit_workload
+from .accel import (
+    DESC_BYTES,
+    MODEL,
+    RB_WORDS,
+    Op,
+    coef_kind,
+    control_cycles,
+    op_cycles,
+    op_terms,
+    predict,
+    rb_first,
+    vit_workload,
+)
 
 __all__ = ["CYCLES", "errors", "fit", "load_runs", "run_workload"]
 
@@ -30,7 +45,7 @@ DATA = Path(__file__).resolve().parent / "data"
 CYCLES = DATA / "vit_system_cycles.json"
 KINDS = ("gemm", "layernorm", "softmax", "gelu", "add", "transpose")
 #: The vector descriptors' coefficient sets (:func:`~qsilicon.search.accel.coef_kind`).
-COEF_KINDS = ("layernorm", "layernorm_rb", "softmax", "gelu", "add", "transpose")
+COEF_KINDS = ("layernorm", "layernorm_rb", "softmax", "softmax_rb", "gelu", "add", "transpose")
 
 
 def run_workload(row: dict) -> tuple[AccelConfig, list[Op]]:
@@ -104,20 +119,28 @@ def fit(runs: list[dict]) -> dict:
     train = [r for r in runs if r["split"] == "train"]
     model: dict = {"gemm": _fit_gemm(train)}
     for kind in COEF_KINDS:
-        x, y, names = [], [], None
+        x, y, names, seen = [], [], None, []
         for run in train:
             for o in run["workload"]:
                 if o.kind == "gemm" or coef_kind(run["cfg"], o) != kind:
                     continue
                 t = op_terms(run["cfg"], o)
                 names = list(t)
+                seen.append(o)
                 for c in run["ops"][o.name]:
                     x.append([t[k] for k in names])
-                    y.append(c)
+                    y.append(c - rb_first(kind, o))
         if not x:
             raise ValueError(f"no training run has {kind} descriptors: the fit needs one (bench/vit_system_cycles.py)")
         coef = _lstsq(x, y)
         model[kind] = {k: round(v, 6) for k, v in zip(names, coef, strict=True)}
+        if kind in RB_WORDS:
+            # buffered rows: the linear fit holds where stage B, not the read port, sets the pace
+            c = model[kind]
+            port = [o.name for o in seen if RB_WORDS[kind][1] * o.k > c["beats"] * o.k + c["blocks"]]
+            if port:
+                raise ValueError(f"{kind}: training descriptors {port} are bound by the read port; the fit needs rows "
+                                 "stage B bounds (bench/vit_system_cycles.py)")
     # the controller: what the descriptors' own cycles leave of each run, linear in the descriptors
     # (a fixed part and the fetch of DESC_BYTES / lanes words each) plus a constant
     x, y = [], []

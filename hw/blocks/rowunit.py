@@ -18,7 +18,11 @@ only per-lane scalars; or, on a unit built with a row buffer (``buf_depth``) and
 high, once: pass 1 writes the ``lanes`` rows into the buffer (one block RAM word of ``16 * lanes``
 bits per element) and passes 2 and 3 read them from there, an element a cycle.  A LayerNorm row
 of int16 values, two memory words a beat, then costs two memory words per element instead of
-six.  The divider is restoring, one quotient bit per cycle (64 cycles), the
+six.  A buffered unit is two stages over two banks of ``buf_depth`` elements: pass 1 of the next
+rows (stage A: sum, maximum, bank write) runs while the divider and passes 2 and 3 of the
+current rows (stage B) read the other bank, so rows arrive as fast as memory sends them while
+stage B keeps up.  Streamed rows on such a unit run one after another, as on a unit without a
+buffer.  The divider is restoring, one quotient bit per cycle (64 cycles), the
 square root one result bit per cycle (32 cycles).  Configuration ports are static while rows
 stream; the unit starts each row in pass 1 by itself.
 """
@@ -87,6 +91,9 @@ class RowUnit(wiring.Component):
     buffered : In(1)
         Only with a row buffer: the rows are sent once (``n`` at most ``buf_depth``); static while
         rows stream.
+    step : Out(1)
+        Only with a row buffer: an element read from the buffer was used (progress that no stream
+        shows).
     """
 
     def __init__(self, lanes: int, *, frac_bits: int = 8, out_bits: int = 7, buf_depth: int = 0) -> None:
@@ -100,7 +107,7 @@ class RowUnit(wiring.Component):
                 buf_depth and not (64 <= buf_depth <= 4096 and buf_depth & (buf_depth - 1) == 0)):
             raise ValueError(f"Row buffer depth must be 0 or a power of two from 64 to 4096, not {buf_depth!r}")
         self._lanes, self._f, self._ob, self._depth = lanes, frac_bits, out_bits, buf_depth
-        extra = {"buffered": In(1)} if buf_depth else {}
+        extra = {"buffered": In(1), "step": Out(1)} if buf_depth else {}
         super().__init__({
             "i_x": In(stream.Signature(data.ArrayLayout(signed(16), lanes))),
             "i_par": In(stream.Signature(ln_param_layout())),
@@ -126,16 +133,19 @@ class RowUnit(wiring.Component):
         x, x_valid = self.i_x.payload, self.i_x.valid
         D = self._depth
         if D:
-            # passes 2 and 3 of buffered rows read the buffer: `bv` says the read port holds element
-            # `ra - 1`; the port reads ahead while its word is free or being taken
-            m.submodules.rowbuf = buf = Memory(shape=unsigned(16 * L), depth=D, init=[])
+            # two banks: stage A writes bank `wbank` while stage B reads bank `rbank`.  Passes 2 and 3
+            # of buffered rows read the buffer: `bv` says the read port holds element `ra - 1`; the
+            # port reads ahead while its word is free or being taken
+            ab = D.bit_length() - 1
+            m.submodules.rowbuf = buf = Memory(shape=unsigned(16 * L), depth=2 * D, init=[])
             wp, rp = buf.write_port(), buf.read_port(transparent_for=())
-            from_buf, taken = Signal(), Signal()
+            from_buf, taken, b_ready = Signal(), Signal(), Signal()
             bv, ra = Signal(), Signal(range(D + 1))
+            wbank, rbank = Signal(), Signal()
             x = Signal(data.ArrayLayout(signed(16), L))
             x_valid = Mux(from_buf, bv, self.i_x.valid)
             m.d.comb += [x.as_value().eq(Mux(from_buf, rp.data, self.i_x.payload.as_value())),
-                         rp.addr.eq(ra[: D.bit_length() - 1]), rp.en.eq(~bv | taken)]
+                         rp.addr.eq(Cat(ra[:ab], rbank)), rp.en.eq(~bv | taken), self.step.eq(taken)]
             with m.If(from_buf & rp.en):
                 m.d.sync += [bv.eq(ra < self.n), ra.eq(Mux(ra < self.n, ra + 1, ra))]
 
@@ -143,7 +153,7 @@ class RowUnit(wiring.Component):
             """Take element `cnt` of the rows: from the stream or, buffered, from the read port."""
             if not D:
                 return [self.i_x.ready.eq(cond)]
-            return [self.i_x.ready.eq(cond & ~from_buf), taken.eq(cond & from_buf)]
+            return [b_ready.eq(cond & ~from_buf), taken.eq(cond & from_buf)]
 
         def rows_end():
             """The last element of a pass: the read port starts again at element 0."""
@@ -184,19 +194,48 @@ class RowUnit(wiring.Component):
         with m.If(self.o_y.ready):
             m.d.sync += self.o_y.valid.eq(0)
 
+        if D:
+            # stage A: pass 1 into its own sums and maxima (and, buffered, bank `wbank`); `a_full`
+            # holds them until stage B is back in P1 and takes them.  Streamed rows wait for stage
+            # B: the stream then carries its passes 2 and 3 next.
+            acc_a = [Signal(signed(16 + _MAX_N_BITS), name=f"acc_a{i}") for i in range(L)]
+            mx_a = [Signal(signed(16), name=f"max_a{i}", init=-(1 << 15)) for i in range(L)]
+            cnt_a, a_full, b_idle = Signal(_MAX_N_BITS), Signal(), Signal()
+            a_take = Signal()
+            xs = self.i_x.payload
+            m.d.comb += [
+                self.i_x.ready.eq(~a_full & (self.buffered | b_idle) | b_ready),
+                a_take.eq(self.i_x.valid & ~a_full & (self.buffered | b_idle)),
+                wp.addr.eq(Cat(cnt_a[:ab], wbank)), wp.data.eq(xs.as_value()), wp.en.eq(a_take & self.buffered),
+                self.busy.eq((cnt_a != 0) | a_full | ~b_idle),
+            ]
+            with m.If(a_take):
+                m.d.sync += cnt_a.eq(cnt_a + 1)
+                for i in range(L):
+                    m.d.sync += [acc_a[i].eq(acc_a[i] + xs[i]), mx_a[i].eq(Mux(xs[i] > mx_a[i], xs[i], mx_a[i]))]
+                with m.If(cnt_a == self.n - 1):
+                    m.d.sync += [cnt_a.eq(0), a_full.eq(1)]
+
         with m.FSM():
-            with m.State("P1"):
-                m.d.comb += self.i_x.ready.eq(1)
-                if D:
-                    m.d.comb += [wp.addr.eq(cnt), wp.data.eq(self.i_x.payload.as_value()),
-                                 wp.en.eq(self.i_x.valid & self.buffered)]
-                with m.If(self.i_x.valid):
-                    m.d.sync += [self.busy.eq(1), cnt.eq(cnt + 1)]
-                    for i in range(L):
-                        m.d.sync += [acc[i].eq(acc[i] + x[i]), mx[i].eq(Mux(x[i] > mx[i], x[i], mx[i]))]
-                    with m.If(cnt == self.n - 1):
-                        m.d.sync += cnt.eq(0)
+            if D:
+                with m.State("P1"):
+                    m.d.comb += b_idle.eq(1)
+                    with m.If(a_full):
+                        m.d.sync += [a_full.eq(0), rbank.eq(wbank), wbank.eq(~wbank)]
+                        for i in range(L):
+                            m.d.sync += [acc[i].eq(acc_a[i]), mx[i].eq(mx_a[i]), acc_a[i].eq(0),
+                                         mx_a[i].eq(-(1 << 15))]
                         m.next = "P1_END"
+            else:
+                with m.State("P1"):
+                    m.d.comb += self.i_x.ready.eq(1)
+                    with m.If(self.i_x.valid):
+                        m.d.sync += [self.busy.eq(1), cnt.eq(cnt + 1)]
+                        for i in range(L):
+                            m.d.sync += [acc[i].eq(acc[i] + x[i]), mx[i].eq(Mux(x[i] > mx[i], x[i], mx[i]))]
+                        with m.If(cnt == self.n - 1):
+                            m.d.sync += cnt.eq(0)
+                            m.next = "P1_END"
             with m.State("P1_END"):
                 for i in range(L):
                     a = acc[i] << f
@@ -281,7 +320,7 @@ class RowUnit(wiring.Component):
                         prob = Mux(p > (1 << ob) - 1, (1 << ob) - 1, p)
                         m.d.sync += self.o_y.payload[i].eq(Mux(ln, saturate_expr(r, 8), prob))
                     with m.If(cnt == self.n - 1):
-                        m.d.sync += [cnt.eq(0), self.busy.eq(0), *rows_end()]
+                        m.d.sync += [cnt.eq(0), *([] if D else [self.busy.eq(0)]), *rows_end()]
                         for i in range(L):
                             m.d.sync += [acc[i].eq(0), mx[i].eq(-(1 << 15))]
                         m.next = "P1"

@@ -490,13 +490,14 @@ def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
             raise CompileError(f"{p}qk: a column tile of keys ({dh} x {C} bytes) does not fit the weight buffer "
                                f"({cfg.wbuf_kib} KiB); choose a larger wbuf_kib")
         av_resident = int(wbuf_words >= T)
+        sm_buf = int(cfg.rowbuf >= T)  # Shiftmax rows (one per token) the row buffer holds are read once
         for h in range(H):
             emit(f"{p}qk{h}", "qk", "gemm", {"m": Tp, "k": dh, "n": T, "resident": 1}, wmode=W_KT, k=dh, mt=mt,
                  nt8=_tiles(T, C), n_out=T, x_base=qkv.feature(h * dh), x_pitch=qkv.block_pitch,
                  w_base=qkv.feature(E + h * dh), w_pitch=qkv.block_pitch, p_base=p_qk, p_stride=0,
                  y_base=logits[h].addr, y_pitch=logits[h].block_pitch)
             emit(f"{p}softmax{h}", "softmax", "vec", {"blocks": blocks_l, "tokens": T}, op=OP_SOFTMAX, k=T,
-                 rd0=pattern(logits[h].addr, T, 3, 0, blocks_l, logits[h].block_pitch),
+                 buf=sm_buf, rd0=pattern(logits[h].addr, T, 1 if sm_buf else 3, 0, blocks_l, logits[h].block_pitch),
                  wr=pattern(probs[h].addr, T, blocks_l, probs[h].block_pitch), sm_k=sm.k, q_b=sm.q_b, q_c=sm.q_c)
             emit(f"{p}av{h}", "av", "gemm", {"m": Tp, "k": T, "n": dh, "resident": av_resident}, wmode=W_ROWS,
                  resident=av_resident, k=T, mt=mt,

@@ -36,8 +36,8 @@ Registers (AxiLite, 32 bits, byte offsets)
 0x18    INFO        lanes 7:0, rows 15:8, cols 23:16, packing 25:24 (0 none, 1 dsp2, 2 dot2), row buffer
                     29:26 (log2 of its depth; 0: none); read-only
 0x1C    LOG_ADDR    where descriptor ``i`` writes its cycle count (word ``i``); 0 = no log
-0x20    WATCHDOG    cycles without any memory beat or unit progress that stop a run (0: 2**20); with a
-                    row buffer keep it above rowbuf + 300 (a buffered pass 2 reads only the buffer)
+0x20    WATCHDOG    cycles without any memory beat or unit progress that stop a run (0: 2**20); keep it
+                    above 300 (the row unit's divider and square root run that long between passes)
 0x24    RD_WORDS    memory words read in the last run; read-only
 0x28    WR_WORDS    memory words written in the last run; read-only
 0x2C    MAC_BEATS   operand beats that entered the array in the last run; read-only
@@ -271,6 +271,8 @@ class VitAccel(wiring.Component):
         # watchdog: any memory beat, array beat or unit handshake is progress
         progress = (self.m_axi.rvalid & self.m_axi.rready) | (self.m_axi.wvalid & self.m_axi.wready) | gemm.beat \
             | (rows.i_x.valid & rows.i_x.ready) | (ew.i_x.valid & ew.i_x.ready) | (rows.o_y.valid & rows.o_y.ready)
+        if cfg.rowbuf:
+            progress = progress | rows.step  # an element of pass 2 read from the row buffer
         stall = Signal(32)
         limit = Mux(wd_reg == 0, WATCHDOG_DEFAULT, wd_reg)
 

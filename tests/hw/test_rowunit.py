@@ -112,19 +112,27 @@ def test_softmax_buffered_rows(n, k, seed):
     check_softmax(x, k, valid=(1, 1, 0), ready=(1, 0, 1), buf=64)
 
 
-def test_buffered_rows_keep_the_pace():
-    """Without stalls a buffered LayerNorm row takes one beat a cycle in every pass: as long as the
-    same rows streamed three times from a source with a beat every cycle (in the accelerator the
-    streamed rows come at half that rate: two memory words a beat)."""
+def test_buffered_rows_overlap_pass_one():
+    """A buffered unit takes the next tile's pass 1 while the current tile is in its divider and
+    passes 2 and 3 (two banks): four tiles take one tile's pass 1 plus four times the rest, where a
+    streamed unit takes four whole tiles."""
     g = torch.Generator().manual_seed(1)
     n = 48
-    x = torch.randint(-3000, 3000, (8, n), generator=g)
+    x = torch.randint(-3000, 3000, (16, n), generator=g)
     gq, bq = torch.randint(-600, 600, (n,), generator=g), torch.randint(-300, 300, (n,), generator=g)
     expect, m0, sh = ref_ln(x, gq, bq, 0.02)
-    got, cyc_buf = run_rows(ROW_LN, x, {"m0": m0, "shift": sh}, (gq, bq), buf=64)
-    _, cyc_stream = run_rows(ROW_LN, x, {"m0": m0, "shift": sh}, (gq, bq))
+    st = {"m0": m0, "shift": sh}
+    got, cyc4 = run_rows(ROW_LN, x, st, (gq, bq), buf=64)
     assert torch.equal(got, expect)
-    assert abs(cyc_buf - cyc_stream) <= 2 * 3 * 2  # a cycle or two per pass of each tile
+    _, cyc1 = run_rows(ROW_LN, x[:4], st, (gq, bq), buf=64)
+    _, cyc_stream = run_rows(ROW_LN, x, st, (gq, bq))
+    rest = cyc1 - n  # the divider, passes 2 and 3 and the output of one tile
+    assert cyc4 <= n + 4 * rest + 4 * 2
+    assert cyc_stream >= cyc4 + 3 * n - 4 * 4  # the streamed unit has no overlap (4 cycles a tile less)
+    # Shiftmax too, and the same bits with the input arriving a beat every third cycle
+    p = shiftmax_params(3)
+    y, _ = run_rows(ROW_SOFTMAX, x.clamp(-128, 127), {"k": 3, "q_b": p.q_b, "q_c": p.q_c}, buf=64, valid=(1, 0, 0))
+    assert torch.equal(y, int_shiftmax(x.clamp(-128, 127), p))
 
 
 def test_bad_parameters():

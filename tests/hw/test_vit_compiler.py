@@ -49,8 +49,8 @@ def test_an_attention_width_off_the_lanes_is_refused_by_compiler_and_search_alik
     compile_vit(iv, narrow)
 
 
-def test_layernorm_rows_the_row_buffer_holds_are_read_once():
-    """On a design with a row buffer the compiler marks LayerNorm descriptors whose rows it holds
+def test_rows_the_row_buffer_holds_are_read_once():
+    """On a design with a row buffer the compiler marks LayerNorm and Shiftmax descriptors whose rows it holds
     (``buf``) and reads them once; rows longer than the buffer stream three times, both bit-exact in
     the ISS, which refuses a buffered row longer than the buffer."""
     from qsilicon.hw.payload import pack, unpack
@@ -67,9 +67,13 @@ def test_layernorm_rows_the_row_buffer_holds_are_read_once():
         stats = run_program(image, prog.program, cfg)
         assert torch.equal(prog.read_logits(image), iv.logits(images)[0].to(prog.read_logits(image).dtype))
         ln = [o.index for o in prog.ops if o.kind == "layernorm"]
-        reads[rowbuf] = [stats.read_words[i] for i in ln]
-    # int16 rows: 2 words a beat, three passes or one; gamma/beta a word a beat either way
-    assert all(b < s for b, s in zip(reads[64], reads[0], strict=True))
+        sm = [o.index for o in prog.ops if o.kind == "softmax"]
+        reads[rowbuf] = [stats.read_words[i] for i in ln + sm]
+    # int16 rows: 2 words a beat, three passes or one; gamma/beta a word a beat either way.  Shiftmax
+    # rows (one per token, 17 here): a word a beat, three passes or one
+    assert len(sm) == 3 and all(b < s for b, s in zip(reads[64], reads[0], strict=True))
+    fetch = DESC_BYTES // 16  # the descriptor's own words
+    assert (reads[64][-1] - fetch) * 3 == reads[0][-1] - fetch
     lay = descriptor_layout()
     at = prog.program + ln[0] * DESC_BYTES
     d = unpack(lay, int.from_bytes(prog.memory.data[at : at + DESC_BYTES], "little"))

@@ -117,23 +117,29 @@ def test_bad_accelerator_configs():
 
 def test_row_buffer_design_point():
     """A row buffer is part of the design's name, its block RAMs are the memory rule's (one memory of
-    ``lanes`` int16 values a word), its LayerNorm descriptors take the buffered coefficients when
-    the rows fit and the streamed ones when they do not; a space without the field keeps its digest
-    and draws exactly the designs it drew before."""
+    ``lanes`` int16 values a word, two banks of ``rowbuf`` words), its LayerNorm and Shiftmax
+    descriptors take the buffered coefficients when the rows fit and the streamed ones when they do
+    not, long LayerNorm rows are bound by the read port (three words a beat); a space without the
+    field keeps its digest and draws exactly the designs it drew before."""
     import random
 
     cfg = accel.AccelConfig(16, 64, "dot2", 16, 256, 512, 200.0, 1024)
     assert cfg.tag == "r16c64_dot2_l16_w256k_a512k_rb1024_200mhz" and accel.AccelConfig.from_tag(cfg.tag) == cfg
     plain = accel.AccelConfig(16, 64, "dot2", 16, 256, 512, 200.0)
     assert plain.tag == "r16c64_dot2_l16_w256k_a512k_200mhz"
-    assert accel.memories(cfg)["rowbuf"] == (1, 256, 1024) and "rowbuf" not in accel.memories(plain)
+    assert accel.memories(cfg)["rowbuf"] == (1, 256, 2048) and "rowbuf" not in accel.memories(plain)
     extra = accel.resources(cfg)["bram36"] - accel.resources(plain)["bram36"]
-    b = resources.buffer_resources(256, 1024)
+    b = resources.buffer_resources(256, 2048)
     assert extra == b.bram36 + b.bram18 / 2 > 0
     ln = accel.Op("ln", "layernorm", "ln", blocks=13, k=384)
     assert accel.coef_kind(cfg, ln) == "layernorm_rb" and accel.coef_kind(plain, ln) == "layernorm"
     assert accel.coef_kind(cfg, ln._replace(k=2048)) == "layernorm"
     assert accel.op_cycles(cfg, ln) < 0.8 * accel.op_cycles(plain, ln)
+    # 384-element rows: the port's three words a beat set the pace of every block but the last
+    assert accel.op_cycles(cfg, ln._replace(blocks=14)) - accel.op_cycles(cfg, ln) == pytest.approx(3 * 384)
+    sm = accel.Op("sm", "softmax", "softmax", blocks=13, k=197)
+    assert accel.coef_kind(cfg, sm) == "softmax_rb" and accel.coef_kind(plain, sm) == "softmax"
+    assert accel.op_cycles(cfg, sm) < 0.8 * accel.op_cycles(plain, sm)
     default = load_space("default")
     assert "rowbuf" not in default.to_dict()["hardware"] and default.hardware.rowbuf == (0,)
     # the draws of the sampler before the field existed, replayed on the same generator
