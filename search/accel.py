@@ -16,9 +16,10 @@ by ``python -m qsilicon.search.vit_latency`` from ``bench/vit_system_cycles.py``
   first token tile of the input and the first column tile, and after its last beat the array
   drains and the last tile leaves the transposer;
 * LayerNorm and Shiftmax: the row unit's three passes over every token block (int16 rows are two
-  words a beat) and its dividers and square root per block; LayerNorm rows a design's row buffer
-  holds (``rowbuf``) are read once and have their own coefficients (``layernorm_rb``); GELU, the residual adds and the
-  ``V`` transpose: their words through the port;
+  words a beat) and its dividers and square root per block; LayerNorm and Shiftmax rows a design's
+  row buffer holds (``rowbuf``) are read once through the row unit's two stages and have their own
+  coefficients (``layernorm_rb``, ``softmax_rb``, with the read port's bound :data:`RB_WORDS`);
+  GELU, the residual adds and the ``V`` transpose: their words through the port;
 * the controller (:func:`control_cycles`): every descriptor's fetch (128 bytes) and cycle-log
   write, and the start and the end of the run.
 
@@ -425,7 +426,7 @@ def op_cycles(cfg: AccelConfig, o: Op, model: dict | None = None, slowdown: floa
     if o.kind == "gemm":
         return gemm_replay(cfg, o, model["gemm"], slowdown)
     kind = coef_kind(cfg, o)
-    return _vector_cycles(_coefficients(model)[1][kind], o, RB_WORDS.get(kind))
+    return _vector_cycles(_coefficients(model)[1][kind], o, RB_WORDS.get(kind), slowdown)
 
 
 def _coefficients(model: dict) -> tuple[tuple, dict]:
@@ -437,15 +438,16 @@ def _coefficients(model: dict) -> tuple[tuple, dict]:
     return (g["lat"], g["pipe"], g["tail"], g["one"]), vec
 
 
-def _vector_cycles(coef: tuple, o: Op, rb: tuple | None = None) -> float:
+def _vector_cycles(coef: tuple, o: Op, rb: tuple | None = None, slowdown: float = 1.0) -> float:
     """One vector descriptor's cycles: the model's sum over :func:`op_terms`' features.  Buffered
     rows (``rb``: :data:`RB_WORDS`) go through two stages: pass 1 of the first token block, then a
     block every ``max(stage B, read port)`` cycles (stage B: the fitted ``a * k + b``, the divider
-    and passes 2 and 3 from the buffer; the port: a word a cycle), the last block's stage B."""
+    and passes 2 and 3 from the buffer; the port: a word a cycle, ``slowdown`` cycles on a slower
+    memory), the last block's stage B."""
     a, b, one = coef
     if rb is not None:
         stage_b = a * o.k + b
-        return one + rb[0] * o.k + (o.blocks - 1) * max(stage_b, rb[1] * o.k) + stage_b
+        return one + rb[0] * o.k * slowdown + (o.blocks - 1) * max(stage_b, rb[1] * o.k * slowdown) + stage_b
     return ((a * o.blocks * o.k + b * o.blocks) if o.kind in ("layernorm", "softmax") else a * o.words) + one
 
 
@@ -470,7 +472,7 @@ def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool =
         else:
             bound = "compute"
             ck = coef_kind(cfg, o)
-            c = _vector_cycles(vec[ck], o, RB_WORDS.get(ck)) * o.count
+            c = _vector_cycles(vec[ck], o, RB_WORDS.get(ck), slowdown) * o.count
         total += c
         shares[kind] = shares.get(kind, 0.0) + c
         if detail:

@@ -137,7 +137,7 @@ def fit(runs: list[dict]) -> dict:
         if kind in RB_WORDS:
             # buffered rows: the linear fit holds where stage B, not the read port, sets the pace
             c = model[kind]
-            port = [o.name for o in seen if RB_WORDS[kind][1] * o.k > c["beats"] * o.k + c["blocks"]]
+            port = [o.name for o in seen if o.blocks > 1 and RB_WORDS[kind][1] * o.k > c["beats"] * o.k + c["blocks"]]
             if port:
                 raise ValueError(f"{kind}: training descriptors {port} are bound by the read port; the fit needs rows "
                                  "stage B bounds (bench/vit_system_cycles.py)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,9 +124,21 @@ class Simulation:
             raise SimulationError(f"{self.sim} simulation of {self.toplevel} produced no results{where}: "
                                   f"{crash}") from None
         if tests == 0 or failed:
-            raise SimulationError(f"{failed} of {tests} cocotb tests failed on {self.sim}{where}")
+            why = _first_error(log_file)
+            raise SimulationError(f"{failed} of {tests} cocotb tests failed on {self.sim}{where}"
+                                  + (f": {why}" if why else ""))
         if crash is not None:
             raise SimulationError(f"{self.sim} simulation of {self.toplevel} failed{where}: {crash}")
+
+
+def _first_error(log_file: Path) -> str:
+    """The first exception line (``SomethingError: ...``) of a run's log ("" if none)."""
+    try:
+        text = Path(log_file).read_text(errors="replace")
+    except OSError:
+        return ""
+    m = re.search(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$", text, re.M)
+    return f"{m.group(1)}: {m.group(2).strip()}" if m else ""
 
 
 def prepare(verilog: str, toplevel: str, sim: str, tag: str, log_file: Path | None = None, *,

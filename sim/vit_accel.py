@@ -47,13 +47,16 @@ def build_vit_accel(cfg: AccelConfig, sim: str = "verilator", log_file: Path | N
 
 def rtl_vit(prog: VitProgram, codes: torch.Tensor, *, sim: str = "verilator", ready_p: float = 1.0, seed: int = 0,
             faults: dict | None = None, dump: bool = False, watchdog: int = 0, max_cycles: int = 5_000_000,
-            image: bytes | None = None, log_file: Path | None = None, waves: Path | None = None) -> RtlVitRun:
+            image: bytes | None = None, log_file: Path | None = None, waves: Path | None = None,
+            design: AccelConfig | None = None) -> RtlVitRun:
     """Run the images ``codes`` (int8 patch codes ``[N, patches, patch_dim]``) one after another on
     the design's RTL in cocotb; ``image`` replaces the program's memory image (a corrupted program,
-    for the error tests); ``waves``: the run's FST waveform goes there."""
+    for the error tests); ``waves``: the run's FST waveform goes there; ``design``: run on this
+    design's RTL instead of the program's (the host refuses a design the program was not compiled
+    for)."""
     if codes.dim() != 3:
         raise ValueError(f"patch codes must be [images, patches, patch_dim], not {tuple(codes.shape)}")
-    simulation = build_vit_accel(prog.config, sim, log_file, waves=waves is not None)
+    simulation = build_vit_accel(design or prog.config, sim, log_file, waves=waves is not None)
     with tempfile.TemporaryDirectory(prefix="qs-vit-") as tmp:
         tmp = Path(tmp)
         (tmp / "mem.bin").write_bytes(bytes(prog.memory.data) if image is None else image)

@@ -295,6 +295,7 @@ def write_design(cfg, board, out_dir, *, extra: dict | None = None) -> list[str]
     """The design's single top ``vit_accel`` and the board's system plan around it (wrapper, Vivado
     block-design script, register header, address map) and ``design.json``."""
     from qsilicon.boards.ps_system import ps_system_plan
+    from qsilicon.hw.config import ACCEL_PACKINGS
     from qsilicon.hw.export import to_verilog
     from qsilicon.hw.vit.gemm_unit import CAUSE_ABUF
     from qsilicon.hw.vit.system import (
@@ -307,6 +308,7 @@ def write_design(cfg, board, out_dir, *, extra: dict | None = None) -> list[str]
         DESC_BYTES,
         REGS,
         VitAccel,
+        info_words,
     )
     from qsilicon.search.accel import resources
 
@@ -321,8 +323,10 @@ def write_design(cfg, board, out_dir, *, extra: dict | None = None) -> list[str]
         causes = {"opcode": CAUSE_OPCODE, "read_response": CAUSE_READ, "write_response": CAUSE_WRITE,
                   "gemm_descriptor": CAUSE_GEMM, "activation_buffer": CAUSE_ABUF, "vector_descriptor": CAUSE_VECTOR,
                   "stall": CAUSE_STALL}
+        info, info2 = info_words(cfg)
         params = {"lanes": cfg.lanes, "rows": cfg.rows, "cols": cfg.cols, "wbuf_kib": cfg.wbuf_kib,
-                  "abuf_kib": cfg.abuf_kib, "desc_bytes": DESC_BYTES, "word_bytes": cfg.lanes}
+                  "abuf_kib": cfg.abuf_kib, "packing": ACCEL_PACKINGS.index(cfg.packing), "rowbuf": cfg.rowbuf,
+                  "desc_bytes": DESC_BYTES, "word_bytes": cfg.lanes, "info_value": info, "info2_value": info2}
         try:
             written = ps_system_plan(board, "vit_accel", to_verilog(top, "vit_accel"), ports, data_bits=8 * cfg.lanes,
                                      clock_mhz=cfg.clock_mhz, regs=REGS, causes=causes, params=params,

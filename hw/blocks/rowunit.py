@@ -87,13 +87,13 @@ class RowUnit(wiring.Component):
     k, q_b, q_c : In
         Shiftmax constants (:class:`qsilicon.quant.ShiftmaxParams`).
     busy : Out(1)
-        High from the first beat of a row to its last output.
+        High from the first beat of a row until its last output is registered (may wait in o_y).
     buffered : In(1)
         Only with a row buffer: the rows are sent once (``n`` at most ``buf_depth``); static while
         rows stream.
     step : Out(1)
-        Only with a row buffer: an element read from the buffer was used (progress that no stream
-        shows).
+        Only with a row buffer: passes 2 and 3 are reading the buffer (high while they ask for an
+        element, also in the cycle before the first arrives): progress that no stream shows.
     """
 
     def __init__(self, lanes: int, *, frac_bits: int = 8, out_bits: int = 7, buf_depth: int = 0) -> None:

@@ -161,11 +161,15 @@ class ProgramLayout:
     image_bytes: int
     #: Tokens before the patches (class token, distillation token): zero patches in the input.
     prefix: int = 1
+    #: The design the program was compiled for (``AccelConfig.tag``; "" in layouts written before
+    #: it was recorded): the host checks it against the accelerator's ``INFO`` registers.
+    design: str = ""
 
     def to_dict(self) -> dict:
         return {"lanes": self.lanes, "program": self.program, "log": self.log, "ops": self.ops,
                 "input": asdict(self.input), "logits": asdict(self.logits), "classes": self.classes,
-                "patch_tokens": self.patch_tokens, "image_bytes": self.image_bytes, "prefix": self.prefix}
+                "patch_tokens": self.patch_tokens, "image_bytes": self.image_bytes, "prefix": self.prefix,
+                "design": self.design}
 
     @classmethod
     def from_dict(cls, d: dict) -> ProgramLayout:
@@ -256,7 +260,7 @@ class VitProgram:
 
     def layout(self) -> ProgramLayout:
         return ProgramLayout(self.memory.lanes, self.program, self.log, len(self.ops), self.input, self.logits,
-                             self.classes, self.patch_tokens, self.image_bytes, self.prefix)
+                             self.classes, self.patch_tokens, self.image_bytes, self.prefix, self.config.tag)
 
     def input_codes(self, images: torch.Tensor) -> torch.Tensor:
         """int8 patch codes ``[B, patches, patch_dim]`` of float images, as the integer model makes them."""

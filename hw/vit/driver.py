@@ -14,8 +14,9 @@ from typing import Protocol
 
 import torch
 
+from ..config import AccelConfig
 from .compiler import ProgramLayout, Region, region_read, region_size, region_write
-from .system import REGS
+from .system import REGS, decode_info
 
 __all__ = ["Bus", "RunResult", "VitHost"]
 
@@ -65,9 +66,27 @@ class VitHost:
     def __init__(self, layout: ProgramLayout) -> None:
         self.layout = layout
 
+    async def check_design(self, bus: Bus) -> dict:
+        """The accelerator's design as its ``INFO`` and ``INFO2`` registers report it; a
+        :class:`ValueError` if it is not the design the program was compiled for (a program's
+        descriptors, buffers and memory layout are only right on that design)."""
+        got = decode_info(await bus.read_reg(REGS["INFO"]), await bus.read_reg(REGS["INFO2"]))
+        if self.layout.design:
+            want = AccelConfig.from_tag(self.layout.design).to_dict()
+            want.pop("clock_mhz")
+            if got != want:
+                have = (AccelConfig(**got).tag.rsplit("_", 1)[0] if got["packing"] and got["rows"] and got["cols"]
+                        and got["lanes"] else str(got))
+                raise ValueError(f"the program was compiled for {self.layout.design.rsplit('_', 1)[0]}, the "
+                                 f"accelerator is {have} (INFO/INFO2): compile the model for this design or load "
+                                 "the bitstream it was compiled for")
+        return got
+
     async def load(self, bus: Bus, image: bytes) -> None:
+        """Check the design (:meth:`check_design`), then write the memory image."""
         if len(image) != self.layout.image_bytes:
             raise ValueError(f"memory image of {len(image)} bytes, the program needs {self.layout.image_bytes}")
+        await self.check_design(bus)
         await bus.write_memory(0, image)
 
     def input_bytes(self, codes: torch.Tensor) -> bytes:

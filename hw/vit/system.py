@@ -71,7 +71,7 @@ from .gemm_unit import CAUSE_ABUF, GemmUnit, gemm_desc_layout
 __all__ = [
     "CAUSE_ABUF", "CAUSE_GEMM", "CAUSE_OPCODE", "CAUSE_READ", "CAUSE_STALL", "CAUSE_VECTOR", "CAUSE_WRITE",
     "DESC_BYTES", "OPCODES", "OP_ADD_RES", "OP_END", "OP_GELU_Q", "OP_GEMM", "OP_LN", "OP_SOFTMAX", "OP_TRANSPOSE",
-    "REGS", "VitAccel", "descriptor_layout", "vector_desc_layout",
+    "REGS", "VitAccel", "decode_info", "descriptor_layout", "info_words", "vector_desc_layout",
 ]
 
 OP_END, OP_GEMM, OP_LN, OP_SOFTMAX, OP_GELU_Q, OP_ADD_RES, OP_TRANSPOSE = range(7)
@@ -217,8 +217,8 @@ class VitAccel(wiring.Component):
         m.d.comb += desc.as_value().eq(desc_bits[: descriptor_layout().size])
         reg, reg_o = regs.reg_i, regs.reg_o
         idx = {name: i for i, name in enumerate(REGS)}
-        info = Const(L | (cfg.rows << 8) | (cfg.cols << 16) | (ACCEL_PACKINGS.index(cfg.packing) << 24)
-                     | (cfg.rowbuf.bit_length() - 1 if cfg.rowbuf else 0) << 26, 32)
+        # the design as built, read-only: what the host checks a program against
+        info, info2 = (Const(v, 32) for v in info_words(cfg))
         m.d.comb += [
             reg[idx["STATUS"]].eq(Cat(busy, done, error, Const(0, 5), cause)),
             reg[idx["PROG_ADDR"]].eq(reg_o[idx["PROG_ADDR"]]), reg[idx["CYCLES"]].eq(cycles),
@@ -226,7 +226,7 @@ class VitAccel(wiring.Component):
             reg[idx["LOG_ADDR"]].eq(reg_o[idx["LOG_ADDR"]]), reg[idx["WATCHDOG"]].eq(reg_o[idx["WATCHDOG"]]),
             reg[idx["RD_WORDS"]].eq(rd_words), reg[idx["WR_WORDS"]].eq(wr_words),
             reg[idx["MAC_BEATS"]].eq(mac_beats),
-            reg[idx["INFO2"]].eq(Const(cfg.wbuf_kib | (cfg.abuf_kib << 16), 32)),
+            reg[idx["INFO2"]].eq(info2),
             self.irq.eq(done),
         ]
         log_addr = reg_o[idx["LOG_ADDR"]]
@@ -458,3 +458,20 @@ class VitAccel(wiring.Component):
             m.d.comb += [wi.valid.eq(bw.o_word.valid), wi.payload.eq(bw.o_word.payload),
                          bw.o_word.ready.eq(wi.ready)]
         return m
+
+
+def info_words(cfg: AccelConfig) -> tuple[int, int]:
+    """The ``INFO`` and ``INFO2`` words of a design (read-only registers: what it was built as)."""
+    info = (cfg.lanes | (cfg.rows << 8) | (cfg.cols << 16) | (ACCEL_PACKINGS.index(cfg.packing) << 24)
+            | (cfg.rowbuf.bit_length() - 1 if cfg.rowbuf else 0) << 26)
+    return info, cfg.wbuf_kib | (cfg.abuf_kib << 16)
+
+
+def decode_info(info: int, info2: int) -> dict:
+    """The design an accelerator reports in ``INFO`` and ``INFO2``: every
+    :class:`~qsilicon.hw.config.AccelConfig` field but the clock (``packing`` None for a code no
+    design has)."""
+    rb, pk = (info >> 26) & 15, (info >> 24) & 3
+    return {"rows": (info >> 8) & 0xFF, "cols": (info >> 16) & 0xFF,
+            "packing": ACCEL_PACKINGS[pk] if pk < len(ACCEL_PACKINGS) else None, "lanes": info & 0xFF,
+            "wbuf_kib": info2 & 0xFFFF, "abuf_kib": info2 >> 16, "rowbuf": 1 << rb if rb else 0}

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from qsilicon.hw.config import AccelConfig
+from qsilicon.hw.vit.system import decode_info, info_words
 from qsilicon.quant import random_gemm_case
 
 QS = [sys.executable, "-m", "qsilicon.flow"]
@@ -225,7 +227,14 @@ def test_verilog_design_and_compile_vit(tmp_path):
     assert "zynq_ultra_ps_e" in tcl and "xck26" in tcl and "CONFIG.PSU__SAXIGP2__DATA_WIDTH {64}" in tcl
     amap = json.loads((d / "address_map.json").read_text())
     assert amap["registers"]["offsets"]["CTRL"] == 0 and amap["registers"]["base"] == 0xA000_0000
-    assert "#define VIT_ACCEL_STATUS 0x04u" in (d / "vit_accel_regs.h").read_text()
+    header = (d / "vit_accel_regs.h").read_text()
+    assert "#define VIT_ACCEL_STATUS 0x04u" in header
+    # the INFO words the PS side can compare with the accelerator's registers (as the host driver does)
+    info, info2 = info_words(AccelConfig.from_tag(SMALL_DESIGN))
+    assert f"#define VIT_ACCEL_INFO_VALUE {info}u" in header and f"#define VIT_ACCEL_INFO2_VALUE {info2}u" in header
+    assert amap["parameters"]["info_value"] == info and "#define VIT_ACCEL_ROWBUF 0u" in header
+    assert decode_info(info, info2) == {k: v for k, v in AccelConfig.from_tag(SMALL_DESIGN).to_dict().items()
+                                        if k != "clock_mhz"}
     p = run("compile", "vit", "--design", SMALL_DESIGN, "--vit", "checkpoints/vit_fmnist.pt", "-o",
             str(tmp_path / "c"), "--json")
     assert p.returncode == 0, p.stderr

@@ -15,10 +15,11 @@ from qsilicon.sim.pysim import pysim_streams
 I8 = IntFormat(8, True)
 
 
-def run_rows(op, x, settings, params=None, ready=(1,), valid=(1,), buf=0):
+def run_rows(op, x, settings, params=None, ready=(1,), valid=(1,), buf=0, buffered=True):
     """``x``: ``[lanes * tiles, n]`` rows; lane ``l`` of tile ``t`` is row ``t * lanes + l``.  With
     ``buf`` (the row buffer's depth) the rows are sent once and the unit reads passes 2 and 3 from
-    its buffer."""
+    its buffer (``buffered`` False: streamed three times to a unit that has a buffer)."""
+    once = buf and buffered
     lanes = 4
     rows, n = x.shape
     assert rows % lanes == 0
@@ -26,13 +27,13 @@ def run_rows(op, x, settings, params=None, ready=(1,), valid=(1,), buf=0):
     beats, pars = [], []
     for t in range(rows // lanes):
         tile = x[t * lanes : (t + 1) * lanes]
-        for _ in range(1 if buf else 3):
+        for _ in range(1 if once else 3):
             beats += [pack(in_lay, tile[:, j].tolist()) for j in range(n)]
         if params is not None:
             pars += [pack(ln_param_layout(), {"gamma": int(g), "beta": int(b)}) for g, b in zip(*params, strict=True)]
     sources = {"i_x": beats} | ({"i_par": pars} if params is not None else {})
     outs, cycles = pysim_streams(RowUnit(lanes, buf_depth=buf), sources, "o_y", rows // lanes * n,
-                                 settings={"op": op, "n": n} | ({"buffered": 1} if buf else {}) | settings,
+                                 settings={"op": op, "n": n} | ({"buffered": int(buffered)} if buf else {}) | settings,
                                  valid_pattern=valid, ready_pattern=ready)
     y = torch.zeros_like(x)
     for b, beat in enumerate(outs):
@@ -99,7 +100,7 @@ def test_layernorm_buffered_rows(n, spread, seed):
     """Rows sent once, passes 2 and 3 from the row buffer (rows up to its whole depth), with the
     input and the output stalling: the same bits as the reference."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.randint(-spread, spread + 1, (8, n), generator=g).clamp(-32768, 32767)
+    x = torch.randint(-spread, spread + 1, (12, n), generator=g).clamp(-32768, 32767)  # 3 tiles: bank 0 reused
     gq = torch.randint(-600, 600, (n,), generator=g)
     bq = torch.randint(-300, 300, (n,), generator=g)
     check_ln(x, gq, bq, 0.02, valid=(1, 0, 1), ready=(1, 1, 0), buf=64)
@@ -108,8 +109,21 @@ def test_layernorm_buffered_rows(n, spread, seed):
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(1, 64), k=st.integers(0, 7), seed=st.integers(0, 2**31))
 def test_softmax_buffered_rows(n, k, seed):
-    x = torch.randint(-128, 128, (8, n), generator=torch.Generator().manual_seed(seed))
+    x = torch.randint(-128, 128, (12, n), generator=torch.Generator().manual_seed(seed))
     check_softmax(x, k, valid=(1, 1, 0), ready=(1, 0, 1), buf=64)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 80), seed=st.integers(0, 2**31))
+def test_streamed_rows_on_a_buffered_unit(n, seed):
+    """Rows longer than the buffer (or any rows with ``buffered`` low) stream three times through a
+    unit that has a buffer: stage A waits for stage B, whose passes 2 and 3 the stream carries; three
+    token blocks, stalls on both sides, the same bits."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(-3000, 3000, (12, n), generator=g)
+    gq, bq = torch.randint(-600, 600, (n,), generator=g), torch.randint(-300, 300, (n,), generator=g)
+    check_ln(x, gq, bq, 0.02, valid=(1, 0, 1), ready=(1, 1, 0), buf=64, buffered=False)
+    check_softmax(x.clamp(-128, 127), 2, valid=(1, 1, 0), ready=(0, 1), buf=64, buffered=False)
 
 
 def test_buffered_rows_overlap_pass_one():

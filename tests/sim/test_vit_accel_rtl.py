@@ -23,6 +23,7 @@ from qsilicon.hw.vit.system import (
 )
 from qsilicon.quant.models.int_vit import IntViT
 from qsilicon.quant.models.vit import ViT, ViTConfig
+from qsilicon.sim.runner import SimulationError
 from qsilicon.sim.vit_accel import rtl_vit
 
 SMALL = AccelConfig(8, 8, "dsp2", 8, 8, 8, 100.0)
@@ -169,7 +170,8 @@ def test_row_buffer_reads_rows_once():
     """A design with a row buffer: LayerNorm and Shiftmax rows are read once (passes 2 and 3 from
     the buffer, pass 1 of the next token block beside them); the whole model bit-exact (logits and
     memory equal to the ISS's), the words read equal to the ISS's count, every LayerNorm and
-    Shiftmax descriptor faster than on the same design without the buffer (LayerNorm by 20%);
+    Shiftmax descriptor faster than on the same design without the buffer (LayerNorm by 20%); the
+    program refused by the host on the design without the buffer (its INFO registers);
     rows longer than the buffer stop the run as an illegal vector descriptor."""
     torch.manual_seed(0)
     model = ViT(ViTConfig(dim=64, depth=1, heads=2, mlp=64, head_dim=16)).eval()
@@ -189,3 +191,7 @@ def test_row_buffer_reads_rows_once():
     image, index = _patched(prog, "b0.ln2", k=65)  # longer than the 64-element buffer
     res = rtl_vit(prog, prog.input_codes(images), image=image, max_cycles=200_000).results[0]
     assert res.error and res.cause == CAUSE_VECTOR and res.ops == index
+    # the program on the design without the buffer: the host reads INFO/INFO2 and refuses to load it
+    with pytest.raises(SimulationError, match="ValueError: the program was compiled for r8c8_dsp2_l8_w8k_a8k_rb64, "
+                                              "the accelerator is r8c8_dsp2_l8_w8k_a8k "):
+        rtl_vit(prog, prog.input_codes(images), design=AccelConfig(8, 8, "dsp2", 8, 8, 8, 100.0))
