@@ -89,6 +89,23 @@ CLIENTS = {"rd0": 0, "fm": 1, "rd2": 2, "rd1": 3, "fetch": 4}
 WATCHDOG_DEFAULT = 1 << 20
 
 
+def info_words(cfg: AccelConfig) -> tuple[int, int]:
+    """The ``INFO`` and ``INFO2`` words of a design (read-only registers: what it was built as)."""
+    info = (cfg.lanes | (cfg.rows << 8) | (cfg.cols << 16) | (ACCEL_PACKINGS.index(cfg.packing) << 24)
+            | (cfg.rowbuf.bit_length() - 1 if cfg.rowbuf else 0) << 26)
+    return info, cfg.wbuf_kib | (cfg.abuf_kib << 16)
+
+
+def decode_info(info: int, info2: int) -> dict:
+    """The design an accelerator reports in ``INFO`` and ``INFO2``: every
+    :class:`~qsilicon.hw.config.AccelConfig` field but the clock (``packing`` None for a code no
+    design has)."""
+    rb, pk = (info >> 26) & 15, (info >> 24) & 3
+    return {"rows": (info >> 8) & 0xFF, "cols": (info >> 16) & 0xFF,
+            "packing": ACCEL_PACKINGS[pk] if pk < len(ACCEL_PACKINGS) else None, "lanes": info & 0xFF,
+            "wbuf_kib": info2 & 0xFFFF, "abuf_kib": info2 >> 16, "rowbuf": 1 << rb if rb else 0}
+
+
 def vector_desc_layout() -> data.StructLayout:
     """A vector descriptor: the patterns of the three readers and the writer, the row length ``k``
     (LayerNorm, Shiftmax), ``r0_words`` memory words per beat of reader 0 (2: int16 values), the
@@ -217,7 +234,6 @@ class VitAccel(wiring.Component):
         m.d.comb += desc.as_value().eq(desc_bits[: descriptor_layout().size])
         reg, reg_o = regs.reg_i, regs.reg_o
         idx = {name: i for i, name in enumerate(REGS)}
-        # the design as built, read-only: what the host checks a program against
         info, info2 = (Const(v, 32) for v in info_words(cfg))
         m.d.comb += [
             reg[idx["STATUS"]].eq(Cat(busy, done, error, Const(0, 5), cause)),
@@ -272,7 +288,7 @@ class VitAccel(wiring.Component):
         progress = (self.m_axi.rvalid & self.m_axi.rready) | (self.m_axi.wvalid & self.m_axi.wready) | gemm.beat \
             | (rows.i_x.valid & rows.i_x.ready) | (ew.i_x.valid & ew.i_x.ready) | (rows.o_y.valid & rows.o_y.ready)
         if cfg.rowbuf:
-            progress = progress | rows.step  # an element of pass 2 read from the row buffer
+            progress = progress | rows.step  # passes 2 and 3 reading the row buffer
         stall = Signal(32)
         limit = Mux(wd_reg == 0, WATCHDOG_DEFAULT, wd_reg)
 
@@ -458,20 +474,3 @@ class VitAccel(wiring.Component):
             m.d.comb += [wi.valid.eq(bw.o_word.valid), wi.payload.eq(bw.o_word.payload),
                          bw.o_word.ready.eq(wi.ready)]
         return m
-
-
-def info_words(cfg: AccelConfig) -> tuple[int, int]:
-    """The ``INFO`` and ``INFO2`` words of a design (read-only registers: what it was built as)."""
-    info = (cfg.lanes | (cfg.rows << 8) | (cfg.cols << 16) | (ACCEL_PACKINGS.index(cfg.packing) << 24)
-            | (cfg.rowbuf.bit_length() - 1 if cfg.rowbuf else 0) << 26)
-    return info, cfg.wbuf_kib | (cfg.abuf_kib << 16)
-
-
-def decode_info(info: int, info2: int) -> dict:
-    """The design an accelerator reports in ``INFO`` and ``INFO2``: every
-    :class:`~qsilicon.hw.config.AccelConfig` field but the clock (``packing`` None for a code no
-    design has)."""
-    rb, pk = (info >> 26) & 15, (info >> 24) & 3
-    return {"rows": (info >> 8) & 0xFF, "cols": (info >> 16) & 0xFF,
-            "packing": ACCEL_PACKINGS[pk] if pk < len(ACCEL_PACKINGS) else None, "lanes": info & 0xFF,
-            "wbuf_kib": info2 & 0xFFFF, "abuf_kib": info2 >> 16, "rowbuf": 1 << rb if rb else 0}
