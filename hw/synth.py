@@ -26,7 +26,7 @@ from .export import to_rtlil
 
 __all__ = [
     "GE_PER_CELL", "TARGETS", "PnrResult", "SynthError", "SynthResult", "area_estimate", "place_and_route",
-    "run_yosys", "synthesize", "yosys_version",
+    "run_yosys", "store_synth_result", "synthesize", "yosys_version",
 ]
 
 #: Yosys script per target; ``{top}`` is the top module.
@@ -186,30 +186,45 @@ def _categorize(target: str, cells: Mapping[str, int]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def _synth_script(name: str, target: str) -> str:
+    return f"read_rtlil design.il\n{TARGETS[target].format(top=name)}\ntee -q -o stat.json stat -json\n"
+
+
+def _synth_cache(name: str, target: str, rtlil: str, version: str) -> Path:
+    key = hashlib.sha256(f"{version}\n{_synth_script(name, target)}\n{rtlil}".encode()).hexdigest()
+    return cache_root() / "synth" / f"{name}-{target}-{key[:20]}.json"
+
+
+def store_synth_result(name: str, target: str, rtlil: str, stat: Mapping) -> SynthResult:
+    """Count the cells of a Yosys ``stat -json`` document of ``rtlil`` synthesized by
+    ``TARGETS[target]`` and keep them in the cache :func:`synthesize` reads (a run that also wrote
+    the netlist, like :func:`qsilicon.hw.timing.synth_timing`'s, counts once for both)."""
+    version = yosys_version()
+    cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
+    result = SynthResult(target, _categorize(target, cells), dict(sorted(cells.items())), version)
+    cache_file = _synth_cache(name, target, rtlil, version)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp_file = cache_file.with_suffix(".tmp")
+    tmp_file.write_text(json.dumps({k: v for k, v in result.to_dict().items() if k != "cached"}, indent=1))
+    tmp_file.replace(cache_file)
+    return result
+
+
 def synthesize(component, name: str, target: str, *, use_cache: bool = True) -> SynthResult:
     """Synthesize ``component`` (top module ``name``) for ``target`` and count its cells."""
     if target not in TARGETS:
         raise ValueError(f"unknown synthesis target {target!r}: choose one of {', '.join(TARGETS)}")
     rtlil = to_rtlil(component, name)
-    script = f"read_rtlil design.il\n{TARGETS[target].format(top=name)}\ntee -q -o stat.json stat -json\n"
-    version = yosys_version()
-    key = hashlib.sha256(f"{version}\n{script}\n{rtlil}".encode()).hexdigest()
-    cache_file = cache_root() / "synth" / f"{name}-{target}-{key[:20]}.json"
+    cache_file = _synth_cache(name, target, rtlil, yosys_version())
     if use_cache and cache_file.exists():
         stored = json.loads(cache_file.read_text())
         return SynthResult(target, _categorize(target, stored["cells"]), stored["cells"], stored["tool"], cached=True)
     with tempfile.TemporaryDirectory(prefix="qs-synth-") as tmp:
         tmp = Path(tmp)
         (tmp / "design.il").write_text(rtlil)
-        run_yosys(tmp, script, f"{target} synthesis of {name}", expect="stat.json")
+        run_yosys(tmp, _synth_script(name, target), f"{target} synthesis of {name}", expect="stat.json")
         stat = json.loads((tmp / "stat.json").read_text())
-    cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
-    result = SynthResult(target, _categorize(target, cells), dict(sorted(cells.items())), version)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp_file = cache_file.with_suffix(".tmp")
-    tmp_file.write_text(json.dumps({k: v for k, v in result.to_dict().items() if k != "cached"}, indent=1))
-    tmp_file.replace(cache_file)
-    return result
+    return store_synth_result(name, target, rtlil, stat)
 
 
 @dataclass(frozen=True)
