@@ -8,7 +8,8 @@ xcup`` with ``abc -luts``); the counts go to ``search/data/vit_system_resources.
 fitted model (``python -m qsilicon.search.system_resources`` refits from the stored counts).
 Results are cached, so a second run only refits; ``--missing`` synthesizes only the designs the
 data file lacks (on a machine without the cache).  About 5 minutes for an 8x8 design, longer for
-large arrays.
+large arrays.  The same run measures each design's logic depth (:mod:`qsilicon.hw.timing`): its
+``clock_bound_mhz`` on UltraScale+ at speed grade -2, the data of the search's clock bound.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from qsilicon.hw.config import AccelConfig
 from qsilicon.hw.synth import synthesize
+from qsilicon.hw.timing import synth_timing
 from qsilicon.hw.vit.system import VitAccel
 from qsilicon.search import system_resources as sr
 
@@ -53,10 +55,16 @@ def main() -> None:
         if args.split not in ("all", split) or (args.missing and tag in points):
             continue
         t = time.time()
-        res = synthesize(VitAccel(AccelConfig.from_tag(tag)), "vit_accel", "xcup_abc")
-        points[tag] = {"design": tag, "split": split, "counts": res.counts, "tool": res.tool}
-        print(f"{tag}: {res.counts} ({time.time() - t:.0f} s{', cached' if res.cached else ''})", file=sys.stderr,
-              flush=True)
+        top = VitAccel(AccelConfig.from_tag(tag))
+        timing = synth_timing(top, "vit_accel")  # the same Yosys run counts the cells
+        res = synthesize(top, "vit_accel", "xcup_abc")
+        w = timing.worst
+        points[tag] = {"design": tag, "split": split, "counts": res.counts, "tool": res.tool,
+                       "clock_bound_mhz": round(timing.fmax_mhz, 1),
+                       "critical_path": {"levels": w.levels, "dsp": w.dsp, "delay_ns": w.delay_ns, "start": w.start,
+                                         "end": w.end}}
+        print(f"{tag}: {res.counts}, clock bound {timing.fmax_mhz:.0f} MHz ({time.time() - t:.0f} s"
+              f"{', cached' if timing.cached else ''})", file=sys.stderr, flush=True)
         doc["points"] = list(points.values())
         sr.DATA.write_text(json.dumps(doc, indent=1) + "\n")
     sr.main()

@@ -9,7 +9,9 @@ utilization cap; the best predicted FPS is reported at each clock, and at 200 MH
 ``--synth`` synthesizes every chosen design whole (Yosys, ``synth_xilinx -family xcup`` with
 ``abc -luts``, as ``qsilicon synth design`` and ``bench/calibrate_system.py`` do; about 20 minutes
 for a 1,024-PE design here) and stores its counts next to the resource model's in the row
-(``synthesized``; a netlist Yosys has seen, unchanged, comes from the synthesis cache); a later
+(``synthesized``; a netlist Yosys has seen, unchanged, comes from the synthesis cache) with the
+clock its logic depth defends on UltraScale+ at speed grade -2 (``clock_bound_mhz`` and its
+critical path: :mod:`qsilicon.hw.timing`; ``clock_defended`` per row); a later
 run without ``--synth`` keeps the counts of designs it chooses again, so rerun with ``--synth``
 after an RTL change.
 
@@ -56,6 +58,8 @@ def main() -> None:
             if netlist in synthesized:  # with the resource model of this run
                 synthesized[netlist]["model"] = resources(cfg)
                 r["synthesized"] = synthesized[netlist]
+                if "clock_bound_mhz" in r["synthesized"]:  # the clock its logic depth defends (hw/timing.py)
+                    r["clock_defended"] = clock <= r["synthesized"]["clock_bound_mhz"]
             doc["rows"].append(r)
             c = r["config"]
             rb = f" rb{c['rowbuf']}" if c["rowbuf"] else ""
@@ -77,11 +81,14 @@ def main() -> None:
         doc["ablation"].append({"packings": list(packings), "rowbufs": list(rowbufs), "clock_mhz": 200.0,
                                 "predicted_fps": fps})
         print(f"  {label:<48} " + "  ".join(f"{m} {v:6.1f}" for m, v in fps.items()))
-    print("\nchosen designs synthesized whole (Yosys xcup): LUT / FF / DSP / BRAM36, and the resource model's")
+    print("\nchosen designs synthesized whole (Yosys xcup): LUT / FF / DSP / BRAM36, and the resource model's;"
+          " the clock their logic depth defends (hw/timing.py)")
     for netlist, c in synthesized.items():
         if any(r.get("synthesized", {}).get("netlist") == netlist for r in doc["rows"]):
             m, y = c["model"], c["counts"]
-            print(f"  {netlist:<40} " + "  ".join(f"{k} {y[k]:g} / {m[k]:g}" for k in ("lut", "ff", "dsp", "bram36")))
+            bound = f"  clock bound {c['clock_bound_mhz']:g} MHz" if "clock_bound_mhz" in c else ""
+            print(f"  {netlist:<40} " + "  ".join(f"{k} {y[k]:g} / {m[k]:g}" for k in ("lut", "ff", "dsp", "bram36"))
+                  + bound)
     OUT.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {OUT}")
 
@@ -90,14 +97,23 @@ def synth(cfg: AccelConfig, netlist: str) -> dict:
     import time
 
     from qsilicon.hw.synth import synthesize
+    from qsilicon.hw.timing import synth_timing
     from qsilicon.hw.vit.system import VitAccel
 
     t = time.time()
+    timing = synth_timing(VitAccel(cfg), "vit_accel")  # the same Yosys run counts the cells
     res = synthesize(VitAccel(cfg), "vit_accel", "xcup_abc")
     c = res.counts
     counts = {"lut": c["lut"], "ff": c["ff"], "dsp": c["dsp"], "bram36": c["bram36"] + c["bram18"] / 2}
-    print(f"  synthesized {netlist}: {counts} ({time.time() - t:.0f} s)", flush=True)
-    return {"netlist": netlist, "tool": res.tool, "counts": counts, "model": resources(cfg)}
+    w = timing.worst
+    print(f"  synthesized {netlist}: {counts}, clock bound {timing.fmax_mhz:.0f} MHz "
+          f"({w.levels} LUT levels, {w.dsp} multipliers without MREG: {w.start} -> {w.end}) "
+          f"({time.time() - t:.0f} s)", flush=True)
+    return {"netlist": netlist, "tool": res.tool, "counts": counts, "model": resources(cfg),
+            "clock_bound_mhz": round(timing.fmax_mhz, 1),
+            "critical_path": {"levels": w.levels, "dsp": w.dsp, "delay_ns": w.delay_ns, "start": w.start,
+                              "end": w.end},
+            "clock_rule": timing.rule}
 
 
 if __name__ == "__main__":

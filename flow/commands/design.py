@@ -367,7 +367,10 @@ def cmd_verilog_design(args) -> int:
 
 
 def cmd_synth_design(args) -> int:
+    from dataclasses import asdict
+
     from qsilicon.hw.synth import SynthError, synthesize
+    from qsilicon.hw.timing import synth_timing
     from qsilicon.hw.vit.system import VitAccel
     from qsilicon.search.accel import resources
 
@@ -383,6 +386,8 @@ def cmd_synth_design(args) -> int:
     progress(f"synthesizing the whole design {cfg.tag} with yosys synth_xilinx -family xcup (tens of minutes for "
              "large arrays; the result is cached)")
     try:
+        # one Yosys run: the netlist's logic depth (the clock it defends) and its cell counts
+        timing = synth_timing(VitAccel(cfg), "vit_accel")
         res = synthesize(VitAccel(cfg), "vit_accel", "xcup_abc")
     except SynthError as e:
         raise CliError(str(e)) from None
@@ -393,13 +398,20 @@ def cmd_synth_design(args) -> int:
     report = {"design": cfg.tag, "target": args.target, "measured": measured, "model": model,
               "error": {k: (model[k] - measured[k]) / measured[k] if measured[k] else 0.0
                         for k in ("lut", "ff", "dsp", "bram36")}, "cells": res.cells, "tool": res.tool,
-              "mapping": "synth_xilinx -family xcup -flatten with abc -luts in place of abc9", "cached": res.cached}
+              "mapping": "synth_xilinx -family xcup -flatten with abc -luts in place of abc9", "cached": res.cached,
+              "clock_bound_mhz": round(timing.fmax_mhz, 1), "clock_defended": cfg.clock_mhz <= timing.fmax_mhz,
+              "critical_paths": [asdict(p) for p in timing.by_end], "clock_rule": timing.rule}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{cfg.tag} on xcup{' (cached)' if res.cached else ''}:")
     for k in ("lut", "ff", "dsp", "bram36"):
         print(f"  {k:<7} {measured[k]:>9g} measured  {model[k]:>9g} model  {100 * report['error'][k]:+6.1f}%")
+    w = timing.worst
+    verdict = "defends" if report["clock_defended"] else "does NOT defend"
+    print(f"  clock bound {timing.fmax_mhz:.0f} MHz by logic depth ({verdict} the design's {cfg.clock_mhz:g} MHz): "
+          f"{w.levels} LUT levels and {w.dsp} multipliers without MREG, {w.start} -> {w.end}")
+    print(f"    rule: {timing.rule}")
     print(f"  tool: {res.tool}")
     return 0
 
