@@ -18,11 +18,11 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from qsilicon.hw.config import AccelConfig
-from qsilicon.hw.synth import synthesize
-from qsilicon.hw.timing import synth_timing
+from qsilicon.hw.timing import synthesize_timed
 from qsilicon.hw.vit.system import VitAccel
 from qsilicon.search import system_resources as sr
 
@@ -55,14 +55,9 @@ def main() -> None:
         if args.split not in ("all", split) or (args.missing and tag in points):
             continue
         t = time.time()
-        top = VitAccel(AccelConfig.from_tag(tag))
-        timing = synth_timing(top, "vit_accel")  # the same Yosys run counts the cells
-        res = synthesize(top, "vit_accel", "xcup_abc")
-        w = timing.worst
+        res, timing = synthesize_timed(VitAccel(AccelConfig.from_tag(tag)), "vit_accel")
         points[tag] = {"design": tag, "split": split, "counts": res.counts, "tool": res.tool,
-                       "clock_bound_mhz": round(timing.fmax_mhz, 1),
-                       "critical_path": {"levels": w.levels, "dsp": w.dsp, "delay_ns": w.delay_ns, "start": w.start,
-                                         "end": w.end}}
+                       "clock_bound_mhz": round(timing.fmax_mhz, 1), "critical_path": asdict(timing.worst)}
         print(f"{tag}: {res.counts}, clock bound {timing.fmax_mhz:.0f} MHz ({time.time() - t:.0f} s"
               f"{', cached' if timing.cached else ''})", file=sys.stderr, flush=True)
         doc["points"] = list(points.values())

@@ -95,14 +95,13 @@ def main() -> None:
 
 def synth(cfg: AccelConfig, netlist: str) -> dict:
     import time
+    from dataclasses import asdict
 
-    from qsilicon.hw.synth import synthesize
-    from qsilicon.hw.timing import synth_timing
+    from qsilicon.hw.timing import synthesize_timed
     from qsilicon.hw.vit.system import VitAccel
 
     t = time.time()
-    timing = synth_timing(VitAccel(cfg), "vit_accel")  # the same Yosys run counts the cells
-    res = synthesize(VitAccel(cfg), "vit_accel", "xcup_abc")
+    res, timing = synthesize_timed(VitAccel(cfg), "vit_accel")
     c = res.counts
     counts = {"lut": c["lut"], "ff": c["ff"], "dsp": c["dsp"], "bram36": c["bram36"] + c["bram18"] / 2}
     w = timing.worst
@@ -111,9 +110,7 @@ def synth(cfg: AccelConfig, netlist: str) -> dict:
           f"({time.time() - t:.0f} s)", flush=True)
     return {"netlist": netlist, "tool": res.tool, "counts": counts, "model": resources(cfg),
             "clock_bound_mhz": round(timing.fmax_mhz, 1),
-            "critical_path": {"levels": w.levels, "dsp": w.dsp, "delay_ns": w.delay_ns, "start": w.start,
-                              "end": w.end},
-            "clock_rule": timing.rule}
+            "critical_path": asdict(w), "clock_rule": timing.rule}
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from .export import to_rtlil
 
 __all__ = [
     "GE_PER_CELL", "TARGETS", "PnrResult", "SynthError", "SynthResult", "area_estimate", "place_and_route",
-    "run_yosys", "store_synth_result", "synthesize", "yosys_version",
+    "run_yosys", "store_synth_result", "synthesize", "synthesize_rtlil", "yosys_version",
 ]
 
 #: Yosys script per target; ``{top}`` is the top module.
@@ -214,7 +214,11 @@ def synthesize(component, name: str, target: str, *, use_cache: bool = True) -> 
     """Synthesize ``component`` (top module ``name``) for ``target`` and count its cells."""
     if target not in TARGETS:
         raise ValueError(f"unknown synthesis target {target!r}: choose one of {', '.join(TARGETS)}")
-    rtlil = to_rtlil(component, name)
+    return synthesize_rtlil(to_rtlil(component, name), name, target, use_cache=use_cache)
+
+
+def synthesize_rtlil(rtlil: str, name: str, target: str, *, use_cache: bool = True) -> SynthResult:
+    """:func:`synthesize` of a design already written as RTLIL (by :func:`~qsilicon.hw.export.to_rtlil`)."""
     cache_file = _synth_cache(name, target, rtlil, yosys_version())
     if use_cache and cache_file.exists():
         stored = json.loads(cache_file.read_text())

@@ -43,10 +43,10 @@ from pathlib import Path
 from qsilicon.paths import cache_root
 
 from .export import to_rtlil
-from .synth import TARGETS, run_yosys, store_synth_result, yosys_version
+from .synth import TARGETS, SynthResult, run_yosys, store_synth_result, synthesize_rtlil, yosys_version
 
 __all__ = ["LUT_BUDGET_NS", "DSP_NOMREG_MHZ", "DSP_NOPIPE_MHZ", "FABRIC_MAX_MHZ", "RULE", "PathReport", "TimingReport",
-           "netlist_timing", "synth_timing"]
+           "netlist_timing", "synth_timing", "synthesize_timed"]
 
 #: report_failfast's LUT+net budget for UltraScale+ at speed grade -2 (ns per LUT level).
 LUT_BUDGET_NS = 0.300
@@ -284,10 +284,22 @@ def netlist_timing(netlist: Mapping, top: str, *, tool: str = "", groups: int = 
 def synth_timing(component, name: str, *, target: str = "xcup_abc", use_cache: bool = True) -> TimingReport:
     """Synthesize ``component`` for UltraScale+ (``target``: ``xcup`` or ``xcup_abc``) and report its
     logic depth and clock bound (:func:`netlist_timing`); cached by the design, script and Yosys."""
+    return _timing(to_rtlil(component, name), name, target, use_cache)
+
+
+def synthesize_timed(component, name: str, *, target: str = "xcup_abc",
+                     use_cache: bool = True) -> tuple[SynthResult, TimingReport]:
+    """:func:`~qsilicon.hw.synth.synthesize` and :func:`synth_timing` of ``component`` from one
+    elaboration and one Yosys run: its cell counts and the clock its logic depth defends."""
+    rtlil = to_rtlil(component, name)
+    timing = _timing(rtlil, name, target, use_cache)  # also keeps the run's cell counts
+    return synthesize_rtlil(rtlil, name, target, use_cache=use_cache), timing
+
+
+def _timing(rtlil: str, name: str, target: str, use_cache: bool) -> TimingReport:
     if target not in ("xcup", "xcup_abc"):
         raise ValueError(f"logic depth is measured on UltraScale+ netlists: target 'xcup' or 'xcup_abc', "
                          f"not {target!r}")
-    rtlil = to_rtlil(component, name)
     synth = f"read_rtlil design.il\n{TARGETS[target].format(top=name)}\n"
     write = f"select -module {name}\nwrite_json -selected netlist.json\n"
     version = yosys_version()

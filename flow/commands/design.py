@@ -369,8 +369,8 @@ def cmd_verilog_design(args) -> int:
 def cmd_synth_design(args) -> int:
     from dataclasses import asdict
 
-    from qsilicon.hw.synth import SynthError, synthesize
-    from qsilicon.hw.timing import synth_timing
+    from qsilicon.hw.synth import SynthError
+    from qsilicon.hw.timing import synthesize_timed
     from qsilicon.hw.vit.system import VitAccel
     from qsilicon.search.accel import resources
 
@@ -386,9 +386,8 @@ def cmd_synth_design(args) -> int:
     progress(f"synthesizing the whole design {cfg.tag} with yosys synth_xilinx -family xcup (tens of minutes for "
              "large arrays; the result is cached)")
     try:
-        # one Yosys run: the netlist's logic depth (the clock it defends) and its cell counts
-        timing = synth_timing(VitAccel(cfg), "vit_accel")
-        res = synthesize(VitAccel(cfg), "vit_accel", "xcup_abc")
+        # one Yosys run: the cell counts and the netlist's logic depth (the clock it defends)
+        res, timing = synthesize_timed(VitAccel(cfg), "vit_accel")
     except SynthError as e:
         raise CliError(str(e)) from None
     c = res.counts

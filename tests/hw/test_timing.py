@@ -11,6 +11,7 @@ from qsilicon.hw.timing import (
     LUT_BUDGET_NS,
     netlist_timing,
     synth_timing,
+    synthesize_timed,
 )
 
 REGS0 = {k: "0" for k in ("AREG", "BREG", "MREG", "PREG", "ADREG")}
@@ -107,7 +108,10 @@ def test_a_synthesized_reduction_has_the_levels_a_lut6_tree_needs():
         rep = synth_timing(Reduce(n), f"reduce{n}", use_cache=False)
         assert rep.worst.levels == levels and rep.worst.dsp == 0, rep.worst
         assert rep.worst.end == "o" and rep.worst.start.startswith("r")
-        # the same Yosys run counted the cells for synthesize()
-        assert synthesize(Reduce(n), f"reduce{n}", "xcup_abc").cached
+        # the same Yosys run counted the cells for synthesize(); synthesize_timed gives both
+        counted = synthesize(Reduce(n), f"reduce{n}", "xcup_abc")
+        res, again = synthesize_timed(Reduce(n), f"reduce{n}")
+        assert counted.cached and res.cached and again.cached
+        assert res.counts == counted.counts and res.counts["ff"] >= n + 1 and again.worst == rep.worst
     with pytest.raises(ValueError, match="target 'xcup' or 'xcup_abc'"):
         synth_timing(Reduce(4), "reduce4", target="ecp5")
