@@ -524,6 +524,21 @@ def _system() -> dict:
     return json.loads(SYSTEM_RESOURCES.read_text())["model"]
 
 
+@lru_cache(maxsize=1)
+def clock_bound_mhz() -> float:
+    """The clock every generated design defends on the ZCU102's UltraScale+ (speed grade -2) by its
+    logic depth (:mod:`qsilicon.hw.timing`): the lowest bound over the whole tops synthesized for
+    the resource model (``bench/calibrate_system.py``).  Their critical paths sit in stages of fixed
+    width (the row unit's divider set-up, the element-wise unit's GELU, the GEMM unit's descriptor
+    decode), not in anything the array size or the buffers scale, so one bound holds for every
+    design of the space; a search point's clock may not exceed it."""
+    bounds = [p["clock_bound_mhz"] for p in json.loads(SYSTEM_RESOURCES.read_text())["points"]
+              if "clock_bound_mhz" in p]
+    if not bounds:
+        raise ValueError(f"{SYSTEM_RESOURCES} has no clock bounds: run python bench/calibrate_system.py")
+    return min(bounds)
+
+
 def memories(cfg: AccelConfig) -> dict[str, tuple[int, int, int]]:
     """The design's block-RAM candidates: ``name: (count, width, depth)``.  The activation buffer and
     the weight ring are written a memory word (``lanes`` bytes) at a time, so Yosys maps each word

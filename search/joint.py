@@ -29,6 +29,7 @@ from pathlib import Path
 from qsilicon.hw.config import ACCEL_PACKINGS
 from qsilicon.quant.supernet import SearchSpace, Subnet
 
+from . import accel
 from .accel import AccelConfig, fits, predict, subnet_workload, utilization
 
 __all__ = ["Candidate", "FixedModel", "HardwareSpace", "JointSpace", "SpaceError", "evaluate", "evaluate_ops",
@@ -103,6 +104,11 @@ class HardwareSpace:
                     raise SpaceError(f"hardware.{key}: every value must be a power of two, not {val!r}")
             elif key == "clock_mhz":
                 kw[key] = _choices("hardware", key, val, (int, float), 1, 1000)
+                bound = accel.clock_bound_mhz()
+                if any(v > bound for v in kw[key]):
+                    raise SpaceError(f"hardware.clock_mhz: {max(kw[key]):g} MHz is above the {bound:g} MHz the "
+                                     "generated designs' logic depth defends on UltraScale+ -2 (qsilicon.hw.timing): "
+                                     f"list clocks up to {bound:g}")
             elif key == "rowbuf":
                 kw[key] = _choices("hardware", key, val, int, 0, 4096)
                 if any(v and (v < 64 or v & (v - 1)) for v in kw[key]):

@@ -15,7 +15,16 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from .accel import AccelConfig, fits, gemm_busy_share, predict, utilization, vit_workload, workload_macs
+from .accel import (
+    AccelConfig,
+    clock_bound_mhz,
+    fits,
+    gemm_busy_share,
+    predict,
+    utilization,
+    vit_workload,
+    workload_macs,
+)
 
 __all__ = ["DEIT", "PAPER_FPS", "DeitShape", "best_design", "compare"]
 
@@ -55,6 +64,10 @@ def best_design(shape: DeitShape, board, *, clock_mhz: float, util_cap: float, r
     buffers to ``rowbufs``) within ``util_cap`` of every resource.  ``mac_util`` is the workload's
     MACs over the design's peak in the predicted cycles (one MAC per PE and cycle; two on
     ``dot2``, its int4 rows' peak)."""
+    bound = clock_bound_mhz()
+    if clock_mhz > bound:
+        raise ValueError(f"clock {clock_mhz:g} MHz: the generated designs' logic depth defends {bound:g} MHz on "
+                         "UltraScale+ -2 (qsilicon.hw.timing); give a clock up to it")
     best = None
     grid = {**GRID, "packing": tuple(p for p in GRID["packing"] if p in packings),
             "rowbuf": tuple(r for r in GRID["rowbuf"] if r in rowbufs)}

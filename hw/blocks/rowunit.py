@@ -23,8 +23,13 @@ rows (stage A: sum, maximum, bank write) runs while the divider and passes 2 and
 current rows (stage B) read the other bank, so rows arrive as fast as memory sends them while
 stage B keeps up.  Streamed rows on such a unit run one after another, as on a unit without a
 buffer.  The divider is restoring, one quotient bit per cycle (64 cycles), the
-square root one result bit per cycle (32 cycles).  Configuration ports are static while rows
-stream; the unit starts each row in pass 1 by itself.
+square root one result bit per cycle (32 cycles).  Passes 2 and 3 are pipelines with one
+multiply, shift or add per stage, so that no register-to-register path holds more than one
+multiplier or about fifteen LUTs (the clock :mod:`qsilicon.hw.timing` bounds): pass 2 reaches
+its sums two cycles after its last element, pass 3 its output seven stages after an element is
+taken (stalled as a whole while ``o_y`` waits), and the unit takes the next rows' divider only
+when pass 3 has emitted the last outputs.  Configuration ports are static while rows stream; the
+unit starts each row in pass 1 by itself.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from amaranth.lib.wiring import In, Out
 from qsilicon.quant.intops import M0_BITS, SHIFT_MAX
 from qsilicon.quant.nonlinear import RECIP_BITS
 
-from .vector import requant_expr, saturate_expr
+from .vector import saturate_expr
 
 __all__ = ["ROW_LN", "ROW_SOFTMAX", "RowUnit", "ln_param_layout"]
 
@@ -175,13 +180,20 @@ class RowUnit(wiring.Component):
         root = [Signal(unsigned(64), name=f"root{i}") for i in range(L)]
         bit = Signal(unsigned(64))
 
-        def shift_exp(i):
+        def exp_front(i):
+            """int_shift_exp(x - max) up to its square: ``(t, z)`` with the result
+            ``(t * t + q_c) >> min(z, 31)`` (:func:`exp_back`)."""
             nq = (mx[i] - x[i]).as_unsigned()[:9]  # -(x - max), 0..255 for int8 rows
             z = nq >> self.k
             r = (z << self.k)[:9].as_signed() - nq.as_signed()  # in (-2**k, 0]
-            t = r + self.q_b
-            poly = (t * t + self.q_c).as_unsigned()[:40]
-            return poly >> Mux(z > 31, 31, z)[:5]
+            return r + self.q_b, Mux(z > 31, 31, z)[:5]
+
+        def exp_square(t):
+            return (t * t + self.q_c).as_unsigned()[:40]
+
+        def reg(name, v):
+            """A pipeline register as wide as ``v`` (so no stage changes a bit of the arithmetic)."""
+            return Signal.like(v, name=name)
 
         def start_div(i, dividend, divisor, nxt):
             return [dvd[i].eq(dividend), dvs[i].eq(divisor), rem[i].eq(0), quo[i].eq(0), it.eq(0), phase.eq(nxt)]
@@ -190,9 +202,60 @@ class RowUnit(wiring.Component):
             s = _bit_length(v, 41) + (RECIP_BITS - 1)
             return [sh[i].eq(s), *start_div(i, Const(1, _DIV_BITS) << s, v, 2)]
 
+        # Passes 2 and 3 are pipelines (a multiply or a shift per stage): pass 2 into `acc`, pass 3
+        # into o_y, stalled as a whole while o_y waits.  Both take an element from `take2`/`take3`;
+        # P2_END and P3_END wait for them to drain.
         out_free = ~self.o_y.valid | self.o_y.ready
-        with m.If(self.o_y.ready):
-            m.d.sync += self.o_y.valid.eq(0)
+        take2, take3 = Signal(), Signal()
+        v2 = [Signal(name=f"p2_v{s}") for s in range(2)]
+        v3 = [Signal(name=f"p3_v{s}") for s in range(6)]
+        p2_busy, p3_busy = Signal(), Signal()
+        m.d.comb += [p2_busy.eq(Cat(*v2).any()), p3_busy.eq(Cat(*v3).any())]
+        m.d.sync += [v2[0].eq(take2), v2[1].eq(v2[0])]
+        with m.If(out_free):
+            m.d.sync += [v3[0].eq(take3), *(v3[s].eq(v3[s - 1]) for s in range(1, 6)), self.o_y.valid.eq(v3[5])]
+        g, b = self.i_par.payload.gamma, self.i_par.payload.beta
+        for i in range(L):
+            d = (x[i] << f) - mean[i]
+            t, z = exp_front(i)
+            # pass 2: d (or t, z); d * d (or t * t + q_c); acc += d^2 (or the shifted square)
+            d1, t1, z1 = reg(f"p2_d{i}", d), reg(f"p2_t{i}", t), reg(f"p2_z{i}", z)
+            q2 = reg(f"p2_q{i}", Mux(ln, d1 * d1, exp_square(t1)))
+            z2 = reg(f"p2_zz{i}", z1)
+            with m.If(take2):
+                m.d.sync += [d1.eq(d), t1.eq(t), z1.eq(z)]
+            with m.If(v2[0]):
+                m.d.sync += [q2.eq(Mux(ln, d1 * d1, exp_square(t1))), z2.eq(z1)]
+            with m.If(v2[1]):
+                m.d.sync += acc[i].eq(acc[i] + Mux(ln, q2, q2 >> z2))
+            # pass 3, LayerNorm: d; d * inv; >> (sh - f); * gamma; >> f + beta; * m0; requantize.
+            # Shiftmax: t, z; t * t + q_c; >> z; * inv; >> (sh - ob), saturate.
+            e1, t3, z3 = reg(f"p3_d{i}", d), reg(f"p3_t{i}", t), reg(f"p3_z{i}", z)
+            g1, b1 = Signal.like(g, name=f"p3_g1_{i}"), Signal.like(b, name=f"p3_b1_{i}")
+            pm = reg(f"p3_pm{i}", e1 * inv[i])
+            sq = reg(f"p3_sq{i}", exp_square(t3))
+            zz = reg(f"p3_zz{i}", z3)
+            g2, b2 = Signal.like(g, name=f"p3_g2_{i}"), Signal.like(b, name=f"p3_b2_{i}")
+            nrm = reg(f"p3_n{i}", pm >> (sh[i] - f)[:7])
+            ex = reg(f"p3_e{i}", sq >> zz)
+            g3, b3 = Signal.like(g, name=f"p3_g3_{i}"), Signal.like(b, name=f"p3_b3_{i}")
+            pg = reg(f"p3_pg{i}", nrm * g3)
+            pe = reg(f"p3_pe{i}", ex * inv[i])
+            b4 = Signal.like(b, name=f"p3_b4_{i}")
+            p = pe >> (sh[i] - ob)[:7]
+            y = reg(f"p3_y{i}", (pg >> f) + b4)
+            prob = reg(f"p3_prob{i}", Mux(p > (1 << ob) - 1, (1 << ob) - 1, p))
+            pr = reg(f"p3_pr{i}", y * self.m0)
+            prob6 = Signal.like(prob, name=f"p3_prob6_{i}")
+            r = ((((pr << 1) >> self.shift) + 1) >> 1)  # requant_expr(y, m0, shift), its product registered
+            with m.If(out_free):
+                m.d.sync += [e1.eq(d), t3.eq(t), z3.eq(z), g1.eq(g), b1.eq(b),
+                             pm.eq(e1 * inv[i]), sq.eq(exp_square(t3)), zz.eq(z3), g2.eq(g1), b2.eq(b1),
+                             nrm.eq(pm >> (sh[i] - f)[:7]), ex.eq(sq >> zz), g3.eq(g2), b3.eq(b2),
+                             pg.eq(nrm * g3), pe.eq(ex * inv[i]), b4.eq(b3),
+                             y.eq((pg >> f) + b4), prob.eq(Mux(p > (1 << ob) - 1, (1 << ob) - 1, p)),
+                             pr.eq(y * self.m0), prob6.eq(prob),
+                             self.o_y.payload[i].eq(Mux(ln, saturate_expr(r, 8), prob6))]
 
         if D:
             # stage A: pass 1 into its own sums and maxima (and, buffered, bank `wbank`); `a_full`
@@ -272,16 +335,13 @@ class RowUnit(wiring.Component):
             with m.State("P2"):
                 if D:
                     m.d.comb += from_buf.eq(self.buffered)
-                m.d.comb += take_x(1)
+                m.d.comb += [*take_x(1), take2.eq(x_valid)]
                 with m.If(x_valid):
                     m.d.sync += cnt.eq(cnt + 1)
-                    for i in range(L):
-                        d = (x[i] << f) - mean[i]
-                        m.d.sync += acc[i].eq(acc[i] + Mux(ln, d * d, shift_exp(i)))
                     with m.If(cnt == self.n - 1):
                         m.d.sync += [cnt.eq(0), *rows_end()]
                         m.next = "P2_END"
-            with m.State("P2_END"):
+            with m.State("P2_END"), m.If(~p2_busy):  # the pipeline's last sums are in acc
                 for i in range(L):
                     with m.If(ln):
                         m.d.sync += start_div(i, acc[i].as_unsigned()[:_DIV_BITS], self.n, 1)
@@ -307,21 +367,17 @@ class RowUnit(wiring.Component):
                 if D:
                     m.d.comb += from_buf.eq(self.buffered)
                 take = out_free & x_valid & (~ln | self.i_par.valid)
-                m.d.comb += [*take_x(take), self.i_par.ready.eq(take & ln)]
+                m.d.comb += [*take_x(take), self.i_par.ready.eq(take & ln), take3.eq(take)]
                 with m.If(take):
-                    m.d.sync += [cnt.eq(cnt + 1), self.o_y.valid.eq(1)]
-                    g, b = self.i_par.payload.gamma, self.i_par.payload.beta
-                    for i in range(L):
-                        d = (x[i] << f) - mean[i]
-                        normed = (d * inv[i]) >> (sh[i] - f)[:7]
-                        y = ((normed * g) >> f) + b
-                        r = requant_expr(y, self.m0, self.shift)
-                        p = (shift_exp(i) * inv[i]) >> (sh[i] - ob)[:7]
-                        prob = Mux(p > (1 << ob) - 1, (1 << ob) - 1, p)
-                        m.d.sync += self.o_y.payload[i].eq(Mux(ln, saturate_expr(r, 8), prob))
+                    m.d.sync += cnt.eq(cnt + 1)
                     with m.If(cnt == self.n - 1):
-                        m.d.sync += [cnt.eq(0), *([] if D else [self.busy.eq(0)]), *rows_end()]
+                        m.d.sync += [cnt.eq(0), *rows_end()]
                         for i in range(L):
                             m.d.sync += [acc[i].eq(0), mx[i].eq(-(1 << 15))]
-                        m.next = "P1"
+                        m.next = "P3_END"
+            # inv, sh and the configuration stay until the pipeline has emitted the rows' last outputs
+            with m.State("P3_END"), m.If(~p3_busy):
+                if not D:
+                    m.d.sync += self.busy.eq(0)
+                m.next = "P1"
         return m

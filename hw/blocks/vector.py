@@ -11,7 +11,8 @@ The operations are those of the integer-only ViT (:mod:`qsilicon.quant.nonlinear
 
 ``requantize`` is :func:`qsilicon.quant.requantize` with zero point 0: round half up, arithmetic
 shift, saturation.  The operation and its constants are configuration ports, static while a
-tensor streams.  Three pipeline stages; backpressure on ``o_y`` stalls the whole pipeline.
+tensor streams.  Five pipeline stages (a multiply or a shift each: the clock :mod:`qsilicon.hw.timing`
+bounds); backpressure on ``o_y`` stalls the whole pipeline.
 """
 
 from __future__ import annotations
@@ -92,32 +93,35 @@ class ElementwiseUnit(wiring.Component):
         en = Signal()
         m.d.comb += [en.eq(~self.o_y.valid | self.o_y.ready), self.i_x.ready.eq(en)]
 
-        # Stage 1: operands.
-        v1, l1 = Signal(name="v1"), Signal(name="l1")
-        a1 = Signal(data.ArrayLayout(signed(16), L))
+        # Five stages, a multiply or a shift each (the ViT's clock: see qsilicon.hw.timing): 1 the
+        # operands; 2 GELU's square (q_b + min(|b|, -q_b))^2 + q_one; 3 the value to requantize
+        # (b, or -gelu(b) = -b * (erf + q_one)); 4 its product with M0; 5 round half up
+        # ((2 v m0 >> s) + 1) >> 1, saturate, and the residual add.
+        v = [Signal(name=f"v{s}") for s in range(1, 5)]
+        la = [Signal(name=f"l{s}") for s in range(1, 5)]
+        a = [Signal(data.ArrayLayout(signed(16), L), name=f"a{s}") for s in range(1, 5)]
         b1 = Signal(data.ArrayLayout(signed(8), L))
-        # Stage 2: the value to requantize (b, or -gelu(b)), and a.
-        v2, l2 = Signal(name="v2"), Signal(name="l2")
-        a2 = Signal(data.ArrayLayout(signed(16), L))
-        val = [Signal(signed(_WIDE), name=f"val_{i}") for i in range(L)]
+        b2 = Signal(data.ArrayLayout(signed(8), L))
 
         with m.If(en):
-            m.d.sync += [v1.eq(self.i_x.valid), l1.eq(self.i_x.payload.last), a1.eq(self.i_x.payload.a),
-                         b1.eq(self.i_x.payload.b), v2.eq(v1), l2.eq(l1), a2.eq(a1),
-                         self.o_y.valid.eq(v2), self.o_y.payload.last.eq(l2)]
+            m.d.sync += [v[0].eq(self.i_x.valid), la[0].eq(self.i_x.payload.last), a[0].eq(self.i_x.payload.a),
+                         b1.eq(self.i_x.payload.b), b2.eq(b1), self.o_y.valid.eq(v[3]),
+                         self.o_y.payload.last.eq(la[3])]
+            m.d.sync += [*(v[s].eq(v[s - 1]) for s in range(1, 4)), *(la[s].eq(la[s - 1]) for s in range(1, 4)),
+                         *(a[s].eq(a[s - 1]) for s in range(1, 4))]
             for i in range(L):
-                b = b1[i]
                 # int_gelu: sign(b) * ((min(|b|, -q_b) + q_b)^2 + q_one), then b * (erf + q_one).
-                mag = Mux(b < 0, -b, b)
+                mag = Mux(b1[i] < 0, -b1[i], b1[i])
                 clipped = Mux(mag > -self.gelu_b, -self.gelu_b, mag)
-                poly = (clipped + self.gelu_b) * (clipped + self.gelu_b) + self.gelu_one
-                erf = Mux(b < 0, -poly, Mux(b == 0, 0, poly))
-                gelu = b * (erf + self.gelu_one)
-                m.d.sync += val[i].eq(Mux(self.op == OP_GELU, -gelu, b))
-                # Stage 3: round half up ((2v >> s) + 1) >> 1, saturate, and the residual add.
-                r = requant_expr(val[i], self.m0, self.shift)
+                sq = (clipped + self.gelu_b) * (clipped + self.gelu_b) + self.gelu_one
+                poly = Signal.like(sq, name=f"poly_{i}")
+                erf = Mux(b2[i] < 0, -poly, Mux(b2[i] == 0, 0, poly))
+                gelu = b2[i] * (erf + self.gelu_one)
+                val = Signal(signed(_WIDE), name=f"val_{i}")
+                prod = Signal.like(val * self.m0, name=f"prod_{i}")
+                r = (((prod << 1) >> self.shift) + 1) >> 1  # requant_expr(val, m0, shift), product registered
                 r8, r16 = saturate_expr(r, 8), saturate_expr(r, 16)
-                s = a2[i] + r16
-                s16 = saturate_expr(s, 16)
-                m.d.sync += self.o_y.payload.y[i].eq(Mux(self.op == OP_ADD, s16, r8))
+                s16 = saturate_expr(a[3][i] + r16, 16)
+                m.d.sync += [poly.eq(sq), val.eq(Mux(self.op == OP_GELU, -gelu, b2[i])), prod.eq(val * self.m0),
+                             self.o_y.payload.y[i].eq(Mux(self.op == OP_ADD, s16, r8))]
         return m

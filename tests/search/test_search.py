@@ -45,6 +45,8 @@ def _write(tmp_path, text, name="space.yaml"):
     ("hardware: {rowbuf: [0, 100]}", "hardware.rowbuf: every value must be 0 .no row buffer. or a power of two"),
     ("hardware: {rowbuf: [8192]}", r"hardware.rowbuf: every value must be a int in \[0, 4096\]"),
     ("hardware: {banks: [1]}", "hardware.banks: unknown key"),
+    ("hardware: {clock_mhz: [200, 400]}", r"hardware.clock_mhz: 400 MHz is above the \d+(\.\d)? MHz the generated "
+                                          "designs' logic depth defends"),
     ("constraints: {util_cap: 1.5}", r"constraints.util_cap: expected a number in \(0, 1\]"),
     ("constraints: {latency_ms: -1}", "constraints.latency_ms: expected a positive number"),
     ("model: {dims: [30]}", "model: search space: MLP width"),
@@ -54,6 +56,21 @@ def _write(tmp_path, text, name="space.yaml"):
 def test_malformed_space_files(tmp_path, text, msg):
     with pytest.raises(SpaceError, match=msg):
         load_space(_write(tmp_path, text))
+
+
+def test_the_clock_bound_is_the_lowest_a_synthesized_design_defends():
+    """Every whole top synthesized for the resource model carries its logic-depth bound; the search's
+    bound is their lowest and is above the default space's clocks; the paper grid refuses a clock
+    above it."""
+    from qsilicon.search.accel import SYSTEM_RESOURCES, clock_bound_mhz
+    from qsilicon.search.paper import DEIT, best_design
+
+    points = json.loads(SYSTEM_RESOURCES.read_text())["points"]
+    assert all("clock_bound_mhz" in p and p["critical_path"]["delay_ns"] > 0 for p in points)
+    assert clock_bound_mhz() == min(p["clock_bound_mhz"] for p in points)
+    assert max(load_space("default").hardware.clock_mhz) <= clock_bound_mhz()
+    with pytest.raises(ValueError, match="logic depth defends"):
+        best_design(DEIT["deit-tiny"], ZCU, clock_mhz=clock_bound_mhz() + 1, util_cap=0.8, ratio8=0.5)
 
 
 def test_default_space_and_supernet_file():

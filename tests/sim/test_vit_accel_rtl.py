@@ -170,7 +170,8 @@ def test_row_buffer_reads_rows_once():
     """A design with a row buffer: LayerNorm and Shiftmax rows are read once (passes 2 and 3 from
     the buffer, pass 1 of the next token block beside them); the whole model bit-exact (logits and
     memory equal to the ISS's), the words read equal to the ISS's count, every LayerNorm and
-    Shiftmax descriptor faster than on the same design without the buffer (LayerNorm by 20%); the
+    Shiftmax descriptor faster than on the same design without the buffer (LayerNorm by 20%, the
+    final one, of one token block, by 15%); the
     program refused by the host on the design without the buffer (its INFO registers);
     rows longer than the buffer stop the run as an illegal vector descriptor."""
     torch.manual_seed(0)
@@ -182,8 +183,11 @@ def test_row_buffer_reads_rows_once():
     ln = [o.index for o in prog.ops if o.kind == "layernorm"]
     sm = [o.index for o in prog.ops if o.kind == "softmax"]
     assert len(ln) == 3 and len(sm) == 2
-    # (Shiftmax rows of 17 tokens: the divider, ~70 cycles a token block, is most of either)
-    assert all(buffered.op_cycles[i] < 0.8 * streamed.op_cycles[i] for i in ln), \
+    # (Shiftmax rows of 17 tokens: the divider, ~70 cycles a token block, is most of either; the final
+    # LayerNorm has one token block, the class token's, so no block of it overlaps another's)
+    assert all(buffered.op_cycles[i] < 0.8 * streamed.op_cycles[i] for i in ln[:-1]), \
+        [(buffered.op_cycles[i], streamed.op_cycles[i]) for i in ln]
+    assert buffered.op_cycles[ln[-1]] < 0.85 * streamed.op_cycles[ln[-1]], \
         [(buffered.op_cycles[i], streamed.op_cycles[i]) for i in ln]
     assert all(buffered.op_cycles[i] < streamed.op_cycles[i] for i in sm), \
         [(buffered.op_cycles[i], streamed.op_cycles[i]) for i in sm]
