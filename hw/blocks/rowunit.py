@@ -26,28 +26,30 @@ buffer.  The divider is restoring, one quotient bit per cycle (64 cycles), the
 square root one result bit per cycle (32 cycles).  Passes 2 and 3 are pipelines with one
 multiply, shift or add per stage, so that no register-to-register path holds more than one
 multiplier or about fifteen LUTs (the clock :mod:`qsilicon.hw.timing` bounds): pass 2 reaches
-its sums two cycles after its last element, pass 3 its output seven stages after an element is
-taken (stalled as a whole while ``o_y`` waits), and the unit takes the next rows' divider only
-when pass 3 has emitted the last outputs.  Configuration ports are static while rows stream; the
-unit starts each row in pass 1 by itself.
+its sums three cycles after its last element, pass 3 writes an output into a FIFO of eight six
+cycles after taking its element, and takes one only while the FIFO has room for it and every
+element in flight, so the pipelines never stall (``o_y``'s ready reaches the FIFO and a counter,
+not the stage registers).  The unit takes the next rows' divider only when pass 3 has drained.
+Configuration ports are static while rows stream; the unit starts each row in pass 1 by itself.
 """
 
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from qsilicon.quant.intops import M0_BITS, SHIFT_MAX
 from qsilicon.quant.nonlinear import RECIP_BITS
 
-from .vector import saturate_expr
+from .vector import requant_round, saturate_expr
 
 __all__ = ["ROW_LN", "ROW_SOFTMAX", "RowUnit", "ln_param_layout"]
 
 ROW_LN, ROW_SOFTMAX = 0, 1
 _DIV_BITS = 64
+_OUT_DEPTH = 8  # output FIFO: pass 3's six stages in flight and two more, so a stream without stalls never waits
 _MAX_N_BITS = 12  # rows of up to 4095 elements: sum((x * 2**f - mean)^2) < 2**64 for int16 inputs
 
 
@@ -92,7 +94,7 @@ class RowUnit(wiring.Component):
     k, q_b, q_c : In
         Shiftmax constants (:class:`qsilicon.quant.ShiftmaxParams`).
     busy : Out(1)
-        High from the first beat of a row until its last output is registered (may wait in o_y).
+        High from the first beat of a row until its last output has left ``o_y``.
     buffered : In(1)
         Only with a row buffer: the rows are sent once (``n`` at most ``buf_depth``); static while
         rows stream.
@@ -182,7 +184,7 @@ class RowUnit(wiring.Component):
 
         def exp_front(i):
             """int_shift_exp(x - max) up to its square: ``(t, z)`` with the result
-            ``(t * t + q_c) >> min(z, 31)`` (:func:`exp_back`)."""
+            ``exp_square(t) >> min(z, 31)``."""
             nq = (mx[i] - x[i]).as_unsigned()[:9]  # -(x - max), 0..255 for int8 rows
             z = nq >> self.k
             r = (z << self.k)[:9].as_signed() - nq.as_signed()  # in (-2**k, 0]
@@ -203,18 +205,31 @@ class RowUnit(wiring.Component):
             return [sh[i].eq(s), *start_div(i, Const(1, _DIV_BITS) << s, v, 2)]
 
         # Passes 2 and 3 are pipelines (a multiply or a shift per stage): pass 2 into `acc`, pass 3
-        # into o_y, stalled as a whole while o_y waits.  Both take an element from `take2`/`take3`;
-        # P2_END and P3_END wait for them to drain.
-        out_free = ~self.o_y.valid | self.o_y.ready
+        # into an output FIFO.  Neither ever stalls: pass 3 takes an element only while the FIFO has
+        # room for it and for every element in flight (`pending` counts them until they leave o_y),
+        # so o_y's ready drives the FIFO's read and a counter, not the pipeline's registers.  P2_END
+        # and P3_END wait for the pipelines to drain.
         take2, take3 = Signal(), Signal()
         v2 = [Signal(name=f"p2_v{s}") for s in range(2)]
         v3 = [Signal(name=f"p3_v{s}") for s in range(6)]
         p2_busy, p3_busy = Signal(), Signal()
-        m.d.comb += [p2_busy.eq(Cat(*v2).any()), p3_busy.eq(Cat(*v3).any())]
-        m.d.sync += [v2[0].eq(take2), v2[1].eq(v2[0])]
-        with m.If(out_free):
-            m.d.sync += [v3[0].eq(take3), *(v3[s].eq(v3[s - 1]) for s in range(1, 6)), self.o_y.valid.eq(v3[5])]
+        m.submodules.out_fifo = ofifo = fifo.SyncFIFOBuffered(width=8 * L, depth=_OUT_DEPTH)
+        pending = Signal(range(_OUT_DEPTH + 1))
+        room = Signal()
+        m.d.comb += [p2_busy.eq(Cat(*v2).any()), p3_busy.eq(Cat(*v3).any()), room.eq(pending < _OUT_DEPTH),
+                     self.o_y.valid.eq(ofifo.r_rdy), self.o_y.payload.as_value().eq(ofifo.r_data),
+                     ofifo.r_en.eq(self.o_y.ready), ofifo.w_en.eq(v3[5])]
+        m.d.sync += [v2[0].eq(take2), v2[1].eq(v2[0]), v3[0].eq(take3), *(v3[s].eq(v3[s - 1]) for s in range(1, 6)),
+                     pending.eq(pending + take3 - (self.o_y.valid & self.o_y.ready))]
+        if not D:  # rows in flight, or outputs not yet sent
+            busy_r = Signal()
+            m.d.comb += self.busy.eq(busy_r | (pending != 0))
+        # gamma and beta are one pair an element, the same for every lane
         g, b = self.i_par.payload.gamma, self.i_par.payload.beta
+        gs = [Signal.like(g, name=f"p3_g{s}") for s in range(1, 4)]
+        bs = [Signal.like(b, name=f"p3_b{s}") for s in range(1, 5)]
+        m.d.sync += [gs[0].eq(g), *(gs[s].eq(gs[s - 1]) for s in range(1, 3)),
+                     bs[0].eq(b), *(bs[s].eq(bs[s - 1]) for s in range(1, 4))]
         for i in range(L):
             d = (x[i] << f) - mean[i]
             t, z = exp_front(i)
@@ -231,31 +246,24 @@ class RowUnit(wiring.Component):
             # pass 3, LayerNorm: d; d * inv; >> (sh - f); * gamma; >> f + beta; * m0; requantize.
             # Shiftmax: t, z; t * t + q_c; >> z; * inv; >> (sh - ob), saturate.
             e1, t3, z3 = reg(f"p3_d{i}", d), reg(f"p3_t{i}", t), reg(f"p3_z{i}", z)
-            g1, b1 = Signal.like(g, name=f"p3_g1_{i}"), Signal.like(b, name=f"p3_b1_{i}")
             pm = reg(f"p3_pm{i}", e1 * inv[i])
             sq = reg(f"p3_sq{i}", exp_square(t3))
             zz = reg(f"p3_zz{i}", z3)
-            g2, b2 = Signal.like(g, name=f"p3_g2_{i}"), Signal.like(b, name=f"p3_b2_{i}")
             nrm = reg(f"p3_n{i}", pm >> (sh[i] - f)[:7])
             ex = reg(f"p3_e{i}", sq >> zz)
-            g3, b3 = Signal.like(g, name=f"p3_g3_{i}"), Signal.like(b, name=f"p3_b3_{i}")
-            pg = reg(f"p3_pg{i}", nrm * g3)
+            pg = reg(f"p3_pg{i}", nrm * gs[2])
             pe = reg(f"p3_pe{i}", ex * inv[i])
-            b4 = Signal.like(b, name=f"p3_b4_{i}")
             p = pe >> (sh[i] - ob)[:7]
-            y = reg(f"p3_y{i}", (pg >> f) + b4)
+            y = reg(f"p3_y{i}", (pg >> f) + bs[3])
             prob = reg(f"p3_prob{i}", Mux(p > (1 << ob) - 1, (1 << ob) - 1, p))
             pr = reg(f"p3_pr{i}", y * self.m0)
             prob6 = Signal.like(prob, name=f"p3_prob6_{i}")
-            r = ((((pr << 1) >> self.shift) + 1) >> 1)  # requant_expr(y, m0, shift), its product registered
-            with m.If(out_free):
-                m.d.sync += [e1.eq(d), t3.eq(t), z3.eq(z), g1.eq(g), b1.eq(b),
-                             pm.eq(e1 * inv[i]), sq.eq(exp_square(t3)), zz.eq(z3), g2.eq(g1), b2.eq(b1),
-                             nrm.eq(pm >> (sh[i] - f)[:7]), ex.eq(sq >> zz), g3.eq(g2), b3.eq(b2),
-                             pg.eq(nrm * g3), pe.eq(ex * inv[i]), b4.eq(b3),
-                             y.eq((pg >> f) + b4), prob.eq(Mux(p > (1 << ob) - 1, (1 << ob) - 1, p)),
-                             pr.eq(y * self.m0), prob6.eq(prob),
-                             self.o_y.payload[i].eq(Mux(ln, saturate_expr(r, 8), prob6))]
+            m.d.sync += [e1.eq(d), t3.eq(t), z3.eq(z), pm.eq(e1 * inv[i]), sq.eq(exp_square(t3)), zz.eq(z3),
+                         nrm.eq(pm >> (sh[i] - f)[:7]), ex.eq(sq >> zz), pg.eq(nrm * gs[2]), pe.eq(ex * inv[i]),
+                         y.eq((pg >> f) + bs[3]), prob.eq(Mux(p > (1 << ob) - 1, (1 << ob) - 1, p)),
+                         pr.eq(y * self.m0), prob6.eq(prob)]
+            out = Mux(ln, saturate_expr(requant_round(pr, self.shift), 8), prob6)
+            m.d.comb += ofifo.w_data[8 * i:8 * (i + 1)].eq(out)
 
         if D:
             # stage A: pass 1 into its own sums and maxima (and, buffered, bank `wbank`); `a_full`
@@ -270,7 +278,7 @@ class RowUnit(wiring.Component):
                 self.i_x.ready.eq(~a_full & (self.buffered | b_idle) | b_ready),
                 a_take.eq(self.i_x.valid & ~a_full & (self.buffered | b_idle)),
                 wp.addr.eq(Cat(cnt_a[:ab], wbank)), wp.data.eq(xs.as_value()), wp.en.eq(a_take & self.buffered),
-                self.busy.eq((cnt_a != 0) | a_full | ~b_idle),
+                self.busy.eq((cnt_a != 0) | a_full | ~b_idle | (pending != 0)),
             ]
             with m.If(a_take):
                 m.d.sync += cnt_a.eq(cnt_a + 1)
@@ -293,7 +301,7 @@ class RowUnit(wiring.Component):
                 with m.State("P1"):
                     m.d.comb += self.i_x.ready.eq(1)
                     with m.If(self.i_x.valid):
-                        m.d.sync += [self.busy.eq(1), cnt.eq(cnt + 1)]
+                        m.d.sync += [busy_r.eq(1), cnt.eq(cnt + 1)]
                         for i in range(L):
                             m.d.sync += [acc[i].eq(acc[i] + x[i]), mx[i].eq(Mux(x[i] > mx[i], x[i], mx[i]))]
                         with m.If(cnt == self.n - 1):
@@ -366,7 +374,7 @@ class RowUnit(wiring.Component):
             with m.State("P3"):
                 if D:
                     m.d.comb += from_buf.eq(self.buffered)
-                take = out_free & x_valid & (~ln | self.i_par.valid)
+                take = room & x_valid & (~ln | self.i_par.valid)
                 m.d.comb += [*take_x(take), self.i_par.ready.eq(take & ln), take3.eq(take)]
                 with m.If(take):
                     m.d.sync += cnt.eq(cnt + 1)
@@ -378,6 +386,6 @@ class RowUnit(wiring.Component):
             # inv, sh and the configuration stay until the pipeline has emitted the rows' last outputs
             with m.State("P3_END"), m.If(~p3_busy):
                 if not D:
-                    m.d.sync += self.busy.eq(0)
+                    m.d.sync += busy_r.eq(0)
                 m.next = "P1"
         return m
