@@ -576,10 +576,10 @@ def fixed_resources(cfg: AccelConfig) -> dict:
         b = res.buffer_resources(width, depth)
         bram += count * b.bram36_equivalent
         lutram += count * b.lutram
-    # a RAM64M8 / RAM32M16 primitive is the 8 LUTs of a slice; the whole tops synthesize one DSP48E2 per
-    # lane more than the parts alone (every synthesized design, data/vit_system_resources.json)
+    # a RAM64M8 / RAM32M16 primitive is the 8 LUTs of a slice; the whole tops synthesize exactly the
+    # parts' DSP48E2 (every synthesized design, data/vit_system_resources.json)
     return {"lut": e.lut + row["lut"] + vec["lut"] + 8 * lutram, "ff": e.ff + row["ff"] + vec["ff"],
-            "dsp": e.dsp + row["dsp"] + vec["dsp"] + cfg.lanes, "bram36": bram}
+            "dsp": e.dsp + row["dsp"] + vec["dsp"], "bram36": bram}
 
 
 @lru_cache(maxsize=4096)
