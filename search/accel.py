@@ -528,10 +528,11 @@ def _system() -> dict:
 def clock_bound_mhz() -> float:
     """The clock every generated design defends on the ZCU102's UltraScale+ (speed grade -2) by its
     logic depth (:mod:`qsilicon.hw.timing`): the lowest bound over the whole tops synthesized for
-    the resource model (``bench/calibrate_system.py``).  Their critical paths sit in stages of fixed
-    width (the row unit's divider set-up, the element-wise unit's GELU, the GEMM unit's descriptor
-    decode), not in anything the array size or the buffers scale, so one bound holds for every
-    design of the space; a search point's clock may not exceed it."""
+    the resource model (``bench/calibrate_system.py``).  Their critical paths are the element-wise
+    unit's GELU product and the GEMM unit's descriptor decode, whose depth varies with the design's
+    fields (not monotonically with the array); a point is not synthesized itself, so the bound is
+    measured on those tops only (``qsilicon synth design`` measures one).  A search point's clock
+    may not exceed it."""
     bounds = [p["clock_bound_mhz"] for p in json.loads(SYSTEM_RESOURCES.read_text())["points"]
               if "clock_bound_mhz" in p]
     if not bounds:

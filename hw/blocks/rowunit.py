@@ -197,6 +197,12 @@ class RowUnit(wiring.Component):
             """A pipeline register as wide as ``v`` (so no stage changes a bit of the arithmetic)."""
             return Signal.like(v, name=name)
 
+        def piped(name, v):
+            """``v`` registered every cycle (pass 3's stages, which never stall)."""
+            r = reg(name, v)
+            m.d.sync += r.eq(v)
+            return r
+
         def start_div(i, dividend, divisor, nxt):
             return [dvd[i].eq(dividend), dvs[i].eq(divisor), rem[i].eq(0), quo[i].eq(0), it.eq(0), phase.eq(nxt)]
 
@@ -245,23 +251,14 @@ class RowUnit(wiring.Component):
                 m.d.sync += acc[i].eq(acc[i] + Mux(ln, q2, q2 >> z2))
             # pass 3, LayerNorm: d; d * inv; >> (sh - f); * gamma; >> f + beta; * m0; requantize.
             # Shiftmax: t, z; t * t + q_c; >> z; * inv; >> (sh - ob), saturate.
-            e1, t3, z3 = reg(f"p3_d{i}", d), reg(f"p3_t{i}", t), reg(f"p3_z{i}", z)
-            pm = reg(f"p3_pm{i}", e1 * inv[i])
-            sq = reg(f"p3_sq{i}", exp_square(t3))
-            zz = reg(f"p3_zz{i}", z3)
-            nrm = reg(f"p3_n{i}", pm >> (sh[i] - f)[:7])
-            ex = reg(f"p3_e{i}", sq >> zz)
-            pg = reg(f"p3_pg{i}", nrm * gs[2])
-            pe = reg(f"p3_pe{i}", ex * inv[i])
+            e1, t3, z3 = piped(f"p3_d{i}", d), piped(f"p3_t{i}", t), piped(f"p3_z{i}", z)
+            pm, sq, zz = piped(f"p3_pm{i}", e1 * inv[i]), piped(f"p3_sq{i}", exp_square(t3)), piped(f"p3_zz{i}", z3)
+            nrm, ex = piped(f"p3_n{i}", pm >> (sh[i] - f)[:7]), piped(f"p3_e{i}", sq >> zz)
+            pg, pe = piped(f"p3_pg{i}", nrm * gs[2]), piped(f"p3_pe{i}", ex * inv[i])
             p = pe >> (sh[i] - ob)[:7]
-            y = reg(f"p3_y{i}", (pg >> f) + bs[3])
-            prob = reg(f"p3_prob{i}", Mux(p > (1 << ob) - 1, (1 << ob) - 1, p))
-            pr = reg(f"p3_pr{i}", y * self.m0)
-            prob6 = Signal.like(prob, name=f"p3_prob6_{i}")
-            m.d.sync += [e1.eq(d), t3.eq(t), z3.eq(z), pm.eq(e1 * inv[i]), sq.eq(exp_square(t3)), zz.eq(z3),
-                         nrm.eq(pm >> (sh[i] - f)[:7]), ex.eq(sq >> zz), pg.eq(nrm * gs[2]), pe.eq(ex * inv[i]),
-                         y.eq((pg >> f) + bs[3]), prob.eq(Mux(p > (1 << ob) - 1, (1 << ob) - 1, p)),
-                         pr.eq(y * self.m0), prob6.eq(prob)]
+            y = piped(f"p3_y{i}", (pg >> f) + bs[3])
+            prob = piped(f"p3_prob{i}", Mux(p > (1 << ob) - 1, (1 << ob) - 1, p))
+            pr, prob6 = piped(f"p3_pr{i}", y * self.m0), piped(f"p3_prob6_{i}", prob)
             out = Mux(ln, saturate_expr(requant_round(pr, self.shift), 8), prob6)
             m.d.comb += ofifo.w_data[8 * i:8 * (i + 1)].eq(out)
 

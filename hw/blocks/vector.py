@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 from qsilicon.quant.intops import M0_BITS, SHIFT_MAX
 
 __all__ = [
-    "OP_ADD", "OP_GELU", "OP_REQUANT", "ElementwiseUnit", "requant_expr", "requant_round", "saturate_expr",
+    "OP_ADD", "OP_GELU", "OP_REQUANT", "ElementwiseUnit", "requant_round", "saturate_expr",
     "vector_in_layout", "vector_out_layout",
 ]
 
@@ -34,14 +34,10 @@ _OUT_DEPTH = 8  # output FIFO: the four stages in flight and four more, so a str
 _WIDE = 48  # |gelu| < 2**31 (the reference's requantization bound) times M0 < 2**16 fits
 
 
-def requant_expr(v, m0, shift):
-    """``round_shift(v * m0, shift)`` of :func:`qsilicon.quant.requantize` (round half up, exact for
-    ``shift = 0``) as ``((2 v m0 >> shift) + 1) >> 1``, without saturation."""
-    return requant_round(v * m0, shift)
-
-
 def requant_round(prod, shift):
-    """The rounding of :func:`requant_expr` applied to an already computed product ``v * m0``."""
+    """``round_shift(v * m0, shift)`` of :func:`qsilicon.quant.requantize` (round half up, exact for
+    ``shift = 0``) on the product ``prod = v * m0``, registered by the caller, as
+    ``((2 prod >> shift) + 1) >> 1``, without saturation."""
     return (((prod << 1) >> shift) + 1) >> 1
 
 
@@ -131,7 +127,7 @@ class ElementwiseUnit(wiring.Component):
             gelu = b2[i] * (erf + self.gelu_one)
             val = Signal(signed(_WIDE), name=f"val_{i}")
             prod = Signal.like(val * self.m0, name=f"prod_{i}")
-            r = requant_round(prod, self.shift)  # requant_expr(val, m0, shift), its product registered
+            r = requant_round(prod, self.shift)
             r8, r16 = saturate_expr(r, 8), saturate_expr(r, 16)
             s16 = saturate_expr(a[3][i] + r16, 16)
             m.d.sync += [poly.eq(sq), val.eq(Mux(self.op == OP_GELU, -gelu, b2[i])), prod.eq(val * self.m0)]

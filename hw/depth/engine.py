@@ -481,8 +481,8 @@ class DepthEngine(wiring.Component):
         lo = Mux(ci.fmt == FMT_S16, -(1 << 15), 0)
         hi = Mux(ci.fmt == FMT_S16, (1 << 15) - 1, Mux(ci.fmt == FMT_U8, 255, 15))
         for j in range(PX):
-            # requant_expr's rule (round half up: ((2 v M0 >> shift) + 1) >> 1), over three stages:
-            # the product, the shift (stage 3b), the rounding increment and the clamp
+            # requant_round's rule (hw/blocks/vector.py; round half up: ((2 v M0 >> shift) + 1) >> 1), over
+            # three stages: the product, the shift (stage 3b), the rounding increment and the clamp
             m.d.sync += qt[j].eq((p3p[j] << 1) >> p3_shift)
             r = Signal(signed(50), name=f"rq{j}")
             m.d.comb += r.eq((qt[j] + 1) >> 1)
