@@ -8,12 +8,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import cached_property
 
-__all__ = ["ACCEL_LANES", "ACCEL_PACKINGS", "PACKINGS", "SUPPORTED_BITS", "AccelConfig", "GemmConfig"]
+__all__ = ["ACCEL_LANES", "ACCEL_PACKINGS", "PACKINGS", "REQUANT_STAGES", "SUPPORTED_BITS", "AccelConfig", "GemmConfig"]
 
 #: Operand widths the PEs support.
 SUPPORTED_BITS = (4, 8)
 #: Multiplier implementations (see :mod:`qsilicon.hw.blocks.packed`).
 PACKINGS = ("none", "dsp2", "dsp4", "lut", "dot2")
+#: Pipeline depths of the requantizer (:class:`~qsilicon.hw.blocks.Requantizer`).
+REQUANT_STAGES = (3, 4, 5)
 _MAX_DIM = 64
 
 
@@ -56,6 +58,11 @@ class GemmConfig:
         Row-wise mixed precision (Quasar-ViT): the PEs take 8-bit weights and every tile says
         whether its rows are int8 or int4; int4 tiles carry their weights in half the bits.
         Needs ``wbits=8``.
+    requant_stages : int
+        Requantizer pipeline stages: 3; 4 with the shift registered apart from the rounding and
+        saturation; 5 with the 32 x 16-bit product also split into registered partial products.
+        Each stage adds one cycle per GEMM; the deeper forms raise the clock on slow fabrics
+        (ECP5: ``bench/ecp5_fmax.py``).
     """
 
     rows: int
@@ -65,6 +72,7 @@ class GemmConfig:
     a_signed: bool = True
     packing: str = "none"
     mixed: bool = False
+    requant_stages: int = 3
 
     def __post_init__(self) -> None:
         _check_dim("Rows", self.rows)
@@ -89,6 +97,8 @@ class GemmConfig:
         if self.packing == "dot2" and not (self.mixed and self.abits == 8 and self.a_signed):
             raise ValueError("dot2 packing is for row-wise mixed int8/int4 weights with int8 activations "
                              "(mixed=True, abits=8, a_signed=True)")
+        if self.requant_stages not in REQUANT_STAGES or isinstance(self.requant_stages, bool):
+            raise ValueError(f"Requantizer stages must be 3, 4 or 5, not {self.requant_stages!r}")
         if self.packing == "lut" and self.wbits != 4:
             raise ValueError(f"lut packing is for 4-bit weights, not wbits={self.wbits} (use dsp2 or none)")
 
@@ -108,7 +118,8 @@ class GemmConfig:
         tag = f"gemm_r{self.rows}c{self.cols}_w{self.wbits}a{self.abits}{'s' if self.a_signed else 'u'}"
         if self.packing != "none":
             tag += f"_{self.packing}"
-        return tag + ("_mixed" if self.mixed else "")
+        tag += "_mixed" if self.mixed else ""
+        return tag + (f"_rq{self.requant_stages}" if self.requant_stages != 3 else "")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -4,9 +4,9 @@ Compute cycles follow the engine's pipeline exactly when its streams run at full
 K operand beats; its sums enter the drain buffer as its last beat is accumulated, and the next
 tile's last beat must wait until the buffer has shifted out its ``rows`` rows, so tiles issue
 every ``max(K, rows + 1)`` cycles.  The last tile adds the operand and product registers (2),
-its drain (``rows``) and the requantizer (3)::
+its drain (``rows``) and the requantizer (3, or 4 for ``requant_stages=4``)::
 
-    cycles = (tiles - 1) * max(K, rows + 1) + K + rows + 5
+    cycles = (tiles - 1) * max(K, rows + 1) + K + rows + 2 + requant_stages
 
 counted from the first operand beat accepted to the last output row delivered, as the cocotb
 testbench counts.  A row-wise mixed layer is tiled per precision group, so its tile count is
@@ -28,9 +28,9 @@ from qsilicon.hw.config import GemmConfig
 
 __all__ = ["GemmLatency", "gemm_cycles", "gemm_latency", "gemm_tiles"]
 
-#: Operand and product registers before accumulation, and requantizer stages after the drain.
+#: Operand and product registers before accumulation (the requantizer's stages follow the drain:
+#: ``GemmConfig.requant_stages``).
 PIPELINE_IN = 2
-PIPELINE_OUT = 3
 #: Bits of one column's requantization parameters (bias 32, M0 16, shift 6, zero point <= 8).
 PARAM_BITS_PER_COL = 32 + 16 + 6 + 8
 
@@ -55,7 +55,7 @@ def gemm_cycles(cfg: GemmConfig, m: int, k: int, n: int, n8: int | None = None) 
     """Engine cycles for ``Y[M,N] = X[M,K] W[N,K]^T`` with streams at full rate."""
     _check(m, k, n)
     tiles = sum(gemm_tiles(cfg, m, n, n8))
-    return (tiles - 1) * max(k, cfg.rows + 1) + k + cfg.rows + PIPELINE_IN + PIPELINE_OUT
+    return (tiles - 1) * max(k, cfg.rows + 1) + k + cfg.rows + PIPELINE_IN + cfg.requant_stages
 
 
 @dataclass(frozen=True)

@@ -148,8 +148,12 @@ _COEFFS: dict | None = None
 
 
 def estimate(cfg: GemmConfig, model: dict | None = None) -> ResourceEstimate:
-    """LUT, FF (fitted) and DSP (exact) of the engine for ``cfg``."""
+    """LUT, FF (fitted) and DSP (exact) of the engine for ``cfg``; fitted on 3-stage requantizers
+    only (``ValueError`` for deeper ones)."""
     global _COEFFS
+    if cfg.requant_stages != 3:
+        raise ValueError(f"the resource model is fitted on 3-stage requantizers, not {cfg.requant_stages} "
+                         f"({cfg.tag}): synthesize it (qsilicon synth gemm --requant-stages {cfg.requant_stages})")
     if model is None:
         if _COEFFS is None:
             _COEFFS = _load_model()

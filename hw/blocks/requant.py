@@ -6,6 +6,7 @@ from amaranth import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from qsilicon.hw.config import REQUANT_STAGES
 from qsilicon.quant.intops import ACC_BITS, M0_BITS, SHIFT_MAX
 
 from .mac_array import acc_row_layout
@@ -42,7 +43,12 @@ class Requantizer(wiring.Component):
     sum wrapping at 32 bits and the rounding term 0 for ``shift = 0``: exactly
     :func:`qsilicon.quant.requantize`.  One parameter beat is taken per tile (before its first
     row) and used until the row marked ``last``.  Three pipeline stages (bias add, multiply,
-    round/shift/saturate), one row per cycle, backpressure from ``o_res`` stalls the pipeline.
+    round/shift/saturate); four with ``stages=4`` (the shift registered apart from the rounding
+    add and the saturation, which then compares the shifted product with bounds formed from the
+    zero point: one carry chain on the path instead of three in a row); five with ``stages=5``
+    (the 32 x 16-bit product also split into two registered 16-bit partial products and their
+    sum).  The deeper forms are for slow fabrics (ECP5) and standard cells.  One row per cycle;
+    backpressure from ``o_res`` stalls the pipeline.
 
     Parameters
     ----------
@@ -50,6 +56,8 @@ class Requantizer(wiring.Component):
         Lanes.
     out_shape : ShapeLike
         Output format (its signedness and width define the saturation bounds).
+    stages : int
+        Pipeline stages, 3, 4 or 5 (:data:`~qsilicon.hw.config.REQUANT_STAGES`).
 
     Members
     -------
@@ -58,9 +66,12 @@ class Requantizer(wiring.Component):
     o_res : Out(stream.Signature(result_row_layout(cols, out_shape)))
     """
 
-    def __init__(self, cols: int, out_shape) -> None:
+    def __init__(self, cols: int, out_shape, stages: int = 3) -> None:
         if not isinstance(cols, int) or isinstance(cols, bool) or cols < 1:
             raise ValueError(f"Cols must be a positive integer, not {cols!r}")
+        if stages not in REQUANT_STAGES or isinstance(stages, bool):
+            raise ValueError(f"A requantizer has 3, 4 or 5 stages, not {stages!r}")
+        self._stages = stages
         self._cols = cols
         self._out_shape = Shape.cast(out_shape)
         if not 2 <= self._out_shape.width <= 16:
@@ -74,6 +85,10 @@ class Requantizer(wiring.Component):
     @property
     def cols(self) -> int:
         return self._cols
+
+    @property
+    def stages(self) -> int:
+        return self._stages
 
     def elaborate(self, platform):
         m = Module()
@@ -99,6 +114,11 @@ class Requantizer(wiring.Component):
         ]
         with m.If(take & self.i_acc.payload.last):
             m.d.sync += par_valid.eq(0)
+
+        if self._stages > 3:
+            with m.If(en):
+                self._deep(m, take, par, qmin, qmax)
+            return m
 
         # Stage A: acc + bias (wrapping int32), parameters travel with the row.
         va, la = Signal(name="va"), Signal(name="la")
@@ -128,3 +148,58 @@ class Requantizer(wiring.Component):
                 y = ((((pb[c] << 1) >> shb[c]) + ROUND_INCREMENT) >> 1) + zpb[c]
                 m.d.sync += self.o_res.payload.data[c].eq(Mux(y < qmin, qmin, Mux(y > qmax, qmax, y)))
         return m
+
+    def _deep(self, m, take, par, qmin, qmax) -> None:
+        """The 4- and 5-stage requantizers, inside ``m.If(en)``.
+
+        A: ``acc + bias``.  B: the product; with 5 stages B is two 16-bit partial products (the
+        sum's low half, unsigned, and its high half, signed, each times ``M0``: a hardware
+        multiplier each) and B2 their sum.  C: ``t = (2 p) >> shift``, and from the zero point
+        ``k = 2 zp + 1`` and the bounds below.  D: ``y = (t + k) >> 1`` (the zero point, a whole
+        number, added inside the rounding); ``y > qmax`` exactly when ``t > 2 qmax + 1 - k`` and
+        ``y < qmin`` exactly when ``t < 2 qmin - k``, so D compares ``t`` with the bounds beside
+        the add, of which an unsaturated result needs only the low ``width + 1`` bits."""
+        C, osh = self._cols, self._out_shape
+        w, half = osh.width, ACC_BITS // 2
+        par_layout = requant_params_layout(C, osh)
+        va, la, pa = Signal(name="va"), Signal(name="la"), Signal(par_layout)
+        sa = [Signal(signed(ACC_BITS), name=f"sum_{c}") for c in range(C)]
+        m.d.sync += [va.eq(take), la.eq(self.i_acc.payload.last), pa.eq(par)]
+        m.d.sync += [sa[c].eq(self.i_acc.payload.data[c] + par[c].bias) for c in range(C)]
+        v, last = va, la
+        shift = [pa[c].shift for c in range(C)]
+        zp = [pa[c].zp for c in range(C)]
+
+        def travel(tag):  # the row's valid, last, shift and zero point, one stage on
+            nonlocal v, last, shift, zp
+            nv, nl = Signal(name=f"v{tag}"), Signal(name=f"l{tag}")
+            ns = [Signal(unsigned(SHIFT_BITS), name=f"shift{tag}_{c}") for c in range(C)]
+            nz = [Signal(osh, name=f"zp{tag}_{c}") for c in range(C)]
+            m.d.sync += [nv.eq(v), nl.eq(last), *(a.eq(b) for a, b in zip(ns + nz, shift + zp, strict=True))]
+            v, last, shift, zp = nv, nl, ns, nz
+
+        pb = [Signal(signed(ACC_BITS + M0_BITS + 1), name=f"prod_{c}") for c in range(C)]
+        if self._stages == 5:
+            lo_p = [Signal(unsigned(half + M0_BITS), name=f"plo_{c}") for c in range(C)]
+            hi_p = [Signal(signed(half + M0_BITS + 1), name=f"phi_{c}") for c in range(C)]
+            m.d.sync += [lo_p[c].eq(sa[c][:half] * pa[c].m0) for c in range(C)]
+            m.d.sync += [hi_p[c].eq(sa[c][half:].as_signed() * pa[c].m0) for c in range(C)]
+            travel("b")
+            m.d.sync += [pb[c].eq((hi_p[c] << half) + lo_p[c]) for c in range(C)]
+            travel("b2")
+        else:
+            m.d.sync += [pb[c].eq(sa[c] * pa[c].m0) for c in range(C)]
+            travel("b")
+        t = [Signal(signed(ACC_BITS + M0_BITS + 2), name=f"t_{c}") for c in range(C)]
+        k = [Signal(signed(w + 3), name=f"k_{c}") for c in range(C)]
+        hi = [Signal(signed(w + 4), name=f"hi_{c}") for c in range(C)]
+        lo = [Signal(signed(w + 4), name=f"lo_{c}") for c in range(C)]
+        for c in range(C):
+            kk = (zp[c] << 1) + ROUND_INCREMENT
+            m.d.sync += [t[c].eq((pb[c] << 1) >> shift[c]), k[c].eq(kk), hi[c].eq(2 * qmax + 1 - kk),
+                         lo[c].eq(2 * qmin - kk)]
+        travel("c")
+        m.d.sync += [self.o_res.valid.eq(v), self.o_res.payload.last.eq(last)]
+        for c in range(C):
+            y = (t[c][: w + 1] + k[c][: w + 1])[1 : w + 1]
+            m.d.sync += self.o_res.payload.data[c].eq(Mux(t[c] > hi[c], qmax, Mux(t[c] < lo[c], qmin, y)))

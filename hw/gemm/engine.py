@@ -99,7 +99,7 @@ class GemmEngine(wiring.Component):
         m = Module()
         cfg = self._config
         m.submodules.array = array = MacArray(cfg.rows, cfg.cols, _a_shape(cfg), signed(cfg.wbits), cfg.packing)
-        m.submodules.requant = requant = Requantizer(cfg.cols, self._out_shape)
+        m.submodules.requant = requant = Requantizer(cfg.cols, self._out_shape, cfg.requant_stages)
 
         # Join the two operand streams: a beat moves when both are present.
         m.d.comb += [

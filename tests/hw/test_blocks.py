@@ -126,9 +126,10 @@ def test_pair4_array_mixes_w4a4_pairs_and_int8_beats():
         MacArray(rows, cols, signed(4), signed(4), pair4=True)
 
 
+@pytest.mark.parametrize("stages", [3, 4, 5])
 @pytest.mark.parametrize("out_fmt", [IntFormat(8, True), IntFormat(8, False), IntFormat(4, True), IntFormat(4, False)],
                          ids=lambda f: f.name)
-def test_requantizer_matches_reference(out_fmt):
+def test_requantizer_matches_reference(out_fmt, stages):
     cols, rows_per_tile, tiles = 4, 3, 40
     rng = random.Random(out_fmt.bits * 2 + out_fmt.signed)
     osh = shape_of(out_fmt)
@@ -148,11 +149,44 @@ def test_requantizer_matches_reference(out_fmt):
             # The hardware adds the bias with int32 wrap-around; the reference takes the sum.
             total = torch.tensor([[((a + b + 2**31) % 2**32) - 2**31 for a, b in zip(acc, bias, strict=True)]])
             expect.append(requantize(total, torch.tensor(m0), torch.tensor(sh), torch.tensor(zp), out_fmt)[0].tolist())
-    outs, _ = pysim_streams(Requantizer(cols, osh), {"i_acc": acc_beats, "i_par": par_beats}, "o_res",
+    outs, _ = pysim_streams(Requantizer(cols, osh, stages), {"i_acc": acc_beats, "i_par": par_beats}, "o_res",
                             len(expect), valid_pattern=(1, 0, 1), ready_pattern=(1, 1, 0, 1, 0))
     got = [unpack(result_row_layout(cols, osh), b) for b in outs]
     assert [g["data"] for g in got] == expect
     assert [g["last"] for g in got] == [int(i % rows_per_tile == rows_per_tile - 1) for i in range(len(got))]
+
+
+@pytest.mark.parametrize("stages", [3, 4, 5])
+@pytest.mark.parametrize("out_fmt", [IntFormat(8, True), IntFormat(8, False), IntFormat(4, True), IntFormat(4, False)],
+                         ids=lambda f: f.name)
+def test_requantizer_rounding_and_saturation_boundaries(out_fmt, stages):
+    """Every accumulator around the saturation bounds and every rounding tie, for the extreme and
+    middle zero points and shifts 0 to 3 (M0 = 1): where the 4-stage requantizer's bounds, formed
+    from the zero point, and its narrow add must agree with the reference value for value."""
+    cols, w = 4, out_fmt.bits
+    osh = shape_of(out_fmt)
+    accs = list(range(-(2 ** (w + 3)), 2 ** (w + 3) + 1))
+    zps = sorted({out_fmt.qmin, out_fmt.qmax, 0, (out_fmt.qmin + out_fmt.qmax) // 2} & set(values(out_fmt)))
+    acc_beats, par_beats, expect = [], [], []
+    for zp in zps:
+        par_beats.append(pack(requant_params_layout(cols, osh),
+                              [{"bias": 0, "m0": 1, "shift": s, "zp": zp} for s in range(cols)]))
+        for i, a in enumerate(accs):
+            acc_beats.append(pack(acc_row_layout(cols), {"data": [a] * cols, "last": int(i == len(accs) - 1)}))
+        ref = requantize(torch.tensor(accs).unsqueeze(1).expand(-1, cols), torch.ones(cols, dtype=torch.int64),
+                         torch.arange(cols), torch.full((cols,), zp), out_fmt)
+        expect += ref.tolist()
+    outs, _ = pysim_streams(Requantizer(cols, osh, stages), {"i_acc": acc_beats, "i_par": par_beats}, "o_res",
+                            len(expect))
+    got = [unpack(result_row_layout(cols, osh), b)["data"] for b in outs]
+    assert got == expect
+    flat = list(itertools.chain.from_iterable(expect))
+    assert out_fmt.qmin in flat and out_fmt.qmax in flat  # both bounds reached
+
+
+def test_requantizer_rejects_bad_stages():
+    with pytest.raises(ValueError, match="A requantizer has 3, 4 or 5 stages, not 6"):
+        Requantizer(4, signed(8), 6)
 
 
 @pytest.mark.parametrize("args,exc,msg", [

@@ -29,14 +29,15 @@ def test_engine_matches_reference_with_backpressure(rows, cols, wbits, abits, a_
     assert torch.equal(got.out, ref_gemm(case).out)
 
 
-def test_engine_streams_without_stalls():
-    cfg = GemmConfig(2, 2, 4, 4)
+@pytest.mark.parametrize("stages", [3, 4, 5])
+def test_engine_streams_without_stalls(stages):
+    cfg = GemmConfig(2, 2, 4, 4, requant_stages=stages)
     case = random_gemm_case(4, 8, 4, wbits=4, abits=4, seed=9)
     got = pysim_gemm(case, cfg)
     assert torch.equal(got.out, ref_gemm(case).out)
     tiles = 4
-    # operands, products, accumulate, then the last tile drains 2 rows through 3 requant stages
-    assert got.cycles == tiles * 8 + 2 + cfg.rows + 3
+    # operands, products, accumulate, then the last tile drains 2 rows through the requant stages
+    assert got.cycles == tiles * 8 + 2 + cfg.rows + stages
 
 
 def test_schedule_rejects_mismatched_case():
@@ -52,6 +53,7 @@ def test_schedule_rejects_mismatched_case():
     ({"rows": 2, "cols": 65}, "Cols must be at most 64, not 65"),
     ({"rows": 2, "cols": 2, "wbits": 5}, "Weight bits must be 4 or 8, not 5"),
     ({"rows": 2, "cols": 2, "abits": 3}, "Activation bits must be 4 or 8, not 3"),
+    ({"rows": 2, "cols": 2, "requant_stages": 6}, "Requantizer stages must be 3, 4 or 5, not 6"),
 ])
 def test_config_rejects_bad_parameters(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
@@ -152,4 +154,20 @@ def test_dot2_extreme_products():
     case.w[bits == 8] = -128
     case.w[bits == 4] = -8
     got = pysim_gemm(case, cfg)
+    assert torch.equal(got.out, ref_gemm(case).out)
+
+
+@pytest.mark.parametrize("stages", [4, 5])
+@pytest.mark.parametrize("kwargs,ratio8,shape", [
+    (dict(rows=3, cols=2, wbits=8, abits=8, a_signed=False), None, (4, 9, 5)),
+    (dict(rows=2, cols=3, wbits=8, abits=8, packing="dot2", mixed=True), 0.5, (5, 9, 7)),
+    (dict(rows=4, cols=4, wbits=8, abits=4, a_signed=True), None, (4, 1, 4)),  # K = 1: drain-bound
+], ids=["u8", "dot2-mixed", "k1"])
+def test_deeper_requantizers_with_backpressure(kwargs, ratio8, shape, stages):
+    """4- and 5-stage requantizers in the whole engine: bit-exact with idle cycles and stalls."""
+    cfg = GemmConfig(**kwargs, requant_stages=stages)
+    assert cfg.tag.endswith(f"_rq{stages}")
+    case = random_gemm_case(*shape, wbits=cfg.wbits, abits=cfg.abits, a_signed=cfg.a_signed, seed=stages,
+                            ratio8=ratio8)
+    got = pysim_gemm(case, cfg, valid_pattern=(1, 1, 0), ready_pattern=(1, 0, 1, 1, 0))
     assert torch.equal(got.out, ref_gemm(case).out)

@@ -40,6 +40,16 @@ def test_ecp5_place_and_route_reports_fmax():
     assert res.utilisation["MULT18X18D"][0] == 8 and res.utilisation["MULT18X18D"][1] == 156
 
 
+@pytest.mark.slow
+def test_deeper_requantizer_raises_the_ecp5_clock():
+    """With 3 stages nextpnr's critical path is in the requantizer's last stage; 5 stages move it
+    and raise the routed clock by at least half (bench/requant_depth.py: 52.5 -> 105.5 MHz)."""
+    res = {s: place_and_route(SelfTestShell(GemmEngine(GemmConfig(4, 4, 4, 4, requant_stages=s))), "ulx3s")
+           for s in (3, 5)}
+    assert "core.requant." in res[3].critical_path and "o_res__payload" in res[3].critical_path
+    assert res[5].fmax_mhz > 1.5 * res[3].fmax_mhz
+
+
 def test_synth_result_roundtrip():
     r = SynthResult("generic", {"ff": 1}, {"$_DFF_P_": 1}, "Yosys 0.70")
     assert SynthResult(**r.to_dict()) == r

@@ -20,6 +20,8 @@ PAIRS = [
     (GemmConfig(4, 4, 8, 8, packing="dsp2", mixed=True), [(9, 21, 13, 0.5), (16, 40, 20, 0.25), (5, 3, 11, 1.0),
                                                           (12, 17, 10, 0.0), (8, 6, 9, 0.75), (3, 50, 4, 0.5),
                                                           (10, 10, 10, 0.5)]),
+    (GemmConfig(4, 4, 8, 8, packing="dsp2", mixed=True, requant_stages=5), [(9, 21, 13, 0.5), (4, 1, 4, 1.0),
+                                                                            (7, 30, 5, 0.0)]),
 ]
 CASES = [(cfg, shape) for cfg, shapes in PAIRS for shape in shapes]
 

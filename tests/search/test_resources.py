@@ -74,3 +74,8 @@ def test_buffer_mapping_exact(split, width, depth, synth):
 def test_buffer_rejects_nonsense():
     with pytest.raises(ValueError, match="width >= 1 and depth >= 2, not 0 x 16"):
         resources.buffer_resources(0, 16)
+
+
+def test_estimate_refuses_deeper_requantizers():
+    with pytest.raises(ValueError, match="fitted on 3-stage requantizers, not 5 .*--requant-stages 5"):
+        estimate(GemmConfig(8, 8, 8, 8, requant_stages=5))

@@ -56,6 +56,7 @@ MIXED = [
     ("verilator", dict(rows=4, cols=2, wbits=4, abits=8, packing="lut"), None, (5, 11, 3)),
     ("verilator", dict(rows=4, cols=4, wbits=8, abits=8, packing="dot2", mixed=True), 0.5, (9, 21, 13)),
     ("icarus", dict(rows=2, cols=2, wbits=8, abits=8, packing="dot2", mixed=True), 0.25, (3, 6, 5)),
+    ("icarus", dict(rows=2, cols=3, wbits=4, abits=4, a_signed=False, requant_stages=4), None, (5, 7, 4)),
 ]
 
 
