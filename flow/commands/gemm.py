@@ -39,6 +39,10 @@ def add_gemm_args(p: argparse.ArgumentParser, mixed: bool = False, required: boo
                    help="multiplier lanes: none (a*w per PE), dsp2 (2 MACs per DSP48E2), dsp4 (4 per DSP, W4A4), "
                         "lut (shift-and-add, 4-bit weights), dot2 (mixed: int4 rows two steps a cycle)"
                         + (" (default dsp2)" if mixed else " (default none)"))
+    p.add_argument("--requant-stages", type=int, choices=(3, 4, 5), default=3,
+                   help="requantizer pipeline depth: 3; 4 registers the shift apart from rounding and saturation; "
+                        "5 also splits its 32x16 multiply (one more cycle per GEMM each; a faster clock on ECP5 "
+                        "and standard cells) (default 3)")
     p.set_defaults(mixed=mixed)
 
 
@@ -47,7 +51,8 @@ def gemm_config(args):
 
     wbits = 8 if args.mixed else args.wbits
     try:
-        return GemmConfig(args.rows, args.cols, wbits, args.abits, not args.unsigned_act, args.packing, args.mixed)
+        return GemmConfig(args.rows, args.cols, wbits, args.abits, not args.unsigned_act, args.packing, args.mixed,
+                          getattr(args, "requant_stages", 3))
     except (TypeError, ValueError) as e:
         raise CliError(f"{e} (use --rows/--cols from 1 to 64, --wbits/--abits 4 or 8)") from None
 

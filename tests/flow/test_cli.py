@@ -93,6 +93,22 @@ def test_verify_passes_and_reports_json():
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs iverilog (installed by make test)")
+def test_deeper_requantizer_from_the_command_line():
+    """--requant-stages 5 builds the engine with the deep requantizer: bit-exact, and its RTL
+    cycles are what `latency gemm` predicts for it (two more than the 3-stage engine's)."""
+    shape = ["--m", "5", "--k", "6", "--n", "4"]
+    p = run("verify", "gemm", *ENGINE, *shape, "--requant-stages", "5", "--sim", "icarus", "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout)
+    assert r["pass"] and r["bit_exact"] and r["config"]["requant_stages"] == 5
+    lat = [json.loads(run("latency", "gemm", *ENGINE, *shape, *extra, "--json").stdout)["engine_cycles"]
+           for extra in ([], ["--requant-stages", "5"])]
+    assert r["cycles"] == lat[1] == lat[0] + 2
+    bad = run("verify", "gemm", *ENGINE, *shape, "--requant-stages", "6")
+    assert bad.returncode == 2 and "invalid choice: 6" in bad.stderr
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs iverilog (installed by make test)")
 def test_verify_mismatch_exits_1(tmp_path):
     """Fault injection through the testbench: its model is given another bias than the RTL."""
     good = random_gemm_case(3, 5, 3, wbits=4, abits=8, seed=77)
