@@ -205,10 +205,11 @@ class GemmAccel(Accel):
 
         if self.mixed:
             return [GemmConfig(4, 4, 8, 8, True, "dsp2", True), GemmConfig(3, 2, 8, 8, False, "none", True),
-                    GemmConfig(4, 2, 8, 8, True, "dot2", True)]
+                    GemmConfig(4, 2, 8, 8, True, "dot2", True), GemmConfig(2, 4, 8, 8, True, "dot2", True, 5)]
         return [GemmConfig(4, 4, 4, 8, True), GemmConfig(4, 4, 4, 4, True, "dsp4"), GemmConfig(4, 2, 4, 8, True, "lut"),
                 GemmConfig(3, 4, 8, 8, False, "dsp2"), GemmConfig(2, 3, 4, 4, False, "lut"),
-                GemmConfig(5, 2, 8, 4, True, "dsp2")]
+                GemmConfig(5, 2, 8, 4, True, "dsp2"), GemmConfig(2, 4, 4, 4, False, "dsp4", requant_stages=4),
+                GemmConfig(3, 3, 8, 8, True, requant_stages=5)]
 
     def config_from(self, d: dict):
         from qsilicon.hw.config import GemmConfig
@@ -232,6 +233,7 @@ class GemmAccel(Accel):
             "values_x_packing": [f"{v}:{p}" for v in VALUE_MODES for p in packings],
             "backpressure_x_packing": [f"{b}:{p}" for b in BACKPRESSURE for p in packings],
             "sequence": ["reset", "back_to_back"],
+            "requant_stages": sorted({str(c.requant_stages) for c in pool}),
             "observed": ["input_wait", "output_wait", "saturated_hi", "saturated_lo", "acc_at_int32_limit"],
         }
         if self.mixed:
@@ -295,7 +297,8 @@ class GemmAccel(Accel):
         reset = rng.random() < 0.1
         bins = [("config", cfg.tag), ("format_x_packing", f"{_fmt_tag(cfg)}:{cfg.packing}"), ("m", mc), ("k", kc),
                 ("n", nc), ("values_x_packing", f"{values}:{cfg.packing}"),
-                ("backpressure_x_packing", f"{bp}:{cfg.packing}"), ("sequence", "reset" if reset else "back_to_back")]
+                ("backpressure_x_packing", f"{bp}:{cfg.packing}"), ("sequence", "reset" if reset else "back_to_back"),
+                ("requant_stages", str(cfg.requant_stages))]
         if rows:
             bins.append(("rows_x_packing", f"{rows}:{cfg.packing}"))
         return {"case": st, "valid_p": vp, "ready_p": rp, "reset": reset, "seed": rng.getrandbits(31),

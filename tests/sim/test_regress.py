@@ -31,13 +31,13 @@ def _check(rep, cases, full_groups):
 
 def test_gemm_regression(tmp_path):
     rep = regress("gemm", 200, 1, jobs=2, out_dir=tmp_path)
-    _check(rep, 200, ["config", "format_x_packing", "m", "k", "n", "sequence", "observed"])
+    _check(rep, 200, ["config", "format_x_packing", "m", "k", "n", "sequence", "requant_stages", "observed"])
     assert not list((tmp_path / "failures").iterdir())
 
 
 def test_mpgemm_regression(tmp_path):
     rep = regress("mpgemm", 200, 1, jobs=2, out_dir=tmp_path)
-    _check(rep, 200, ["config", "m", "k", "n", "rows_x_packing", "observed"])
+    _check(rep, 200, ["config", "m", "k", "n", "rows_x_packing", "requant_stages", "observed"])
 
 
 def test_depth_engine_regression_with_faults(tmp_path):
