@@ -62,7 +62,7 @@ class GemmConfig:
         Requantizer pipeline stages: 3; 4 with the shift registered apart from the rounding and
         saturation; 5 with the 32 x 16-bit product also split into registered partial products.
         Each stage adds one cycle per GEMM; the deeper forms raise the clock on slow fabrics
-        (ECP5: ``bench/ecp5_fmax.py``).
+        (ECP5 and standard cells: ``bench/requant_depth.py``).
     """
 
     rows: int
