@@ -97,7 +97,7 @@ class GemmConfig:
         if self.packing == "dot2" and not (self.mixed and self.abits == 8 and self.a_signed):
             raise ValueError("dot2 packing is for row-wise mixed int8/int4 weights with int8 activations "
                              "(mixed=True, abits=8, a_signed=True)")
-        if self.requant_stages not in REQUANT_STAGES or isinstance(self.requant_stages, bool):
+        if self.requant_stages not in REQUANT_STAGES:
             raise ValueError(f"Requantizer stages must be 3, 4 or 5, not {self.requant_stages!r}")
         if self.packing == "lut" and self.wbits != 4:
             raise ValueError(f"lut packing is for 4-bit weights, not wbits={self.wbits} (use dsp2 or none)")

@@ -4,7 +4,7 @@ Compute cycles follow the engine's pipeline exactly when its streams run at full
 K operand beats; its sums enter the drain buffer as its last beat is accumulated, and the next
 tile's last beat must wait until the buffer has shifted out its ``rows`` rows, so tiles issue
 every ``max(K, rows + 1)`` cycles.  The last tile adds the operand and product registers (2),
-its drain (``rows``) and the requantizer (3, or 4 for ``requant_stages=4``)::
+its drain (``rows``) and the requantizer (``requant_stages``: 3 by default, 4 or 5)::
 
     cycles = (tiles - 1) * max(K, rows + 1) + K + rows + 2 + requant_stages
 

@@ -52,7 +52,7 @@ def gemm_config(args):
     wbits = 8 if args.mixed else args.wbits
     try:
         return GemmConfig(args.rows, args.cols, wbits, args.abits, not args.unsigned_act, args.packing, args.mixed,
-                          getattr(args, "requant_stages", 3))
+                          args.requant_stages)
     except (TypeError, ValueError) as e:
         raise CliError(f"{e} (use --rows/--cols from 1 to 64, --wbits/--abits 4 or 8)") from None
 

@@ -69,7 +69,7 @@ class Requantizer(wiring.Component):
     def __init__(self, cols: int, out_shape, stages: int = 3) -> None:
         if not isinstance(cols, int) or isinstance(cols, bool) or cols < 1:
             raise ValueError(f"Cols must be a positive integer, not {cols!r}")
-        if stages not in REQUANT_STAGES or isinstance(stages, bool):
+        if stages not in REQUANT_STAGES:
             raise ValueError(f"A requantizer has 3, 4 or 5 stages, not {stages!r}")
         self._stages = stages
         self._cols = cols
