@@ -14,6 +14,8 @@ Components and their features:
   correction in LUTs), ``dsp4`` (one DSP per 2x2 PEs), ``lut`` (shift-and-add, ~ ``abits * wbits``);
 * product registers ``R*C*(a+w+1)``, accumulators and drain buffer ``R*C*64`` FFs, the
   accumulate adders ``R*C`` 32-bit;
+* the drain's output multiplexer (``MacArray(drain="mux")``): per column bit a ``rows``-to-1
+  multiplexer, ``C*32*max(R, 4)/2`` (LUTs only: it has no flip-flops);
 * requantizer: per column a 32x16 multiply (two DSP48E2), the parameter registers, rounding
   shifter and saturation;
 * mixed precision: per column the int4/int8 weight select;
@@ -41,6 +43,8 @@ MODEL = DATA / "resource_model.json"
 
 #: DSP48E2 per requantizer column: a 32x16 signed x unsigned multiply needs two 27x18 slices.
 REQUANT_DSP_PER_COL = 2
+#: Features of pure logic: the FF fit leaves them out.
+LUT_ONLY = ("drain_mux",)
 
 
 def _mac_dsps(cfg: GemmConfig) -> int:
@@ -78,6 +82,7 @@ def features(cfg: GemmConfig) -> dict[str, float]:
         "operand_bits": R * a + C * w,                       # operand registers
         "mixed_col": C if cfg.mixed else 0.0,                # int4/int8 weight select
         "log_rows": math.log2(R) if R > 1 else 0.0,          # drain row counter
+        "drain_mux": C * 32 * max(R, 4) / 2,                  # the drain's rows-to-1 output multiplexer
         "one": 1.0,
     }
 
@@ -200,8 +205,9 @@ def fit(calibration: list[tuple[str, GemmConfig, dict]]) -> dict:
     x = [[features(cfg)[k] for k in names] for cfg, _ in train]
     model = {"target": "xcup", "features": names}
     for res in ("lut", "ff"):
-        coef = _lstsq(x, [counts[res] for _, counts in train])
-        model[res] = {k: round(float(c), 6) for k, c in zip(names, coef, strict=True)}
+        keep = [i for i, k in enumerate(names) if res == "lut" or k not in LUT_ONLY]
+        coef = _lstsq([[row[i] for i in keep] for row in x], [counts[res] for _, counts in train])
+        model[res] = {names[i]: round(float(c), 6) for i, c in zip(keep, coef, strict=True)}
     return model
 
 

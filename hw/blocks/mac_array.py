@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Shape, Signal, signed
+from amaranth import Array, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -10,7 +10,10 @@ from qsilicon.quant.intops import ACC_BITS
 
 from .packed import DOT2_SHIFT, PackedMul, check_lane, dot2_col, dot2_field, dot2_row, lane_geometry, nibble_mul
 
-__all__ = ["MacArray", "acc_row_layout", "operand_layout"]
+__all__ = ["DRAINS", "MacArray", "acc_row_layout", "operand_layout"]
+
+#: How finished tiles leave the array: ``"mux"`` (a rows-to-1 multiplexer) or ``"shift"`` (a shift register).
+DRAINS = ("mux", "shift")
 
 
 def operand_layout(rows: int, cols: int, a_shape: Shape, w_shape: Shape, pair: bool = False,
@@ -49,8 +52,8 @@ class MacArray(wiring.Component):
     Activations are broadcast along rows and weights along columns; every accepted beat
     feeds all PEs in the same cycle, so a tile of K beats takes K cycles.  When a beat with
     ``last`` reaches the accumulators, the finished sums move into a drain buffer in the same
-    cycle and the PEs start the next tile at once, while the buffer is shifted out a row per
-    cycle on ``o_acc``.  The operand stream stalls only when a tile finishes before the
+    cycle and the PEs start the next tile at once, while the buffer leaves a row per cycle on
+    ``o_acc``.  The operand stream stalls only when a tile finishes before the
     previous one has left the drain buffer (tiles of ``rows`` beats or fewer, or output
     backpressure).  Accumulators are int32 and wrap, as the integer reference permits (it
     rejects results whose final value leaves int32).
@@ -74,6 +77,13 @@ class MacArray(wiring.Component):
         Operand shapes (signed or unsigned, 2 to 16 bits).
     packing : str
         One of :data:`~qsilicon.hw.blocks.packed.PACKINGS`.
+    drain : str
+        How the drain buffer delivers its rows (:data:`DRAINS`; the same rows in the same cycles
+        either way).  ``"mux"``: the finished sums stay where they were loaded (the flip-flops'
+        clock enable) and row ``i`` is read through a rows-to-1 multiplexer; ``"shift"``: the
+        buffer shifts up a row per cycle and row 0 is read, which costs a 2-to-1 multiplexer in
+        front of every drain bit (Yosys, xcup: about 61 against 45 LUTs a PE on an 8x8 dsp2
+        array; the multiplexer's LUTs grow with ``rows / 2`` per output bit instead).
     pair4 : bool
         Precision-scalable PEs (:func:`~qsilicon.hw.blocks.packed.nibble_mul`: two 5-bit x 4-bit
         multipliers each; int8 x uint8 operands, packing ``none``): a beat with ``pair`` set takes
@@ -89,7 +99,8 @@ class MacArray(wiring.Component):
         Finished tiles, row 0 first, ``rows`` beats per tile.
     """
 
-    def __init__(self, rows: int, cols: int, a_shape, w_shape, packing: str = "none", pair4: bool = False) -> None:
+    def __init__(self, rows: int, cols: int, a_shape, w_shape, packing: str = "none", pair4: bool = False,
+                 drain: str = "mux") -> None:
         for name, v in (("Rows", rows), ("Cols", cols)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
@@ -104,7 +115,9 @@ class MacArray(wiring.Component):
         if pair4 and (packing != "none" or self._a_shape != signed(8) or self._w_shape != Shape(8, False)):
             raise ValueError("pair4 PEs take signed 8-bit x unsigned 8-bit operands with packing none, "
                              f"not {self._a_shape} x {self._w_shape} with packing {packing}")
-        self._packing, self._pair4 = packing, bool(pair4)
+        if drain not in DRAINS:
+            raise ValueError(f"drain must be one of {', '.join(DRAINS)}, not {drain!r}")
+        self._packing, self._pair4, self._drain = packing, bool(pair4), drain
         self._dot = packing == "dot2"
         super().__init__({
             "i_op": In(stream.Signature(operand_layout(rows, cols, self._a_shape, self._w_shape, self._pair4,
@@ -127,6 +140,10 @@ class MacArray(wiring.Component):
     @property
     def pair4(self) -> bool:
         return self._pair4
+
+    @property
+    def drain(self) -> str:
+        return self._drain
 
     def elaborate(self, platform):
         m = Module()
@@ -224,15 +241,20 @@ class MacArray(wiring.Component):
                         for c in range(C):
                             m.d.sync += acc[r][c].eq(sums[r][c])
 
-        # Drain: shift rows out of the buffer, row 0 first.
+        # Drain: row 0 first, read through a multiplexer or shifted out of the buffer.
+        if self._drain == "mux":
+            head = Array(row.as_value() for row in drain)[drain_row] if R > 1 else drain[0].as_value()
+        else:
+            head = drain[0].as_value()
         m.d.comb += [
             self.o_acc.valid.eq(drain_full),
-            self.o_acc.payload.data.eq(drain[0]),
+            self.o_acc.payload.data.eq(head),
             self.o_acc.payload.last.eq(drain_row == R - 1),
         ]
         with m.If(self.o_acc.valid & self.o_acc.ready):
-            for r in range(R - 1):
-                m.d.sync += drain[r].eq(drain[r + 1])
+            if self._drain == "shift":
+                for r in range(R - 1):
+                    m.d.sync += drain[r].eq(drain[r + 1])
             with m.If(drain_row == R - 1):
                 m.d.sync += [drain_row.eq(0), drain_full.eq(0)]
             with m.Else():

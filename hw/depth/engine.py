@@ -156,8 +156,9 @@ class DepthEngine(wiring.Component):
         m.submodules.g_st = g_st = AddrGen(8)
         # rows = output channels (int8 weights), columns = pixels (uint8 operands)
         nibble = cfg.packing == "nibble"
+        # the shift drain: the engine's ASIC results (bench/asic_depth.py) were measured with it
         m.submodules.mac = mac = MacArray(CO, PX, signed(8), unsigned(8), packing="none" if nibble else cfg.packing,
-                                          pair4=nibble)
+                                          pair4=nibble, drain="shift")
         queues = {}
         for op in (OP_LOAD, OP_COMPUTE, OP_STORE):
             queues[op] = q = fifo.SyncFIFOBuffered(width=IB, depth=4)
