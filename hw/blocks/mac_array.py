@@ -243,7 +243,10 @@ class MacArray(wiring.Component):
 
         # Drain: row 0 first, read through a multiplexer or shifted out of the buffer.
         if self._drain == "mux":
-            head = Array(row.as_value() for row in drain)[drain_row] if R > 1 else drain[0].as_value()
+            # padded to a power of two (row R - 1 repeated; drain_row never gets there), so that the
+            # multiplexer's case statement covers every index (Verilator's CASEINCOMPLETE)
+            rows_in = [row.as_value() for row in drain] + [drain[-1].as_value()] * ((1 << (R - 1).bit_length()) - R)
+            head = Array(rows_in)[drain_row] if R > 1 else drain[0].as_value()
         else:
             head = drain[0].as_value()
         m.d.comb += [
