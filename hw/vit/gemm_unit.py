@@ -42,7 +42,7 @@ from ..gemm import GemmEngine
 
 __all__ = [
     "CAUSE_ABUF", "CAUSE_GEMM", "FMAP_ENTRIES", "PAR_BITS_PER_COL", "W_KT", "W_PREPACKED", "W_ROWS", "GemmUnit",
-    "gemm_desc_layout", "param_words",
+    "gemm_desc_layout", "gemm_illegal", "param_words",
 ]
 
 W_PREPACKED, W_KT, W_ROWS = 0, 1, 2
@@ -92,6 +92,28 @@ def _log2(v: int) -> int:
     return v.bit_length() - 1
 
 
+def gemm_illegal(d, config: AccelConfig) -> Value:
+    """1 when the GEMM descriptor ``d`` (a view of :func:`gemm_desc_layout`) cannot run on the design
+    (the STATUS cause :data:`CAUSE_GEMM`): an empty shape, output columns outside the column tiles, a
+    reserved weight mode, int4 tiles without prepacked weights, a resident column tile larger than
+    the weight ring, more output columns than the feature map holds, a reduction longer than the
+    activation buffer, or an address or pitch off the memory word.  Pure logic of ``d``: the
+    controller evaluates it while the descriptor's last word arrives and registers it."""
+    L, C = config.lanes, config.cols
+    lL, lC = _log2(L), _log2(C)
+    DA = config.abuf_kib * 1024 // config.rows
+    DW = config.wbuf_kib * 1024 // C
+    nt = (d.nt8 + d.nt4)[:17]
+    seg_max = Mux((d.wmode == W_PREPACKED) & (d.nt8 == 0), (d.k + 1) >> 1, d.k)
+    misaligned = Cat(*(getattr(d, f)[:lL] for f in ("x_base", "w_base", "p_base", "f_base", "y_base",
+                                                   "x_pitch", "y_pitch", "p_stride"))).any()
+    return ((d.k == 0) | (d.mt == 0) | (nt == 0) | (d.n_out == 0) | (d.n_out > (nt << lC))
+            | (d.n_out <= ((nt - 1) << lC)) | (d.wmode == 3)
+            | ((d.wmode == W_KT) & ~d.resident) | ((d.wmode != W_PREPACKED) & (d.nt4 != 0))
+            | (d.resident & (seg_max > DW)) | (d.fmap & (d.n_out > FMAP_ENTRIES))
+            | (d.k > DA) | misaligned)
+
+
 class GemmUnit(wiring.Component):
     """The GEMM path of one :class:`~qsilicon.hw.config.AccelConfig`.
 
@@ -105,8 +127,6 @@ class GemmUnit(wiring.Component):
     desc : In(gemm_desc_layout())
     start : In(1)
     busy : Out(1)
-    illegal : Out(4)
-        Non-zero (:data:`CAUSE_GEMM`) when ``desc`` cannot run; checked before ``start``.
     overflow : Out(1)
         Sticky until ``start``: ``X`` did not fit the activation buffer.
     x_cfg, w_cfg, p_cfg, f_cfg : Out(addr_pattern_layout())
@@ -127,7 +147,7 @@ class GemmUnit(wiring.Component):
         self._cfg = config
         W = 8 * config.lanes
         super().__init__({
-            "desc": In(gemm_desc_layout()), "start": In(1), "busy": Out(1), "illegal": Out(4), "overflow": Out(1),
+            "desc": In(gemm_desc_layout()), "start": In(1), "busy": Out(1), "overflow": Out(1),
             "x_cfg": Out(addr_pattern_layout()), "w_cfg": Out(addr_pattern_layout()),
             "p_cfg": Out(addr_pattern_layout()), "f_cfg": Out(addr_pattern_layout()),
             "x_start": Out(1), "w_start": Out(1), "p_start": Out(1), "f_start": Out(1),
@@ -160,19 +180,8 @@ class GemmUnit(wiring.Component):
         d = self.desc
         nt = Signal(17)
         m.d.comb += nt.eq(d.nt8 + d.nt4)
-
-        # ------------------------------------------------------------------ legality
-        seg8 = d.k
+        seg8 = d.k  # WBUF words of an int8 column tile's instance, and of an int4 one
         seg4 = (d.k + 1) >> 1
-        seg_max = Mux((d.wmode == W_PREPACKED) & (d.nt8 == 0), seg4, seg8)
-        misaligned = Cat(*(getattr(d, f)[:lL] for f in ("x_base", "w_base", "p_base", "f_base", "y_base",
-                                                       "x_pitch", "y_pitch", "p_stride"))).any()
-        bad = ((d.k == 0) | (d.mt == 0) | (nt == 0) | (d.n_out == 0) | (d.n_out > (nt << lC))
-               | (d.n_out <= ((nt - 1) << lC)) | (d.wmode == 3)
-               | ((d.wmode == W_KT) & ~d.resident) | ((d.wmode != W_PREPACKED) & (d.nt4 != 0))
-               | (d.resident & (seg_max > DW)) | (d.fmap & (d.n_out > FMAP_ENTRIES))
-               | (d.k > DA) | misaligned)
-        m.d.comb += self.illegal.eq(Mux(bad, CAUSE_GEMM, 0))
 
         # ------------------------------------------------------------------ memories
         dot = cfg.packing == "dot2"

@@ -66,7 +66,7 @@ from ..blocks.axi import (
 from ..blocks.rowunit import ROW_LN, ROW_SOFTMAX, RowUnit
 from ..blocks.vector import OP_ADD, OP_GELU, ElementwiseUnit
 from ..config import ACCEL_PACKINGS, AccelConfig
-from .gemm_unit import CAUSE_ABUF, GemmUnit, gemm_desc_layout
+from .gemm_unit import CAUSE_ABUF, GemmUnit, gemm_desc_layout, gemm_illegal
 
 __all__ = [
     "CAUSE_ABUF", "CAUSE_GEMM", "CAUSE_OPCODE", "CAUSE_READ", "CAUSE_STALL", "CAUSE_VECTOR", "CAUSE_WRITE",
@@ -274,15 +274,22 @@ class VitAccel(wiring.Component):
         gens_done = Cat(*(g.done for g in gens.values())).all()
         axi_err = rmux.error | writer.error
 
-        # legality of vector descriptors: rows of 1..4095, int16 beats for LayerNorm, int8 for Shiftmax
-        vec_bad = ((op == OP_LN) & (vd.r0_words != 2)) | ((op == OP_SOFTMAX) & (vd.r0_words != 1)) \
-            | ((op == OP_LN) | (op == OP_SOFTMAX)) & ((vd.k == 0) | (vd.k > 4095)) \
-            | ((op == OP_ADD_RES) & (vd.r0_words != 2)) | ((op == OP_TRANSPOSE) & (vd.r0_words != 1))
+        # Legality, registered while the descriptor's last word arrives (DECODE reads the flags, so
+        # the checks' comparators and carry chains end at flip-flops instead of running on into the
+        # controller's decisions and the units' start).  The fields lie in the words before the
+        # last: the checks see the shifted words, the same bits DECODE's descriptor holds.
+        nxt = descriptor_layout()(Cat(desc_bits[W:], fdata.payload)[: descriptor_layout().size])
+        nop, nvd = nxt.vec.op, nxt.vec
+        # vector descriptors: rows of 1..4095, int16 beats for LayerNorm, int8 for Shiftmax
+        n_vec_bad = ((nop == OP_LN) & (nvd.r0_words != 2)) | ((nop == OP_SOFTMAX) & (nvd.r0_words != 1)) \
+            | ((nop == OP_LN) | (nop == OP_SOFTMAX)) & ((nvd.k == 0) | (nvd.k > 4095)) \
+            | ((nop == OP_ADD_RES) & (nvd.r0_words != 2)) | ((nop == OP_TRANSPOSE) & (nvd.r0_words != 1))
         # the row buffer: LayerNorm and Shiftmax rows it holds, on a design that has one
         if cfg.rowbuf:
-            vec_bad = vec_bad | vd.buf & (~((op == OP_LN) | (op == OP_SOFTMAX)) | (vd.k > cfg.rowbuf))
+            n_vec_bad = n_vec_bad | nvd.buf & (~((nop == OP_LN) | (nop == OP_SOFTMAX)) | (nvd.k > cfg.rowbuf))
         else:
-            vec_bad = vec_bad | vd.buf
+            n_vec_bad = n_vec_bad | nvd.buf
+        vec_bad, gemm_bad = Signal(), Signal()
 
         # watchdog: any memory beat, array beat or unit handshake is progress
         progress = (self.m_axi.rvalid & self.m_axi.rready) | (self.m_axi.wvalid & self.m_axi.wready) | gemm.beat \
@@ -318,6 +325,7 @@ class VitAccel(wiring.Component):
                 with m.If(fdata.valid):
                     m.d.sync += [desc_bits.eq(Cat(desc_bits[W:], fdata.payload)), words.eq(words + 1)]
                     with m.If(words == desc_words - 1):
+                        m.d.sync += [vec_bad.eq(n_vec_bad), gemm_bad.eq(gemm_illegal(nxt.gemm, cfg))]
                         m.next = "DECODE"
                 with m.If(axi_err):
                     m.next = "AXI_ERROR"
@@ -330,8 +338,8 @@ class VitAccel(wiring.Component):
                     m.d.sync += stop(CAUSE_OPCODE)
                     m.next = "DRAIN"
                 with m.Elif(is_gemm):
-                    with m.If(gemm.illegal != 0):
-                        m.d.sync += stop(gemm.illegal)
+                    with m.If(gemm_bad):
+                        m.d.sync += stop(CAUSE_GEMM)
                         m.next = "DRAIN"
                     with m.Else():
                         m.d.comb += gemm.start.eq(1)
