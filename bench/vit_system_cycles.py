@@ -1,6 +1,7 @@
 """Cycle counts of whole models on generated ViT accelerators (Verilator), for the latency model.
 
     python bench/vit_system_cycles.py [--split train|held_out|all] [--quick]
+    python bench/vit_system_cycles.py --check [--split ...] [--pairs N]
 
 For every (design, model) pair below: build the design's RTL, compile an integer ViT of that shape
 (random weights: the accelerator has no data-dependent timing, only the precision pattern of the
@@ -8,6 +9,12 @@ rows matters), run one image, check the logits and the whole memory against the 
 every descriptor's cycles (from the accelerator's cycle log) with its shape.  Rows go to
 ``search/data/vit_system_cycles.json`` (the fit's data and its held-out check), a pair at a time,
 so an interrupted run resumes where it stopped.
+
+``--check`` reruns the stored pairs on today's RTL instead (bit-exact against the ISS and the
+integer model as above) and compares every descriptor's cycles and the run's total with the stored
+ones; it changes no file and exits 1 on the first pair that differs.  It is the test of an RTL
+change that must not move a cycle (a leaner datapath, a register moved off a critical path); a
+change that does move them reruns the pairs (delete the data file's rows) and refits.
 """
 
 from __future__ import annotations
@@ -105,13 +112,38 @@ def measure(tag: str, shape, ratio8: float, images: int = 2) -> list[dict]:
     return rows
 
 
+def check(rows: list[dict], pairs: list) -> int:
+    """Rerun ``pairs`` on today's RTL; 0 when every descriptor took its stored cycles."""
+    for _split, tag, shape, r8 in pairs:
+        key = (tag, json.loads(json.dumps(shape)), r8)
+        stored = [r for r in rows if (r["design"], r["model"], r["ratio8"]) == key]
+        if not stored:
+            print(f"{tag} {shape} r8={r8}: not in {OUT.name}", file=sys.stderr)
+            return 1
+        new = measure(tag, shape, r8)
+        moved = [(a["op"], a["cycles"], b["cycles"]) for a, b in zip(stored, new, strict=True)
+                 if (a["op"], a["cycles"]) != (b["op"], b["cycles"])]
+        if moved:
+            print(f"{tag} {shape} r8={r8}: {len(moved)} of {len(new)} rows moved, e.g. "
+                  + ", ".join(f"{op} {old} -> {c}" for op, old, c in moved[:4]), file=sys.stderr)
+            return 1
+        print(f"{tag}: {len(new) - 1} descriptors and the total ({new[-1]['cycles']} cycles) as stored",
+              file=sys.stderr, flush=True)
+    print(f"{len(pairs)} pairs: every cycle as stored")
+    return 0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", choices=("train", "held_out", "all"), default="all")
     ap.add_argument("--quick", action="store_true", help="the first pair only")
+    ap.add_argument("--check", action="store_true", help="rerun the stored pairs; exit 1 if a cycle count moved")
+    ap.add_argument("--pairs", type=int, default=None, help="with --check: the first N pairs of the split only")
     args = ap.parse_args()
     torch.set_num_threads(2)
     rows = json.loads(OUT.read_text()) if OUT.exists() else []
+    if args.check:
+        raise SystemExit(check(rows, [p for p in PAIRS if args.split in ("all", p[0])][: args.pairs]))
     done = {(r["design"], tuple(r["model"][:4]), r["ratio8"]) for r in rows}
     todo = [p for p in PAIRS if args.split in ("all", p[0])][: 1 if args.quick else None]
     for split, tag, shape, r8 in todo:
