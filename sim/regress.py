@@ -397,8 +397,7 @@ class VitAccel(Accel):
     FAULTS = ("none", "read_slverr", "read_decerr", "write_slverr", "write_decerr", "stall", "reset",
               "illegal_opcode", "illegal_gemm", "watchdog", "truncated")
     PRECISIONS = ("w8a8", "w4a8", "mixed25", "mixed50", "mixed75")
-    DESCRIPTORS = ("embed", "qkv", "qk", "av", "proj", "fc1", "fc2", "head", "ln", "softmax", "gelu", "add",
-                   "transpose")
+    DESCRIPTORS = ("embed", "qkv", "qk", "av", "proj", "fc1", "fc2", "head", "ln", "softmax", "add", "transpose")
 
     def pool(self) -> list:
         from qsilicon.hw.config import AccelConfig

@@ -19,9 +19,10 @@ operations compute from zeros and are never read back):
 The program is the integer model's forward pass (:class:`~qsilicon.quant.models.int_vit.IntViT`):
 the patch embedding (patches at tokens 1..16, token 0 a zero patch whose embedding the class-token
 table cancels exactly), per block LayerNorm, the qkv projection, ``V`` to row-major, per head
-``Q K^T``, Shiftmax and ``P V``, the output projection, the residual add, LayerNorm, the MLP with
-GELU and the residual add, then the final LayerNorm of the class token and the classifier
-(int16 logits).
+``Q K^T``, Shiftmax and ``P V``, the output projection, the residual add, LayerNorm, the MLP (its
+GELU fused into the first layer's GEMM: the element-wise unit applies it to the GEMM's output
+words on their way to memory, so the pre-GELU tensor is never stored) and the residual add, then
+the final LayerNorm of the class token and the classifier (int16 logits).
 """
 
 from __future__ import annotations
@@ -313,8 +314,10 @@ def _tiles(n: int, c: int) -> int:
     return -(-n // c)
 
 
-def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
-    """The program and memory image of the whole integer ViT ``iv`` on the design ``cfg``."""
+def compile_vit(iv: IntViT, cfg: AccelConfig, *, fuse_gelu: bool = True) -> VitProgram:
+    """The program and memory image of the whole integer ViT ``iv`` on the design ``cfg``.
+    ``fuse_gelu`` False writes the pre-GELU tensor (``b<i>.fc1``) and a GELU descriptor after it
+    instead of fusing the GELU into the GEMM (same results, more cycles and memory traffic)."""
     if not isinstance(cfg, AccelConfig):
         raise TypeError(f"Config must be an AccelConfig, not {cfg!r}")
     mc = iv.model.cfg
@@ -326,8 +329,7 @@ def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
     Tp = -(-T // R) * R  # token rows of every tensor
     mt = Tp // R
     blocks_l = Tp // L
-    abuf_words = cfg.abuf_kib * 1024 // R
-    wbuf_words = cfg.wbuf_kib * 1024 // C
+    abuf_words, wbuf_words = cfg.abuf_words, cfg.wbuf_words
     for what, v in ((f"block {i} attention width (heads x head dim)", mc.heads_at(i) * dh) for i in range(mc.depth)):
         if v % L:
             raise CompileError(f"{what} {v} is not a multiple of the lanes ({L}): V cannot be transposed; "
@@ -346,7 +348,8 @@ def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
         else:
             d = {"op": OP_GEMM, "wmode": W_PREPACKED, "resident": 1, "wide": 0, "fmap": 0, "k": 0, "mt": 0, "nt8": 0,
                  "nt4": 0, "n_out": 0, "x_base": 0, "x_pitch": 0, "w_base": 0, "w_pitch": 0, "p_base": 0,
-                 "p_stride": 0, "f_base": 0, "y_base": 0, "y_pitch": 0}
+                 "p_stride": 0, "f_base": 0, "y_base": 0, "y_pitch": 0, "gelu": 0, "m0": 0, "shift": 0, "gelu_b": 0,
+                 "gelu_one": 0}
         d.update(fields)
         info = OpInfo(name, _KIND[d["op"]], model, len(descs), shape or {})
         descs.append((info, {view: d}))
@@ -360,8 +363,10 @@ def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
     def const_params(name: str, m0: int, sh: int) -> int:
         return mem.words(name, par_words([0] * C, [m0] * C, [sh] * C))
 
-    def linear(name: str, model: str, lin, x: Region, y: Region, *, tiles: int = mt, wide: bool = False) -> None:
-        """A linear layer of the integer model: rows grouped by precision, tiled by ``cols``."""
+    def linear(name: str, model: str, lin, x: Region, y: Region, *, tiles: int = mt, wide: bool = False,
+               gelu: dict | None = None) -> None:
+        """A linear layer of the integer model: rows grouped by precision, tiled by ``cols``; ``gelu``
+        (the GELU descriptor's constants) fuses the GELU that follows it into its output path."""
         w, bits = lin.w.to(torch.int64), lin.bits
         n, k = w.shape
         if n > FMAP_ENTRIES:
@@ -411,10 +416,12 @@ def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
         if tiles * k > abuf_words:
             raise CompileError(f"{name}: its input ({tiles * R} tokens x {k} features) does not fit the activation "
                                f"buffer ({cfg.abuf_kib} KiB); choose a larger abuf_kib")
-        emit(name, model, "gemm", {"m": tiles * R, "k": k, "n": n, "n8": n8, "resident": resident},
+        shape = {"m": tiles * R, "k": k, "n": n, "n8": n8, "resident": resident, **({"gelu": 1} if gelu else {})}
+        emit(name, model, "gemm", shape,
              wmode=W_PREPACKED, resident=resident, wide=int(wide), fmap=int(permuted), k=k, mt=tiles, nt8=nt8,
              nt4=nt4, n_out=n_out, x_base=x.addr, x_pitch=x.block_pitch, w_base=w_addr, w_pitch=0, p_base=p_addr,
-             p_stride=P * L, f_base=f_addr, y_base=y.addr, y_pitch=y.block_pitch)
+             p_stride=P * L, f_base=f_addr, y_base=y.addr, y_pitch=y.block_pitch,
+             **({"gelu": 1, **gelu} if gelu else {}))
 
     def layernorm(name: str, x: Region, params, s_out: float, y: Region, nblocks: int = blocks_l) -> None:
         gam, bet = params
@@ -475,7 +482,6 @@ def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
         proj = tensor(p + "proj", "block8", D)
         res1 = tensor(p + "res1", "block16", D)
         ln2 = tensor(p + "ln2", "block8", D)
-        fc1 = tensor(p + "fc1", "block8", MLP)
         gelu = tensor(p + "gelu", "block8", MLP)
         fc2 = tensor(p + "fc2", "block8", D)
         out = tensor(p + "out", "block16", D)
@@ -511,12 +517,17 @@ def compile_vit(iv: IntViT, cfg: AccelConfig) -> VitProgram:
         linear(p + "proj", "proj", blk["proj"], av, proj)
         add(p + "add1", res, proj, blk["proj"].s_out, res1)
         layernorm(p + "ln2", res1, blk["ln2"], blk["s_ln2"], ln2)
-        linear(p + "fc1", "fc1", blk["fc1"], ln2, fc1)
         gp = blk["gelu"]
         m0g, shg, neg = _rescale_params(gp.out_scale, blk["s_gelu"])
         assert neg
-        emit(p + "gelu", "gelu", "vec", {"words": blocks_l * MLP}, op=OP_GELU_Q, rd1=pattern(fc1.addr, blocks_l * MLP),
-             wr=pattern(gelu.addr, blocks_l * MLP), m0=m0g, shift=shg, gelu_b=gp.q_b, gelu_one=gp.q_one)
+        gelu_c = {"m0": m0g, "shift": shg, "gelu_b": gp.q_b, "gelu_one": gp.q_one}
+        if fuse_gelu:  # fc1's output words go through the element-wise unit on their way to memory
+            linear(p + "fc1", "fc1", blk["fc1"], ln2, gelu, gelu=gelu_c)
+        else:
+            fc1 = tensor(p + "fc1", "block8", MLP)
+            linear(p + "fc1", "fc1", blk["fc1"], ln2, fc1)
+            emit(p + "gelu", "gelu", "vec", {"words": blocks_l * MLP}, op=OP_GELU_Q,
+                 rd1=pattern(fc1.addr, blocks_l * MLP), wr=pattern(gelu.addr, blocks_l * MLP), **gelu_c)
         linear(p + "fc2", "fc2", blk["fc2"], gelu, fc2)
         add(p + "add2", res1, fc2, blk["fc2"].s_out, out)
         res = out

@@ -41,7 +41,8 @@ from ..config import AccelConfig
 from ..gemm import GemmEngine
 
 __all__ = [
-    "CAUSE_ABUF", "CAUSE_GEMM", "FMAP_ENTRIES", "PAR_BITS_PER_COL", "W_KT", "W_PREPACKED", "W_ROWS", "GemmUnit",
+    "CAUSE_ABUF", "CAUSE_GEMM", "FMAP_ENTRIES", "GELU_FIELDS", "PAR_BITS_PER_COL", "W_KT", "W_PREPACKED", "W_ROWS",
+    "GemmUnit",
     "gemm_desc_layout", "gemm_illegal", "param_words",
 ]
 
@@ -56,20 +57,35 @@ CAUSE_GEMM, CAUSE_ABUF = 4, 5
 _BEAT_FIFO = 4
 
 
-def gemm_desc_layout() -> data.StructLayout:
+#: Where the fused GELU's constants lie in a descriptor: the bits of the vector view's ``m0``,
+#: ``shift``, ``gelu_b`` and ``gelu_one`` (:func:`~qsilicon.hw.vit.system.vector_desc_layout`), so
+#: that the element-wise unit reads the same descriptor bits for a GELU descriptor and a fused
+#: GEMM (no multiplexer in front of its multipliers' constants).
+GELU_FIELDS = {"m0": (unsigned(16), 790), "shift": (unsigned(6), 806), "gelu_b": (signed(24), 855),
+               "gelu_one": (signed(32), 879)}
+
+
+def gemm_desc_layout() -> data.FlexibleLayout:
     """A GEMM descriptor (the ``gemm`` view of the controller's 128-byte descriptor).
 
     ``x_pitch``/``y_pitch`` are the byte distance between token blocks of ``X``/``Y`` (a word
     holds one feature of ``lanes`` tokens; ``Y`` is int16 ``block16`` in wide mode).
     ``mt`` counts token tiles of ``rows`` tokens, ``nt8``/``nt4`` the int8 and int4 column tiles,
     ``n_out`` the valid output columns.  ``p_stride`` 0 gives every tile the same parameters.
+    ``gelu`` 1 sends every output word through the element-wise unit's GELU on its way to memory
+    (``Y = requant(-gelu(requant(X W^T + bias')) M0 >> shift)``, the GELU descriptor's operation,
+    with its constants ``m0``, ``shift``, ``gelu_b``, ``gelu_one``: :data:`GELU_FIELDS`); not with
+    ``wide``.
     """
-    return data.StructLayout({
+    base = data.StructLayout({
         "op": 4, "wmode": 2, "resident": 1, "wide": 1, "fmap": 1,
         "k": 16, "mt": 16, "nt8": 16, "nt4": 16, "n_out": 16,
         "x_base": 32, "x_pitch": 32, "w_base": 32, "w_pitch": 32, "p_base": 32, "p_stride": 32,
-        "f_base": 32, "y_base": 32, "y_pitch": 32,
+        "f_base": 32, "y_base": 32, "y_pitch": 32, "gelu": 1,
     })
+    fields = {name: data.Field(f.shape, f.offset) for name, f in base}
+    fields.update({name: data.Field(shape, at) for name, (shape, at) in GELU_FIELDS.items()})
+    return data.FlexibleLayout(max(at + shape.width for shape, at in GELU_FIELDS.values()), fields)
 
 
 def param_words(cols: int, lanes: int) -> int:
@@ -97,12 +113,12 @@ def gemm_illegal(d, config: AccelConfig) -> Value:
     (the STATUS cause :data:`CAUSE_GEMM`): an empty shape, output columns outside the column tiles, a
     reserved weight mode, int4 tiles without prepacked weights, a resident column tile larger than
     the weight ring, more output columns than the feature map holds, a reduction longer than the
-    activation buffer, or an address or pitch off the memory word.  Pure logic of ``d``: the
-    controller evaluates it while the descriptor's last word arrives and registers it."""
+    activation buffer, an address or pitch off the memory word, or GELU on wide (int16) outputs.
+    Pure logic of ``d``: the controller evaluates it while the descriptor's last word arrives and
+    registers it."""
     L, C = config.lanes, config.cols
     lL, lC = _log2(L), _log2(C)
-    DA = config.abuf_kib * 1024 // config.rows
-    DW = config.wbuf_kib * 1024 // C
+    DA, DW = config.abuf_words, config.wbuf_words
     nt = (d.nt8 + d.nt4)[:17]
     seg_max = Mux((d.wmode == W_PREPACKED) & (d.nt8 == 0), (d.k + 1) >> 1, d.k)
     misaligned = Cat(*(getattr(d, f)[:lL] for f in ("x_base", "w_base", "p_base", "f_base", "y_base",
@@ -111,7 +127,7 @@ def gemm_illegal(d, config: AccelConfig) -> Value:
             | (d.n_out <= ((nt - 1) << lC)) | (d.wmode == 3)
             | ((d.wmode == W_KT) & ~d.resident) | ((d.wmode != W_PREPACKED) & (d.nt4 != 0))
             | (d.resident & (seg_max > DW)) | (d.fmap & (d.n_out > FMAP_ENTRIES))
-            | (d.k > DA) | misaligned)
+            | (d.k > DA) | misaligned | (d.gelu & d.wide))
 
 
 class GemmUnit(wiring.Component):
@@ -162,11 +178,11 @@ class GemmUnit(wiring.Component):
 
     @property
     def abuf_words(self) -> int:
-        return self._cfg.abuf_kib * 1024 // self._cfg.rows
+        return self._cfg.abuf_words
 
     @property
     def wbuf_words(self) -> int:
-        return self._cfg.wbuf_kib * 1024 // self._cfg.cols
+        return self._cfg.wbuf_words
 
     def elaborate(self, platform):
         m = Module()

@@ -157,10 +157,7 @@ def _vector(mem: _Mem, d: dict, L: int, rowbuf: int, pc: int) -> None:
             outs += [_pack(q[:, f], 8) for f in range(n)]
     elif op == OP_GELU_Q:
         for w in mem.words(d["rd1"]):
-            b = torch.tensor(_lanes(w, L, 8))
-            g = -int_gelu(b, GeluParams(d["gelu_b"], d["gelu_one"], 1.0))
-            q = requantize(g.reshape(-1, 1), torch.tensor([d["m0"]]), torch.tensor([d["shift"]]), 0, _I8).reshape(-1)
-            outs.append(_pack(q, 8))
+            outs.append(_pack(_gelu_q(torch.tensor(_lanes(w, L, 8)), d), 8))
     elif op == OP_ADD_RES:
         aw, bw = mem.words(d["rd0"]), mem.words(d["rd1"])
         for i, w in enumerate(bw):
@@ -181,6 +178,13 @@ def _vector(mem: _Mem, d: dict, L: int, rowbuf: int, pc: int) -> None:
         mem.put(addr, v)
 
 
+def _gelu_q(b: torch.Tensor, d: dict) -> torch.Tensor:
+    """The element-wise unit's GELU on int8 values ``b`` (any shape) with a descriptor's constants
+    (a GELU descriptor's, or a GEMM's whose outputs it is fused into): int8 values."""
+    g = -int_gelu(b, GeluParams(d["gelu_b"], d["gelu_one"], 1.0))
+    return requantize(g.reshape(-1, 1), torch.tensor([d["m0"]]), torch.tensor([d["shift"]]), 0, _I8).reshape(b.shape)
+
+
 def _lanes_list(words: list[int], shift: int) -> list[int]:
     return [_lanes(w >> shift, 1, 16)[0] for w in words]
 
@@ -190,18 +194,20 @@ def _gemm(mem: _Mem, d: dict, cfg: AccelConfig) -> int:
     a, b = R // L, C // L
     K, mt, nt8, nt4, n_out = d["k"], d["mt"], d["nt8"], d["nt4"], d["n_out"]
     nt = nt8 + nt4
-    wbuf_words = cfg.wbuf_kib * 1024 // C
+    wbuf_words = cfg.wbuf_words
     if K == 0 or mt == 0 or nt == 0 or n_out == 0 or n_out > nt * C or n_out <= (nt - 1) * C:
         raise IssError("illegal GEMM descriptor (STATUS cause 4): empty shape or output columns outside the tiles")
     if d["wmode"] not in (W_PREPACKED, W_KT, W_ROWS) or (d["wmode"] == W_KT and not d["resident"]) \
             or (d["wmode"] != W_PREPACKED and nt4):
         raise IssError("illegal GEMM descriptor (STATUS cause 4): weight mode")
+    if d["gelu"] and d["wide"]:
+        raise IssError("illegal GEMM descriptor (STATUS cause 4): GELU on wide (int16) outputs")
     if d["fmap"] and n_out > FMAP_ENTRIES:
         raise IssError("illegal GEMM descriptor (STATUS cause 4): more output columns than the feature map holds")
     seg = K if (d["wmode"] != W_PREPACKED or nt8) else -(-K // 2)
     if d["resident"] and seg > wbuf_words:
         raise IssError("illegal GEMM descriptor (STATUS cause 4): a resident column tile larger than the weight ring")
-    if mt * K > cfg.abuf_kib * 1024 // R:
+    if mt * K > cfg.abuf_words:
         raise IssError("the input does not fit the activation buffer (STATUS cause 5)")
     # X [mt * R, K] from token blocks of `x_pitch` bytes
     x = np.zeros((mt * R, K), dtype=np.int64)
@@ -253,6 +259,8 @@ def _gemm(mem: _Mem, d: dict, cfg: AccelConfig) -> int:
         y = requantize(acc, m0, sh, 0, _I16)
         if not d["wide"]:
             y = y.clamp(-128, 127)
+        if d["gelu"]:
+            y = _gelu_q(y, d)
         for c in range(valid):
             feat = j * C + c
             if d["fmap"]:

@@ -49,8 +49,8 @@ Registers (AxiLite, 32 bits, byte offsets)
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, ResetInserter, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth import Cat, Const, Module, Mux, ResetInserter, Shape, Signal, signed
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..blocks.axi import (
@@ -66,7 +66,7 @@ from ..blocks.axi import (
 from ..blocks.rowunit import ROW_LN, ROW_SOFTMAX, RowUnit
 from ..blocks.vector import OP_ADD, OP_GELU, ElementwiseUnit
 from ..config import ACCEL_PACKINGS, AccelConfig
-from .gemm_unit import CAUSE_ABUF, GemmUnit, gemm_desc_layout, gemm_illegal
+from .gemm_unit import CAUSE_ABUF, GELU_FIELDS, GemmUnit, gemm_desc_layout, gemm_illegal
 
 __all__ = [
     "CAUSE_ABUF", "CAUSE_GEMM", "CAUSE_OPCODE", "CAUSE_READ", "CAUSE_STALL", "CAUSE_VECTOR", "CAUSE_WRITE",
@@ -85,6 +85,8 @@ DESC_BYTES = 128
 #: The read clients, in priority order: a GEMM's input first (it gates every token tile), then its
 #: feature map, its parameters, its weights; a vector operation's three readers in the same order.
 CLIENTS = {"rd0": 0, "fm": 1, "rd2": 2, "rd1": 3, "fetch": 4}
+#: Words a GEMM with a fused GELU has inside the element-wise unit at most (its output FIFO).
+FUSE_DEPTH = 8
 #: The watchdog's limit when the WATCHDOG register is 0.
 WATCHDOG_DEFAULT = 1 << 20
 
@@ -121,8 +123,13 @@ def vector_desc_layout() -> data.StructLayout:
 
 
 def descriptor_layout() -> data.UnionLayout:
-    """One descriptor: its ``op`` (the first 4 bits of both views) decides the view."""
-    return data.UnionLayout({"vec": vector_desc_layout(), "gemm": gemm_desc_layout()})
+    """One descriptor: its ``op`` (the first 4 bits of both views) decides the view.  A fused
+    GEMM's GELU constants are the vector view's own bits (:data:`~.gemm_unit.GELU_FIELDS`)."""
+    vec, gemm = vector_desc_layout(), gemm_desc_layout()
+    for name in GELU_FIELDS:
+        if (Shape.cast(vec[name].shape), vec[name].offset) != (Shape.cast(gemm[name].shape), gemm[name].offset):
+            raise AssertionError(f"the GEMM view's {name} is not the vector view's")
+    return data.UnionLayout({"vec": vec, "gemm": gemm})
 
 
 class _Gearbox(wiring.Component):
@@ -197,8 +204,11 @@ class VitAccel(wiring.Component):
         gens = {name: AddrGen(wb) for name in ("rd0", "rd1", "rd2", "wr", "fm")}
         gemm, rows, ew = GemmUnit(cfg), RowUnit(L, buf_depth=cfg.rowbuf), ElementwiseUnit(L)
         gb0, bw = _Gearbox(W, 2), BurstWords(wb)
+        # a GELU fused into a GEMM: the addresses of the words inside the element-wise unit (it holds
+        # at most FUSE_DEPTH: its output FIFO's depth, `pending`)
+        fa = fifo.SyncFIFOBuffered(width=32, depth=FUSE_DEPTH)
         for name, part in [("rmux", rmux), ("writer", writer), ("gemm", gemm), ("rows", rows), ("ew", ew),
-                           ("gb0", gb0), ("bw", bw)]:
+                           ("gb0", gb0), ("bw", bw), ("fuse_addr", fa)]:
             m.submodules[name] = ResetInserter(soft)(part)
         for name, g in gens.items():
             m.submodules[f"g_{name}"] = ResetInserter(gen_rst)(g)
@@ -302,7 +312,8 @@ class VitAccel(wiring.Component):
         log_word = Signal()  # the writer takes the cycle log word instead of the datapath's
         t_busy = Signal()
         units_idle = ~gb0.o.valid & ~bw.busy & ~rows.busy & ~t_busy
-        op_done = Mux(is_gemm, ~gemm.busy, units_idle) & gens_done & rmux.idle & writer.idle
+        fuse = is_gemm & gd.gelu
+        op_done = Mux(is_gemm, ~gemm.busy & (fa.level == 0), units_idle) & gens_done & rmux.idle & writer.idle
 
         def stop(c):
             """An error: record it and bring the bus to rest before the datapath is reset."""
@@ -405,7 +416,9 @@ class VitAccel(wiring.Component):
             rows.op.eq(Mux(is_ln, ROW_LN, ROW_SOFTMAX)), rows.n.eq(vd.k), rows.m0.eq(vd.m0),
             rows.shift.eq(vd.shift), rows.k.eq(vd.sm_k), rows.q_b.eq(vd.q_b), rows.q_c.eq(vd.q_c),
             *([rows.buffered.eq(vd.buf)] if cfg.rowbuf else []),
-            ew.i_x.payload.a.as_value().eq(gb0.o.payload[: 16 * L]), ew.i_x.payload.b.as_value().eq(r1.payload),
+            ew.i_x.payload.a.as_value().eq(gb0.o.payload[: 16 * L]),
+            ew.i_x.payload.b.as_value().eq(Mux(is_gemm, gemm.o_word.payload.data, r1.payload)),
+            ew.i_x.payload.last.eq(is_gemm & gemm.o_word.payload.last),
             ew.op.eq(Mux(is_add, OP_ADD, OP_GELU)), ew.m0.eq(vd.m0), ew.shift.eq(vd.shift),
             ew.gelu_b.eq(vd.gelu_b), ew.gelu_one.eq(vd.gelu_one),
         ]
@@ -423,6 +436,9 @@ class VitAccel(wiring.Component):
         with m.Elif(is_add):
             m.d.comb += [ew.i_x.valid.eq(r1.valid & gb0.o.valid), r1.ready.eq(ew.i_x.ready & gb0.o.valid),
                          gb0.o.ready.eq(ew.i_x.ready & r1.valid)]
+        with m.Elif(fuse):  # the GEMM's words into the unit, their addresses into the FIFO beside it
+            m.d.comb += [ew.i_x.valid.eq(gemm.o_word.valid & fa.w_rdy), fa.w_data.eq(gemm.o_word.payload.addr),
+                         fa.w_en.eq(gemm.o_word.valid & fa.w_rdy & ew.i_x.ready)]
 
         # the lanes x lanes byte transposer: `lanes` words (features) in, `lanes` words (tokens) out
         tile = [Signal(W, name=f"ttile{i}") for i in range(L)]
@@ -475,6 +491,11 @@ class VitAccel(wiring.Component):
         with m.If(log_word):
             m.d.comb += [wi.valid.eq(1), wi.payload.addr.eq(log_addr + (ops << (wb.bit_length() - 1))),
                          wi.payload.data.eq(op_cycles), wi.payload.last.eq(1)]
+        with m.Elif(fuse):
+            m.d.comb += [wi.valid.eq(ew.o_y.valid & fa.r_rdy), wi.payload.addr.eq(fa.r_data),
+                         wi.payload.data.eq(Cat(*(ew_y[i][:8] for i in range(L)))),
+                         wi.payload.last.eq(ew.o_y.payload.last), ew.o_y.ready.eq(wi.ready & fa.r_rdy),
+                         fa.r_en.eq(wi.ready & ew.o_y.valid), gemm.o_word.ready.eq(ew.i_x.ready & fa.w_rdy)]
         with m.Elif(is_gemm):
             m.d.comb += [wi.valid.eq(gemm.o_word.valid), wi.payload.eq(gemm.o_word.payload),
                          gemm.o_word.ready.eq(wi.ready)]

@@ -66,13 +66,36 @@ def test_axi_error_responses_stop_the_run_and_the_next_run_is_right(small, fault
 
 def test_illegal_descriptors_stop_with_their_cause_at_their_descriptor(small):
     _, prog, _, codes, expect = small
-    cases = [("b0.gelu", {"op": 15}, CAUSE_OPCODE), ("b0.qkv", {"k": 0}, CAUSE_GEMM),
+    cases = [("b0.add2", {"op": 15}, CAUSE_OPCODE), ("b0.qkv", {"k": 0}, CAUSE_GEMM),
              ("b0.fc1", {"n_out": 10_000}, CAUSE_GEMM), ("b0.proj", {"mt": 40}, CAUSE_ABUF),
+             ("b0.fc1", {"wide": 1}, CAUSE_GEMM),  # GELU fused into int16 outputs
              ("b0.ln1", {"buf": 1}, CAUSE_VECTOR)]  # rows through a row buffer this design does not have
     for name, fields, cause in cases:
         image, index = _patched(prog, name, **fields)
         res = rtl_vit(prog, codes[:1], image=image, max_cycles=200_000).results[0]
         assert res.error and res.cause == cause and res.ops == index, (name, res)
+
+
+def test_gelu_fused_into_fc1_same_results_fewer_cycles(small):
+    """GELU fused into fc1's GEMM (the compiler's default) and as its own descriptor after fc1
+    (``fuse_gelu=False``): the same logits and, where both programs write, the same memory (the
+    ISS's); the fused fc1 takes a few cycles more than the plain one (the element-wise unit's
+    pipeline), the GELU descriptor it replaces far more."""
+    iv, prog, _, codes, expect = small
+    plain = compile_vit(iv, SMALL, fuse_gelu=False)
+    runs = [rtl_vit(p, codes[:1], dump=True) for p in (prog, plain)]
+    for p, run in zip((prog, plain), runs, strict=True):
+        assert _ok(run.results[0], expect[0])
+        image = p.with_input(codes[0])
+        run_program(image, p.program, SMALL)
+        log = range(p.log, p.log + len(p.ops) * SMALL.lanes)
+        assert all(image[a] == run.images[0][a] for a in range(len(image)) if a not in log)
+    assert len(plain.ops) == len(prog.ops) + 1
+    assert torch.equal(prog.read_tensor("b0.gelu", runs[0].images[0]), plain.read_tensor("b0.gelu", runs[1].images[0]))
+    fused, sep = ({o.name: c for o, c in zip(p.ops, r.results[0].op_cycles, strict=True)}
+                  for p, r in zip((prog, plain), runs, strict=True))
+    assert 0 < fused["b0.fc1"] - sep["b0.fc1"] < 16 < sep["b0.gelu"]
+    assert runs[0].results[0].cycles < runs[1].results[0].cycles
 
 
 def test_a_program_that_would_hang_trips_the_watchdog(small):
