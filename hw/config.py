@@ -196,6 +196,16 @@ class AccelConfig:
         return GemmConfig(self.rows, self.cols, 8, 8, packing=self.packing, mixed=True)
 
     @property
+    def abuf_words(self) -> int:
+        """Depth of the activation buffer in words of ``rows`` bytes (one array beat of activations)."""
+        return self.abuf_kib * 1024 // self.rows
+
+    @property
+    def wbuf_words(self) -> int:
+        """Depth of the weight ring in words of ``cols`` bytes (one array beat of weights)."""
+        return self.wbuf_kib * 1024 // self.cols
+
+    @property
     def tag(self) -> str:
         """The design's name, e.g. ``r16c64_dsp2_l16_w64k_a8k_200mhz`` (``..._a8k_rb1024_200mhz`` with
         a row buffer)."""

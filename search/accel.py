@@ -19,7 +19,8 @@ by ``python -m qsilicon.search.vit_latency`` from ``bench/vit_system_cycles.py``
   words a beat) and its dividers and square root per block; LayerNorm and Shiftmax rows a design's
   row buffer holds (``rowbuf``) are read once through the row unit's two stages and have their own
   coefficients (``layernorm_rb``, ``softmax_rb``, with the read port's bound :data:`RB_WORDS`);
-  GELU, the residual adds and the ``V`` transpose: their words through the port;
+  the residual adds and the ``V`` transpose: their words through the port; GELU is fused into the
+  first MLP layer's GEMM (its output words pass the element-wise unit's pipeline on their way out);
 * the controller (:func:`control_cycles`): every descriptor's fetch (128 bytes) and cycle-log
   write, and the start and the end of the run.
 
@@ -74,7 +75,9 @@ class Op(NamedTuple):
     ``proj``, ``fc1``, ``fc2``, ``head``, ``ln``, ...).  GEMMs: ``m`` token rows (a multiple of the
     array's rows), reduction ``k``, ``n`` output columns of which ``n8`` have int8 weights,
     ``wmode`` (``prepacked`` weights, the keys of ``kT``, the ``rows`` of V), ``wide`` (int16
-    outputs).  Vector operations: ``blocks`` token blocks, row length ``k``, ``words``.
+    outputs), ``gelu`` (the GELU that follows fused into its output path: the element-wise unit
+    applies it to the output words on their way to memory).  Vector operations: ``blocks`` token
+    blocks, row length ``k``, ``words``.
     """
 
     name: str
@@ -89,6 +92,7 @@ class Op(NamedTuple):
     blocks: int = 0
     words: int = 0
     count: int = 1  # identical descriptors (one per attention head)
+    gelu: bool = False
 
 
 def block_shapes(subnet, space) -> list[tuple[int, int, int, int, int, tuple]]:
@@ -104,11 +108,12 @@ def _n8(n: int, r8: float) -> int:
 
 
 def vit_workload(blocks, cfg: AccelConfig, *, patches: int, patch_dim: int, classes: int, embed_r8: float = 1.0,
-                 head_r8: float = 1.0, distilled: bool = False) -> list[Op]:
+                 head_r8: float = 1.0, distilled: bool = False, fuse_gelu: bool = True) -> list[Op]:
     """The descriptors the compiler writes for a ViT on ``cfg``: the patch embedding, the class
-    token's add, the blocks (:func:`block_shapes`), the final LayerNorm and the classifier
-    (``distilled``: the two transposes that put the class and distillation tokens side by side
-    and a classifier on both)."""
+    token's add, the blocks (:func:`block_shapes`; the GELU fused into the first MLP layer, or
+    with ``fuse_gelu`` False a descriptor of its own, as the compiler's option), the final
+    LayerNorm and the classifier (``distilled``: the two transposes that put the class and
+    distillation tokens side by side and a classifier on both)."""
     if not blocks:
         raise ValueError("a workload needs at least one block")
     L, R = cfg.lanes, cfg.rows
@@ -134,8 +139,8 @@ def vit_workload(blocks, cfg: AccelConfig, *, patches: int, patch_dim: int, clas
                 Op(p + "proj", "gemm", "proj", tp, e, d, _n8(d, r8[1])),
                 Op(p + "add1", "add", "add", words=nb * d),
                 Op(p + "ln2", "layernorm", "ln", blocks=nb, k=d),
-                Op(p + "fc1", "gemm", "fc1", tp, d, mlp, _n8(mlp, r8[2])),
-                Op(p + "gelu", "gelu", "gelu", words=nb * mlp),
+                Op(p + "fc1", "gemm", "fc1", tp, d, mlp, _n8(mlp, r8[2]), gelu=fuse_gelu),
+                *([] if fuse_gelu else [Op(p + "gelu", "gelu", "gelu", words=nb * mlp)]),
                 Op(p + "fc2", "gemm", "fc2", tp, mlp, d, _n8(d, r8[3])),
                 Op(p + "add2", "add", "add", words=nb * d)]
     ops.append(Op("lnf", "layernorm", "ln", blocks=R // L, k=dim))
@@ -156,7 +161,7 @@ def subnet_workload(subnet, space, cfg: AccelConfig) -> list[Op]:
 def fits(cfg: AccelConfig, ops: list[Op]) -> str | None:
     """Why the design cannot run the workload (a GEMM input larger than the activation buffer, a
     column tile of keys larger than the weight ring), or ``None`` when it can."""
-    abuf_words, wbuf_words = cfg.abuf_kib * 1024 // cfg.rows, cfg.wbuf_kib * 1024 // cfg.cols
+    abuf_words, wbuf_words = cfg.abuf_words, cfg.wbuf_words
     for o in ops:
         if o.name == "lnf.rows" and o.words % cfg.lanes:
             return f"the distilled classifier needs dim ({o.words}) a multiple of the lanes ({cfg.lanes})"
@@ -172,7 +177,7 @@ def fits(cfg: AccelConfig, ops: list[Op]) -> str | None:
     return None
 
 
-def int_vit_workload(iv, cfg: AccelConfig) -> list[Op]:
+def int_vit_workload(iv, cfg: AccelConfig, *, fuse_gelu: bool = True) -> list[Op]:
     """:func:`vit_workload` of an integer ViT (:class:`~qsilicon.quant.models.int_vit.IntViT`), with
     every layer's int8 rows counted from its quantized weights."""
     mc = iv.model.cfg
@@ -182,7 +187,8 @@ def int_vit_workload(iv, cfg: AccelConfig) -> list[Op]:
         return int((lin.bits == 8).sum())
 
     ops = vit_workload([(tokens, mc.dim, mc.heads_at(i), mc.hd, mc.mlp_at(i), (0.0,) * 4) for i in range(mc.depth)],
-                       cfg, patches=mc.patches, patch_dim=mc.patch_dim, classes=mc.classes, distilled=mc.distilled)
+                       cfg, patches=mc.patches, patch_dim=mc.patch_dim, classes=mc.classes, distilled=mc.distilled,
+                       fuse_gelu=fuse_gelu)
     layers = {"embed": iv.embed, "head": iv.head}
     for i, blk in enumerate(iv.blocks):
         for name in ("qkv", "proj", "fc1", "fc2"):
@@ -233,7 +239,7 @@ class _Layout:
 def _layout(cfg: AccelConfig, o: Op) -> _Layout:
     L, R, C = cfg.lanes, cfg.rows, cfg.cols
     b = C // L
-    dw = cfg.wbuf_kib * 1024 // C
+    dw = cfg.wbuf_words
     k, n, n8 = o.k, o.n, o.n8
     if o.wmode == "prepacked":
         n4 = n - n8
@@ -274,10 +280,11 @@ def gemm_replay(cfg: AccelConfig, o: Op, p: dict, slowdown: float = 1.0) -> floa
     and, for a column tile's first pass, when its first weights are; it cannot end before its last
     weight word.  Its sums drain into a transposer half that the tile two before has emptied; a
     half's columns go out one word per cycle.  ``p``: read latency ``lat``, drain-to-emission
-    ``pipe``, the write tail ``tail`` and the descriptor's fixed cycles ``one``."""
+    ``pipe``, the write tail ``tail``, the descriptor's fixed cycles ``one`` and, with a fused GELU,
+    the element-wise unit's pipeline ``gelu``."""
     g = _layout(cfg, o)
-    return _replay(g, cfg.rows, cfg.cols, cfg.lanes, o.k, cfg.wbuf_kib * 1024 // cfg.cols, 2 if o.wide else 1,
-                   p["lat"], p["pipe"], p["tail"] + p["one"], slowdown)
+    return _replay(g, cfg.rows, cfg.cols, cfg.lanes, o.k, cfg.wbuf_words, 2 if o.wide else 1,
+                   p["lat"], p["pipe"], p["tail"] + p["one"] + (p.get("gelu", 0.0) if o.gelu else 0.0), slowdown)
 
 
 @lru_cache(maxsize=1 << 17)
@@ -430,8 +437,8 @@ def op_cycles(cfg: AccelConfig, o: Op, model: dict | None = None, slowdown: floa
 
 
 def _coefficients(model: dict) -> tuple[tuple, dict]:
-    """The GEMM replay's parameters (lat, pipe, tail, one) and every vector kind's (per beat or
-    word, per block, fixed), as hashable tuples."""
+    """The GEMM replay's parameters (lat, pipe, tail, one; a fused GELU's ``gelu`` is added apart) and
+    every vector kind's (per beat or word, per block, fixed), as hashable tuples."""
     g = model["gemm"]
     vec = {kind: (c.get("beats", c.get("words", 0.0)), c.get("blocks", 0.0), c.get("one", 0.0))
            for kind, c in model.items() if kind not in ("gemm", "run")}
@@ -465,7 +472,7 @@ def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool =
         kind = o.kind
         if kind == "gemm":
             c, words, bound = _gemm_predict(shape, o[3:9], gp, slowdown)  # (m, k, n, n8, wmode, wide)
-            c *= o.count
+            c = (c + (model["gemm"].get("gelu", 0.0) if o.gelu else 0.0)) * o.count
             traffic += words * o.count
             if bound != "compute":
                 mem_bound += o.count
@@ -548,8 +555,8 @@ def memories(cfg: AccelConfig) -> dict[str, tuple[int, int, int]]:
     ``lanes`` int16 values a word and two banks of ``rowbuf`` words (the row unit's two stages)."""
     L, R, C = cfg.lanes, cfg.rows, cfg.cols
     banks = 2 if cfg.packing == "dot2" else 1
-    mems = {"abuf": (banks * R // L, 8 * L, cfg.abuf_kib * 1024 // R // banks),
-            "wbuf": (C // L, 8 * L, cfg.wbuf_kib * 1024 // C), "fmap": (1, 8 * L, FMAP_ENTRIES * 2 // L)}
+    mems = {"abuf": (banks * R // L, 8 * L, cfg.abuf_words // banks),
+            "wbuf": (C // L, 8 * L, cfg.wbuf_words), "fmap": (1, 8 * L, FMAP_ENTRIES * 2 // L)}
     if cfg.rowbuf:
         mems["rowbuf"] = (1, 16 * L, 2 * cfg.rowbuf)
     return mems
