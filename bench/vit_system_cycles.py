@@ -10,6 +10,10 @@ every descriptor's cycles (from the accelerator's cycle log) with its shape.  Ro
 ``search/data/vit_system_cycles.json`` (the fit's data and its held-out check), a pair at a time,
 so an interrupted run resumes where it stopped.
 
+Each pair names its program: GELU fused into fc1 (the compiler's default) or, for the sixteen pairs
+recorded before the fusion existed, GELU as a descriptor of its own (``fuse_gelu=False``, the
+same program as then: the RTL runs it in the same cycles, which ``--check`` shows).
+
 ``--check`` reruns the stored pairs on today's RTL instead (bit-exact against the ISS and the
 integer model as above) and compares every descriptor's cycles and the run's total with the stored
 ones; it changes no file and exits 1 on the first pair that differs.  It is the test of an RTL
@@ -38,8 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "search" / "data" / "vit_system_cycles.json"
 RESULT = ROOT / "bench" / "results" / "vit_system_latency.json"
 
-#: (split, design tag, (image, patch, dim, depth, heads per block, mlp per block), int8 share)
-PAIRS = [
+#: (split, design tag, (image, patch, dim, depth, heads per block, mlp per block), int8 share, GELU fused)
+_UNFUSED = [
     ("train", "r8c8_dsp2_l8_w8k_a8k_100mhz", (28, 7, 64, 1, (4,), (128,)), 0.5),
     ("train", "r16c32_dsp2_l16_w8k_a8k_100mhz", (28, 7, 64, 2, (4, 2), (128, 64)), 0.25),
     ("train", "r16c64_none_l8_w16k_a16k_100mhz", (28, 4, 48, 1, (3,), (96,)), 0.75),
@@ -61,6 +65,18 @@ PAIRS = [
     ("held_out", "r16c32_dot2_l16_w64k_a16k_rb1024_100mhz", (32, 8, 96, 1, (6,), (192,)), 0.5),
     ("held_out", "r16c32_dsp2_l16_w64k_a16k_rb512_100mhz", (28, 7, 384, 1, (4,), (128,)), 0.5),
 ]
+#: The pairs: the programs above with GELU as a descriptor of its own (``compile_vit(...,
+#: fuse_gelu=False)``; recorded before GELU could be fused, 2026-12-07, and cycle for cycle the same
+#: on today's RTL: ``--check``), then programs with GELU fused into fc1 (the compiler's default):
+#: three training runs (the fit's fused-GELU constant) and two held-out ones (streamed weight
+#: tiles; dot2 with a row buffer).
+PAIRS = [(*p, False) for p in _UNFUSED] + [
+    ("train", "r8c8_dsp2_l8_w8k_a8k_100mhz", (28, 7, 64, 1, (4,), (128,)), 0.5, True),
+    ("train", "r16c32_dsp2_l16_w8k_a8k_100mhz", (28, 7, 64, 2, (4, 2), (128, 64)), 0.25, True),
+    ("train", "r16c64_none_l8_w16k_a16k_100mhz", (28, 4, 48, 1, (3,), (96,)), 0.75, True),
+    ("held_out", "r8c16_dsp2_l8_w2k_a8k_100mhz", (32, 8, 64, 1, (4,), (128,)), 0.25, True),
+    ("held_out", "r16c32_dot2_l16_w64k_a16k_rb1024_100mhz", (32, 8, 96, 1, (6,), (192,)), 0.5, True),
+]
 
 
 def model_of(shape, ratio8: float, seed: int = 0) -> IntViT:
@@ -73,10 +89,10 @@ def model_of(shape, ratio8: float, seed: int = 0) -> IntViT:
     return IntViT(model, calib, "mixed", ratio8)
 
 
-def measure(tag: str, shape, ratio8: float, images: int = 2) -> list[dict]:
+def measure(tag: str, shape, ratio8: float, fuse_gelu: bool = True, images: int = 2) -> list[dict]:
     cfg = AccelConfig.from_tag(tag)
     iv = model_of(shape, ratio8)
-    prog = compile_vit(iv, cfg)
+    prog = compile_vit(iv, cfg, fuse_gelu=fuse_gelu)
     torch.manual_seed(1)
     img = torch.rand(images, 1, shape[0], shape[0])
     codes = prog.input_codes(img)
@@ -97,15 +113,16 @@ def measure(tag: str, shape, ratio8: float, images: int = 2) -> list[dict]:
     res = run.results[0]
     if any(r.op_cycles != res.op_cycles for r in run.results):
         raise SystemExit(f"{tag} {shape}: the images took different cycles (the model assumes none depend on data)")
-    print(f"{tag} {shape} r8={ratio8}: {res.cycles} cycles, {images} images bit-exact, {time.time() - t0:.0f} s",
-          file=sys.stderr, flush=True)
+    print(f"{tag} {shape} r8={ratio8}{'' if fuse_gelu else ' GELU unfused'}: {res.cycles} cycles, {images} images "
+          f"bit-exact, {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    flag = {} if fuse_gelu else {"fuse_gelu": False}
     rows = []
     for info, c, rd, wr, beats in zip(prog.ops, res.op_cycles, stats.read_words, stats.write_words, stats.mac_beats,
                                       strict=True):
         rows.append({"design": tag, "model": list(shape), "ratio8": ratio8, "op": info.name, "kind": info.kind,
                      "model_kind": info.model, "shape": info.shape, "cycles": c, "read_words": rd,
-                     "write_words": wr, "mac_beats": beats})
-    rows.append({"design": tag, "model": list(shape), "ratio8": ratio8, "op": "total", "kind": "total",
+                     "write_words": wr, "mac_beats": beats, **flag})
+    rows.append({"design": tag, "model": list(shape), "ratio8": ratio8, **flag, "op": "total", "kind": "total",
                  "model_kind": "total", "shape": {}, "cycles": res.cycles, "read_words": res.rd_words,
                  "write_words": res.wr_words, "mac_beats": res.mac_beats, "images": images, "bit_exact": True,
                  "image_cycles": [r.cycles for r in run.results]})
@@ -114,13 +131,13 @@ def measure(tag: str, shape, ratio8: float, images: int = 2) -> list[dict]:
 
 def check(rows: list[dict], pairs: list) -> int:
     """Rerun ``pairs`` on today's RTL; 0 when every descriptor took its stored cycles."""
-    for _split, tag, shape, r8 in pairs:
-        key = (tag, json.loads(json.dumps(shape)), r8)
-        stored = [r for r in rows if (r["design"], r["model"], r["ratio8"]) == key]
+    for _split, tag, shape, r8, fuse in pairs:
+        key = (tag, json.loads(json.dumps(shape)), r8, fuse)
+        stored = [r for r in rows if (r["design"], r["model"], r["ratio8"], r.get("fuse_gelu", True)) == key]
         if not stored:
             print(f"{tag} {shape} r8={r8}: not in {OUT.name}", file=sys.stderr)
             return 1
-        new = measure(tag, shape, r8)
+        new = measure(tag, shape, r8, fuse)
         moved = [(a["op"], a["cycles"], b["cycles"]) for a, b in zip(stored, new, strict=True)
                  if (a["op"], a["cycles"]) != (b["op"], b["cycles"])]
         if moved:
@@ -144,13 +161,13 @@ def main() -> None:
     rows = json.loads(OUT.read_text()) if OUT.exists() else []
     if args.check:
         raise SystemExit(check(rows, [p for p in PAIRS if args.split in ("all", p[0])][: args.pairs]))
-    done = {(r["design"], tuple(r["model"][:4]), r["ratio8"]) for r in rows}
+    done = {(r["design"], json.dumps(r["model"]), r["ratio8"], r.get("fuse_gelu", True)) for r in rows}
     todo = [p for p in PAIRS if args.split in ("all", p[0])][: 1 if args.quick else None]
-    for split, tag, shape, r8 in todo:
-        key = (tag, tuple(shape[:4]), r8)
+    for split, tag, shape, r8, fuse in todo:
+        key = (tag, json.dumps(json.loads(json.dumps(shape))), r8, fuse)
         if key in done:
             continue
-        new = measure(tag, shape, r8)
+        new = measure(tag, shape, r8, fuse)
         for r in new:
             r["split"] = split
         rows += new

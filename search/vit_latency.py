@@ -4,7 +4,8 @@ against whole-model RTL runs.
 ``bench/vit_system_cycles.py`` runs integer ViTs of several shapes on generated designs
 (Verilator) and records every descriptor's cycles (``data/vit_system_cycles.json``, each run
 marked ``train`` or ``held_out``).  GEMM descriptors are replayed tile by tile
-(:func:`~qsilicon.search.accel.gemm_replay`), its five timing constants fitted by Nelder-Mead;
+(:func:`~qsilicon.search.accel.gemm_replay`), its timing constants fitted by Nelder-Mead (a fused
+GELU's cycles measured: fc1 with and without it on the same training pairs);
 every vector kind's coefficients are a least-squares fit (relative errors) of its descriptors'
 cycles on :func:`~qsilicon.search.accel.op_terms` (buffered rows, ``layernorm_rb`` and
 ``softmax_rb``: the fit is their row unit's stage B, once the first block's pass 1 is taken off;
@@ -50,14 +51,14 @@ COEF_KINDS = ("layernorm", "layernorm_rb", "softmax", "softmax_rb", "gelu", "add
 
 def run_workload(row: dict) -> tuple[AccelConfig, list[Op]]:
     """The design and workload of a recorded run (a random ViT of ``row["model"]``, every layer
-    with the int8 share ``row["ratio8"]``)."""
+    with the int8 share ``row["ratio8"]``; its GELU fused unless ``row["fuse_gelu"]`` is false)."""
     image, patch, dim, depth, heads, mlp = row["model"]
     cfg = AccelConfig.from_tag(row["design"])
     tokens = (image // patch) ** 2 + 1
     r = row["ratio8"]
     blocks = [(tokens, dim, heads[i], 16, mlp[i], (r,) * 4) for i in range(depth)]
     return cfg, vit_workload(blocks, cfg, patches=tokens - 1, patch_dim=patch * patch, classes=10, embed_r8=r,
-                             head_r8=r)
+                             head_r8=r, fuse_gelu=row.get("fuse_gelu", True))
 
 
 def load_runs(path: Path = CYCLES) -> list[dict]:
@@ -65,7 +66,7 @@ def load_runs(path: Path = CYCLES) -> list[dict]:
     (keyed by the workload's op name; per-head descriptors as a list) and the run's total."""
     runs: dict[tuple, dict] = {}
     for row in json.loads(Path(path).read_text()):
-        key = (row["design"], json.dumps(row["model"]), row["ratio8"])
+        key = (row["design"], json.dumps(row["model"]), row["ratio8"], row.get("fuse_gelu", True))
         run = runs.setdefault(key, {"row": row, "split": row["split"], "ops": {}, "total": None})
         if row["op"] == "total":
             run["total"] = row["cycles"]
@@ -94,8 +95,30 @@ def _lstsq(x: list[list[float]], y: list[float]) -> list[float]:
 GEMM_PARAMS = ("lat", "pipe", "tail", "one")
 
 
-def _fit_gemm(train: list[dict]) -> dict:
-    """The GEMM replay's timing constants: Nelder-Mead on the squared relative errors."""
+def _fused_gelu(train: list[dict]) -> float:
+    """The cycles a fused GELU adds to its GEMM (the element-wise unit's pipeline after the last
+    word): measured, not fitted, as fc1's cycles with the GELU fused less its cycles without, on the
+    training runs recorded both ways (same design, model and int8 share)."""
+    plain = {(r["row"]["design"], json.dumps(r["row"]["model"]), r["row"]["ratio8"]): r for r in train
+             if not r["row"].get("fuse_gelu", True)}
+    diffs = []
+    for run in train:
+        other = plain.get((run["row"]["design"], json.dumps(run["row"]["model"]), run["row"]["ratio8"]))
+        if not run["row"].get("fuse_gelu", True) or other is None:
+            continue
+        diffs += [c - c0 for o in run["workload"] if o.gelu
+                  for c, c0 in zip(run["ops"][o.name], other["ops"][o.name], strict=True)]
+    if not diffs:
+        raise ValueError("no training run is recorded both with GELU fused and without: the fused GELU's cycles "
+                         "need one such pair (bench/vit_system_cycles.py)")
+    if max(diffs) - min(diffs) > 1:
+        raise ValueError(f"a fused GELU adds {min(diffs)} to {max(diffs)} cycles to its GEMM: not a constant")
+    return sum(diffs) / len(diffs)
+
+
+def _fit_gemm(train: list[dict], gelu: float) -> dict:
+    """The GEMM replay's timing constants: Nelder-Mead on the squared relative errors (``gelu``: a
+    fused GELU's cycles, measured)."""
     import numpy as np
     from scipy.optimize import minimize
 
@@ -106,18 +129,18 @@ def _fit_gemm(train: list[dict]) -> dict:
     y = np.array([c for _, _, c in rows], dtype=float)
 
     def loss(x):
-        p = dict(zip(GEMM_PARAMS, x, strict=True))
+        p = {**dict(zip(GEMM_PARAMS, x, strict=True)), "gelu": gelu}
         pred = np.array([gemm_replay(cfg, o, p) for cfg, o, _ in rows])
         return float(np.mean(((pred - y) / y) ** 2))
 
     res = minimize(loss, [3.0, 5.0, 5.0, 10.0], method="Nelder-Mead",
                    options={"maxiter": 3000, "xatol": 1e-4, "fatol": 1e-10})
-    return {k: round(float(v), 6) for k, v in zip(GEMM_PARAMS, res.x, strict=True)}
+    return {**{k: round(float(v), 6) for k, v in zip(GEMM_PARAMS, res.x, strict=True)}, "gelu": round(gelu, 6)}
 
 
 def fit(runs: list[dict]) -> dict:
     train = [r for r in runs if r["split"] == "train"]
-    model: dict = {"gemm": _fit_gemm(train)}
+    model: dict = {"gemm": _fit_gemm(train, _fused_gelu(train))}
     for kind in COEF_KINDS:
         x, y, names, seen = [], [], None, []
         for run in train:
@@ -167,7 +190,8 @@ def errors(runs: list[dict], model: dict) -> list[dict]:
             kinds[coef_kind(cfg, o)] = (m_ + meas, p_ + pred)
         kinds["control"] = (run["total"] - sum(sum(c) for c in run["ops"].values()), control_cycles(cfg, ops, model))
         out.append({"design": cfg.tag, "model": run["row"]["model"], "ratio8": run["row"]["ratio8"],
-                    "split": run["split"], "measured": run["total"], "predicted": p.cycles,
+                    "fuse_gelu": run["row"].get("fuse_gelu", True), "split": run["split"], "measured": run["total"],
+                    "predicted": p.cycles,
                     "error": abs(p.cycles - run["total"]) / run["total"],
                     "kinds": {k: {"measured": m_, "predicted": round(p_), "error": abs(p_ - m_) / m_}
                               for k, (m_, p_) in kinds.items()}})

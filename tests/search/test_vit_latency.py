@@ -31,6 +31,8 @@ def test_held_out_runs():
     # designs with a row buffer among them, one with LayerNorm rows bound by the read port
     assert any("layernorm_rb" in e["kinds"] and "softmax_rb" in e["kinds"] for e in held)
     assert any(e["model"][2] >= 384 and "layernorm_rb" in e["kinds"] for e in held)
+    # programs with GELU fused into fc1 (the compiler's default) and with a GELU descriptor
+    assert any(e["fuse_gelu"] for e in held) and any("gelu" in e["kinds"] for e in held)
     assert max(e["error"] for e in held) <= 0.03, held
     for e in held:
         assert all(k["error"] <= 0.05 for k in e["kinds"].values()), (e["design"], e["kinds"])
