@@ -69,17 +69,19 @@ def main() -> None:
                   f"{100 * r['util']['dsp']:.0f}%), cycles in GEMM descriptors {100 * r['cycle_share']['gemm']:.0f}%, "
                   f"array busy {100 * r['gemm_share']:.0f}%, MAC rate {100 * r['mac_util']:.0f}% of peak")
     # what each technique gives (same models, same grid): the grid without dot2 lanes (int4 rows at the
-    # int8 rate) and without row buffers, then with each in turn
+    # int8 rate), without row buffers and with GELU as a descriptor of its own, then with each in turn
     doc["ablation"] = []
     print("\nablation at 200 MHz: best predicted FPS by the techniques the grid may use")
-    for label, packings, rowbufs in (
-            ("none, dsp2 (int4 rows at the int8 rate)", ("none", "dsp2"), (0,)),
-            ("+ dot2 (int4 rows two steps a cycle)", GRID["packing"], (0,)),
-            ("+ row buffer (LayerNorm, Shiftmax rows read once)", GRID["packing"], GRID["rowbuf"])):
+    for label, packings, rowbufs, fuse in (
+            ("none, dsp2 (int4 rows at the int8 rate)", ("none", "dsp2"), (0,), False),
+            ("+ dot2 (int4 rows two steps a cycle)", GRID["packing"], (0,), False),
+            ("+ row buffer (LayerNorm, Shiftmax rows read once)", GRID["packing"], GRID["rowbuf"], False),
+            ("+ GELU fused into the fc1 GEMM", GRID["packing"], GRID["rowbuf"], True)):
         fps = {r["model"]: r["predicted_fps"] for r in compare(board, clock_mhz=200.0, util_cap=args.util_cap,
-                                                               ratio8=args.ratio8, packings=packings, rowbufs=rowbufs)}
-        doc["ablation"].append({"packings": list(packings), "rowbufs": list(rowbufs), "clock_mhz": 200.0,
-                                "predicted_fps": fps})
+                                                               ratio8=args.ratio8, packings=packings, rowbufs=rowbufs,
+                                                               fuse_gelu=fuse)}
+        doc["ablation"].append({"packings": list(packings), "rowbufs": list(rowbufs), "fuse_gelu": fuse,
+                                "clock_mhz": 200.0, "predicted_fps": fps})
         print(f"  {label:<48} " + "  ".join(f"{m} {v:6.1f}" for m, v in fps.items()))
     print("\nchosen designs synthesized whole (Yosys xcup): LUT / FF / DSP / BRAM36, and the resource model's;"
           " the clock their logic depth defends (hw/timing.py)")
@@ -94,21 +96,27 @@ def main() -> None:
 
 
 def synth(cfg: AccelConfig, netlist: str) -> dict:
+    """Synthesize ``cfg``'s whole top; the record holds ``rtl_sha``, the start of the SHA-256 of the
+    RTLIL it was synthesized from (which generator output the counts belong to)."""
+    import hashlib
     import time
     from dataclasses import asdict
 
+    from qsilicon.hw.export import to_rtlil
     from qsilicon.hw.timing import synthesize_timed
     from qsilicon.hw.vit.system import VitAccel
 
     t = time.time()
-    res, timing = synthesize_timed(VitAccel(cfg), "vit_accel")
+    rtlil = to_rtlil(VitAccel(cfg), "vit_accel")
+    res, timing = synthesize_timed(None, "vit_accel", rtlil=rtlil)
     c = res.counts
     counts = {"lut": c["lut"], "ff": c["ff"], "dsp": c["dsp"], "bram36": c["bram36"] + c["bram18"] / 2}
     w = timing.worst
     print(f"  synthesized {netlist}: {counts}, clock bound {timing.fmax_mhz:.0f} MHz "
           f"({w.levels} LUT levels, {w.dsp} multipliers without MREG: {w.start} -> {w.end}) "
           f"({time.time() - t:.0f} s)", flush=True)
-    return {"netlist": netlist, "tool": res.tool, "counts": counts, "model": resources(cfg),
+    return {"netlist": netlist, "rtl_sha": hashlib.sha256(rtlil.encode()).hexdigest()[:16], "tool": res.tool,
+            "counts": counts, "model": resources(cfg),
             "clock_bound_mhz": round(timing.fmax_mhz, 1),
             "critical_path": asdict(w), "clock_rule": timing.rule}
 

@@ -287,11 +287,13 @@ def synth_timing(component, name: str, *, target: str = "xcup_abc", use_cache: b
     return _timing(to_rtlil(component, name), name, target, use_cache)
 
 
-def synthesize_timed(component, name: str, *, target: str = "xcup_abc",
-                     use_cache: bool = True) -> tuple[SynthResult, TimingReport]:
+def synthesize_timed(component, name: str, *, target: str = "xcup_abc", use_cache: bool = True,
+                     rtlil: str | None = None) -> tuple[SynthResult, TimingReport]:
     """:func:`~qsilicon.hw.synth.synthesize` and :func:`synth_timing` of ``component`` from one
-    elaboration and one Yosys run: its cell counts and the clock its logic depth defends."""
-    rtlil = to_rtlil(component, name)
+    elaboration and one Yosys run: its cell counts and the clock its logic depth defends
+    (``rtlil``: the component's RTLIL, already elaborated by the caller)."""
+    if rtlil is None:
+        rtlil = to_rtlil(component, name)
     timing = _timing(rtlil, name, target, use_cache)  # also keeps the run's cell counts
     return synthesize_rtlil(rtlil, name, target, use_cache=use_cache), timing
 

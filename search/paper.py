@@ -44,11 +44,12 @@ class DeitShape:
     patch_dim: int = 3 * 16 * 16
     classes: int = 1000
 
-    def workload(self, cfg: AccelConfig, ratio8: float = 0.5):
+    def workload(self, cfg: AccelConfig, ratio8: float = 0.5, fuse_gelu: bool = True):
         if not 0 <= ratio8 <= 1:
             raise ValueError(f"ratio8 must be in [0, 1], not {ratio8!r}")
         blocks = [(self.tokens, self.dim, self.heads, self.head_dim, 4 * self.dim, (ratio8,) * 4)] * self.depth
-        return vit_workload(blocks, cfg, patches=self.patches, patch_dim=self.patch_dim, classes=self.classes)
+        return vit_workload(blocks, cfg, patches=self.patches, patch_dim=self.patch_dim, classes=self.classes,
+                            fuse_gelu=fuse_gelu)
 
 
 DEIT = {"deit-tiny": DeitShape(192, 3), "deit-small": DeitShape(384, 6), "deit-base": DeitShape(768, 12)}
@@ -59,11 +60,11 @@ GRID = {"rows": (8, 16, 32, 64), "cols": (8, 16, 32, 64), "packing": ("none", "d
 
 
 def best_design(shape: DeitShape, board, *, clock_mhz: float, util_cap: float, ratio8: float,
-                packings: tuple = GRID["packing"], rowbufs: tuple = GRID["rowbuf"]) -> dict:
+                packings: tuple = GRID["packing"], rowbufs: tuple = GRID["rowbuf"], fuse_gelu: bool = True) -> dict:
     """The highest predicted FPS over :data:`GRID` (its packings limited to ``packings``, its row
-    buffers to ``rowbufs``) within ``util_cap`` of every resource.  ``mac_util`` is the workload's
-    MACs over the design's peak in the predicted cycles (one MAC per PE and cycle; two on
-    ``dot2``, its int4 rows' peak)."""
+    buffers to ``rowbufs``; ``fuse_gelu`` False: GELU as a descriptor of its own) within
+    ``util_cap`` of every resource.  ``mac_util`` is the workload's MACs over the design's peak in
+    the predicted cycles (one MAC per PE and cycle; two on ``dot2``, its int4 rows' peak)."""
     bound = clock_bound_mhz()
     if clock_mhz > bound:
         raise ValueError(f"clock {clock_mhz:g} MHz: the generated designs' logic depth defends {bound:g} MHz on "
@@ -78,7 +79,7 @@ def best_design(shape: DeitShape, board, *, clock_mhz: float, util_cap: float, r
         util = utilization(cfg, board)
         if max(util.values()) > util_cap:
             continue
-        ops = shape.workload(cfg, ratio8)
+        ops = shape.workload(cfg, ratio8, fuse_gelu)
         if fits(cfg, ops) is not None:
             continue
         p = predict(cfg, ops, board.dram_gbps)
@@ -95,11 +96,11 @@ def best_design(shape: DeitShape, board, *, clock_mhz: float, util_cap: float, r
 
 
 def compare(board, *, clock_mhz: float = 150.0, util_cap: float = 0.8, ratio8: float = 0.5,
-            packings: tuple = GRID["packing"], rowbufs: tuple = GRID["rowbuf"]) -> list[dict]:
+            packings: tuple = GRID["packing"], rowbufs: tuple = GRID["rowbuf"], fuse_gelu: bool = True) -> list[dict]:
     rows = []
     for name, shape in DEIT.items():
         b = best_design(shape, board, clock_mhz=clock_mhz, util_cap=util_cap, ratio8=ratio8, packings=packings,
-                        rowbufs=rowbufs)
+                        rowbufs=rowbufs, fuse_gelu=fuse_gelu)
         rows.append({"model": name, "predicted_fps": b["fps"], "quasar_vit_fps": PAPER_FPS[name],
                      "quasar_vit_top1": PAPER_TOP1[name], **b})
     return rows
