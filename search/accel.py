@@ -284,7 +284,12 @@ def gemm_replay(cfg: AccelConfig, o: Op, p: dict, slowdown: float = 1.0) -> floa
     the element-wise unit's pipeline ``gelu``."""
     g = _layout(cfg, o)
     return _replay(g, cfg.rows, cfg.cols, cfg.lanes, o.k, cfg.wbuf_words, 2 if o.wide else 1,
-                   p["lat"], p["pipe"], p["tail"] + p["one"] + (p.get("gelu", 0.0) if o.gelu else 0.0), slowdown)
+                   p["lat"], p["pipe"], p["tail"] + p["one"] + _fused_gelu(p, o), slowdown)
+
+
+def _fused_gelu(p: dict, o: Op) -> float:
+    """The cycles a GELU fused into GEMM descriptor ``o`` adds (``p``: the model's GEMM constants)."""
+    return p.get("gelu", 0.0) if o.gelu else 0.0
 
 
 @lru_cache(maxsize=1 << 17)
@@ -472,7 +477,7 @@ def predict(cfg: AccelConfig, ops: list[Op], dram_gbps: float, *, detail: bool =
         kind = o.kind
         if kind == "gemm":
             c, words, bound = _gemm_predict(shape, o[3:9], gp, slowdown)  # (m, k, n, n8, wmode, wide)
-            c = (c + (model["gemm"].get("gelu", 0.0) if o.gelu else 0.0)) * o.count
+            c = (c + _fused_gelu(model["gemm"], o)) * o.count
             traffic += words * o.count
             if bound != "compute":
                 mem_bound += o.count

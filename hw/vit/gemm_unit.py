@@ -176,14 +176,6 @@ class GemmUnit(wiring.Component):
     def config(self) -> AccelConfig:
         return self._cfg
 
-    @property
-    def abuf_words(self) -> int:
-        return self._cfg.abuf_words
-
-    @property
-    def wbuf_words(self) -> int:
-        return self._cfg.wbuf_words
-
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
@@ -191,7 +183,7 @@ class GemmUnit(wiring.Component):
         W = 8 * L
         a, b = R // L, C // L
         lL, lC, la, lb = _log2(L), _log2(C), _log2(a), _log2(b)
-        DA, DW = self.abuf_words, self.wbuf_words
+        DA, DW = cfg.abuf_words, cfg.wbuf_words
         P = param_words(C, L)
         d = self.desc
         nt = Signal(17)
