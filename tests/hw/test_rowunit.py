@@ -149,6 +149,32 @@ def test_buffered_rows_overlap_pass_one():
     assert torch.equal(y, int_shiftmax(x.clamp(-128, 127), p))
 
 
+def test_divider_iterates_over_the_quotient_bits_only():
+    """A token block's LayerNorm takes its three passes plus 24 + 48 + 17 divider and 24 square-root
+    iterations (8 fractional bits) and a few cycles of pipeline, not 3 x 64 + 32: rows of the
+    widest range (the bounds' edge cases) give the reference's bits, and the second block costs
+    at most that."""
+    from qsilicon.hw.blocks.rowunit import _quotient_bits
+
+    assert _quotient_bits(8) == (24, 48, 17)
+    n = 10
+    edge = torch.full((n,), -32768)
+    edge[3] = 32767
+    x = torch.stack([torch.full((n,), -32768), torch.full((n,), 32767), edge, (-1 - edge).flip(0)] * 2)
+    gq, bq = torch.full((n,), 256), torch.arange(n) * 50 - 100
+    expect, m0, sh = ref_ln(x, gq, bq, 0.01)
+    got, cyc2 = run_rows(ROW_LN, x, {"m0": m0, "shift": sh}, (gq, bq))
+    assert torch.equal(got, expect)
+    _, cyc1 = run_rows(ROW_LN, x[:4], {"m0": m0, "shift": sh}, (gq, bq))
+    assert cyc2 - cyc1 <= 3 * n + 24 + 48 + 17 + 24 + 20
+    p = shiftmax_params(2)
+    xs = x.clamp(-128, 127)
+    got, cyc2 = run_rows(ROW_SOFTMAX, xs, {"k": 2, "q_b": p.q_b, "q_c": p.q_c})
+    assert torch.equal(got, int_shiftmax(xs, p))
+    _, cyc1 = run_rows(ROW_SOFTMAX, xs[:4], {"k": 2, "q_b": p.q_b, "q_c": p.q_c})
+    assert cyc2 - cyc1 <= 3 * n + 17 + 20
+
+
 def test_bad_parameters():
     with pytest.raises(ValueError, match="Lanes must be an integer from 1 to 64"):
         RowUnit(0)
