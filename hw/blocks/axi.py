@@ -13,7 +13,8 @@
   ``idle`` once every burst has its write response.
 * :class:`AxiWordWriter`: addressed words onto the write channels, consecutive addresses coalesced
   into bursts, address and data channels pipelined (one beat per cycle even for scattered words);
-  :class:`BurstWords` gives the words of an address pattern their addresses.
+  :class:`BurstWords` gives the words of an address pattern their addresses, a word a cycle even
+  when every burst is one word.
 * :class:`AxiLiteRegs`: 32-bit registers on an AXI4-Lite slave port.
 
 Any response other than OKAY raises the sticky ``error`` output of the mux and the writer.
@@ -451,6 +452,8 @@ class AxiWordWriter(wiring.Component):
 class BurstWords(wiring.Component):
     """Addressed words from a burst stream (:class:`AddrGen`) and a data stream: each data word gets
     the next address of the current burst; ``last`` marks the final word once the generator is done.
+    The next burst is taken in the cycle the current one's last word goes out, so one-word bursts
+    (scattered rows) pass a word a cycle.
 
     Members
     -------
@@ -473,16 +476,19 @@ class BurstWords(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         addr, left = Signal(32), Signal(5)
-        with m.If((left == 0) & self.i_burst.valid):
-            m.d.comb += self.i_burst.ready.eq(1)
-            m.d.sync += [addr.eq(self.i_burst.payload.addr), left.eq(self.i_burst.payload.beats)]
         o = self.o_word
+        fire = o.valid & o.ready
         m.d.comb += [self.busy.eq(left != 0), o.valid.eq((left != 0) & self.i_data.valid), o.payload.addr.eq(addr),
                      o.payload.data.eq(self.i_data.payload),
                      o.payload.last.eq((left == 1) & self.gen_done & ~self.i_burst.valid),
                      self.i_data.ready.eq((left != 0) & o.ready)]
-        with m.If(o.valid & o.ready):
+        with m.If(fire):
             m.d.sync += [addr.eq(addr + self._wb), left.eq(left - 1)]
+        # the next burst is taken as the current one's last word goes out: a word a cycle even
+        # when every burst is one word (scattered outputs)
+        with m.If(((left == 0) | ((left == 1) & fire)) & self.i_burst.valid):
+            m.d.comb += self.i_burst.ready.eq(1)
+            m.d.sync += [addr.eq(self.i_burst.payload.addr), left.eq(self.i_burst.payload.beats)]
         return m
 
 

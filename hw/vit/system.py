@@ -64,6 +64,7 @@ from ..blocks.axi import (
     axi4_signature,
 )
 from ..blocks.rowunit import ROW_LN, ROW_SOFTMAX, RowUnit
+from ..blocks.transpose import Transposer
 from ..blocks.vector import OP_ADD, OP_GELU, ElementwiseUnit
 from ..config import ACCEL_PACKINGS, AccelConfig
 from .gemm_unit import CAUSE_ABUF, GELU_FIELDS, GemmUnit, gemm_desc_layout, gemm_illegal
@@ -203,12 +204,12 @@ class VitAccel(wiring.Component):
         writer = AxiWordWriter(data_width=W, depth=32)
         gens = {name: AddrGen(wb) for name in ("rd0", "rd1", "rd2", "wr", "fm")}
         gemm, rows, ew = GemmUnit(cfg), RowUnit(L, buf_depth=cfg.rowbuf), ElementwiseUnit(L)
-        gb0, bw = _Gearbox(W, 2), BurstWords(wb)
+        gb0, bw, tr = _Gearbox(W, 2), BurstWords(wb), Transposer(L)
         # a GELU fused into a GEMM: the addresses of the words inside the element-wise unit (it holds
         # at most FUSE_DEPTH: its output FIFO's depth, `pending`)
         fa = fifo.SyncFIFOBuffered(width=32, depth=FUSE_DEPTH)
         for name, part in [("rmux", rmux), ("writer", writer), ("gemm", gemm), ("rows", rows), ("ew", ew),
-                           ("gb0", gb0), ("bw", bw), ("fuse_addr", fa)]:
+                           ("gb0", gb0), ("bw", bw), ("fuse_addr", fa), ("transposer", tr)]:
             m.submodules[name] = ResetInserter(soft)(part)
         for name, g in gens.items():
             m.submodules[f"g_{name}"] = ResetInserter(gen_rst)(g)
@@ -310,8 +311,7 @@ class VitAccel(wiring.Component):
         limit = Mux(wd_reg == 0, WATCHDOG_DEFAULT, wd_reg)
 
         log_word = Signal()  # the writer takes the cycle log word instead of the datapath's
-        t_busy = Signal()
-        units_idle = ~gb0.o.valid & ~bw.busy & ~rows.busy & ~t_busy
+        units_idle = ~gb0.o.valid & ~bw.busy & ~rows.busy & ~tr.busy
         fuse = is_gemm & gd.gelu
         op_done = Mux(is_gemm, ~gemm.busy & (fa.level == 0), units_idle) & gens_done & rmux.idle & writer.idle
 
@@ -440,37 +440,16 @@ class VitAccel(wiring.Component):
             m.d.comb += [ew.i_x.valid.eq(gemm.o_word.valid & fa.w_rdy), fa.w_data.eq(gemm.o_word.payload.addr),
                          fa.w_en.eq(gemm.o_word.valid & fa.w_rdy & ew.i_x.ready)]
 
-        # the lanes x lanes byte transposer: `lanes` words (features) in, `lanes` words (tokens) out
-        tile = [Signal(W, name=f"ttile{i}") for i in range(L)]
-        t_cnt = Signal(range(L + 1))
+        # the lanes x lanes byte transposer: `lanes` words (features) in, `lanes` words (tokens) out,
+        # a word a cycle (the next tile fills the slots the current one has emitted)
         out_word, out_valid = Signal(W), Signal()
         out_ready = bw.i_data.ready
         half = Signal()
         ew_y = ew.o_y.payload.y
+        m.d.comb += tr.i.payload.as_value().eq(gb0.o.payload[:W])
         with m.If(is_tr):
-            with m.If(~t_busy):
-                m.d.comb += gb0.o.ready.eq(1)
-                with m.If(gb0.o.valid):
-                    with m.Switch(t_cnt):
-                        for i in range(L):
-                            with m.Case(i):
-                                m.d.sync += tile[i].eq(gb0.o.payload[:W])
-                    with m.If(t_cnt == L - 1):
-                        m.d.sync += [t_cnt.eq(0), t_busy.eq(1)]
-                    with m.Else():
-                        m.d.sync += t_cnt.eq(t_cnt + 1)
-            with m.Else():
-                col = Signal(W)
-                with m.Switch(t_cnt):
-                    for c in range(L):
-                        with m.Case(c):
-                            m.d.comb += col.eq(Cat(*(tile[f][8 * c : 8 * c + 8] for f in range(L))))
-                m.d.comb += [out_word.eq(col), out_valid.eq(1)]
-                with m.If(out_ready):
-                    with m.If(t_cnt == L - 1):
-                        m.d.sync += [t_cnt.eq(0), t_busy.eq(0)]
-                    with m.Else():
-                        m.d.sync += t_cnt.eq(t_cnt + 1)
+            m.d.comb += [tr.i.valid.eq(gb0.o.valid), gb0.o.ready.eq(tr.i.ready),
+                         out_word.eq(tr.o.payload.as_value()), out_valid.eq(tr.o.valid), tr.o.ready.eq(out_ready)]
         with m.Elif(is_ln | is_sm):
             m.d.comb += [out_word.eq(rows.o_y.payload.as_value()), out_valid.eq(rows.o_y.valid),
                          rows.o_y.ready.eq(out_ready)]
