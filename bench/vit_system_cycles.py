@@ -10,9 +10,9 @@ every descriptor's cycles (from the accelerator's cycle log) with its shape.  Ro
 ``search/data/vit_system_cycles.json`` (the fit's data and its held-out check), a pair at a time,
 so an interrupted run resumes where it stopped.
 
-Each pair names its program: GELU fused into fc1 (the compiler's default) or, for the sixteen pairs
-recorded before the fusion existed, GELU as a descriptor of its own (``fuse_gelu=False``, the
-same program as then: the RTL runs it in the same cycles, which ``--check`` shows).
+Each pair names its program: GELU fused into fc1 (the compiler's default) or GELU as a descriptor
+of its own (``fuse_gelu=False``: the sixteen pairs first recorded before the fusion existed keep
+that program, so the GELU descriptor stays measured).
 
 ``--check`` reruns the stored pairs on today's RTL instead (bit-exact against the ISS and the
 integer model as above) and compares every descriptor's cycles and the run's total with the stored
@@ -66,10 +66,10 @@ _UNFUSED = [
     ("held_out", "r16c32_dsp2_l16_w64k_a16k_rb512_100mhz", (28, 7, 384, 1, (4,), (128,)), 0.5),
 ]
 #: The pairs: the programs above with GELU as a descriptor of its own (``compile_vit(...,
-#: fuse_gelu=False)``; recorded before GELU could be fused, 2026-12-07, and cycle for cycle the same
-#: on today's RTL: ``--check``), then programs with GELU fused into fc1 (the compiler's default):
-#: three training runs (the fit's fused-GELU constant) and two held-out ones (streamed weight
-#: tiles; dot2 with a row buffer).
+#: fuse_gelu=False)``), then programs with GELU fused into fc1 (the compiler's default): three
+#: training runs (the fit's fused-GELU constant) and two held-out ones (streamed weight tiles; dot2
+#: with a row buffer).  All rerun on 2026-12-07 when the row unit's divider began to iterate over
+#: its quotient bits only (:func:`qsilicon.hw.blocks.rowunit._quotient_bits`).
 PAIRS = [(*p, False) for p in _UNFUSED] + [
     ("train", "r8c8_dsp2_l8_w8k_a8k_100mhz", (28, 7, 64, 1, (4,), (128,)), 0.5, True),
     ("train", "r16c32_dsp2_l16_w8k_a8k_100mhz", (28, 7, 64, 2, (4, 2), (128, 64)), 0.25, True),
