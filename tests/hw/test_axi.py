@@ -9,6 +9,14 @@ from qsilicon.hw.blocks.axi import MAX_BURST, AddrGen, AxiLiteRegs, addr_pattern
 from qsilicon.hw.payload import pack
 
 
+def simulate(dut, bench) -> None:
+    """Run testbench ``bench`` on ``dut`` with one clock."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 def run_addrgen(pat, ready_p=0.7, seed=0):
     dut = AddrGen(8)
     got = []
@@ -29,10 +37,7 @@ def run_addrgen(pat, ready_p=0.7, seed=0):
             await ctx.tick()
         raise TimeoutError
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     return got
 
 
@@ -96,10 +101,7 @@ def test_axi_lite_registers_write_strobes_and_read():
         seen["reg2"] = ctx.get(dut.reg_o[2])
         seen["read3"] = await read(0xC)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert seen == {"reg2": 0xDEADBEAA, "read3": 0x1003}
 
 
@@ -176,10 +178,7 @@ def test_word_writer_coalesces_and_writes_every_word(seed):
             await ctx.tick()
         raise TimeoutError
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert not errors, errors[0]
     final = {}
     for addr, data, _ in words:
@@ -217,10 +216,7 @@ def test_word_writer_single_words_at_one_per_cycle():
                     return
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     assert done["span"] <= n + 2
 
 
@@ -262,10 +258,7 @@ def run_burst_words(bursts, valid_p=1.0, ready_p=1.0, seed=0):
             await ctx.tick()
         raise TimeoutError
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, bench)
     return out, span["cycles"]
 
 
