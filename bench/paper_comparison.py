@@ -13,7 +13,8 @@ for a 1,024-PE design here) and stores its counts next to the resource model's i
 clock its logic depth defends on UltraScale+ at speed grade -2 (``clock_bound_mhz`` and its
 critical path: :mod:`qsilicon.hw.timing`; ``clock_defended`` per row); a later
 run without ``--synth`` keeps the counts of designs it chooses again, so rerun with ``--synth``
-after an RTL change.
+after an RTL change.  A kept record whose ``rtl_sha`` differs from today's generator output is marked
+``rtl_current: false`` (and printed as synthesized from an earlier RTL).
 
     python bench/paper_comparison.py [--synth]  ->  bench/results/paper_comparison.json
 """
@@ -55,6 +56,9 @@ def main() -> None:
             if args.synth and netlist not in fresh:  # (the synthesis cache knows an unchanged netlist)
                 synthesized[netlist] = synth(cfg, netlist)
                 fresh.add(netlist)
+            elif netlist in synthesized and netlist not in fresh:  # kept: is it today's RTL?
+                synthesized[netlist]["rtl_current"] = synthesized[netlist].get("rtl_sha") == rtl_sha(rtlil_of(cfg))
+                fresh.add(netlist)
             if netlist in synthesized:  # with the resource model of this run
                 synthesized[netlist]["model"] = resources(cfg)
                 r["synthesized"] = synthesized[netlist]
@@ -89,25 +93,37 @@ def main() -> None:
         if any(r.get("synthesized", {}).get("netlist") == netlist for r in doc["rows"]):
             m, y = c["model"], c["counts"]
             bound = f"  clock bound {c['clock_bound_mhz']:g} MHz" if "clock_bound_mhz" in c else ""
+            stale = "" if c.get("rtl_current", True) else "  (synthesized from an earlier RTL: rerun with --synth)"
             print(f"  {netlist:<40} " + "  ".join(f"{k} {y[k]:g} / {m[k]:g}" for k in ("lut", "ff", "dsp", "bram36"))
-                  + bound)
+                  + bound + stale)
     OUT.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {OUT}")
 
 
-def synth(cfg: AccelConfig, netlist: str) -> dict:
-    """Synthesize ``cfg``'s whole top; the record holds ``rtl_sha``, the start of the SHA-256 of the
-    RTLIL it was synthesized from (which generator output the counts belong to)."""
+def rtlil_of(cfg: AccelConfig) -> str:
+    from qsilicon.hw.export import to_rtlil
+    from qsilicon.hw.vit.system import VitAccel
+
+    return to_rtlil(VitAccel(cfg), "vit_accel")
+
+
+def rtl_sha(rtlil: str) -> str:
+    """The start of the SHA-256 of a design's RTLIL: which generator output counts belong to."""
     import hashlib
+
+    return hashlib.sha256(rtlil.encode()).hexdigest()[:16]
+
+
+def synth(cfg: AccelConfig, netlist: str) -> dict:
+    """Synthesize ``cfg``'s whole top; the record holds ``rtl_sha`` (:func:`rtl_sha`) of the RTLIL
+    it was synthesized from."""
     import time
     from dataclasses import asdict
 
-    from qsilicon.hw.export import to_rtlil
     from qsilicon.hw.timing import synthesize_timed
-    from qsilicon.hw.vit.system import VitAccel
 
     t = time.time()
-    rtlil = to_rtlil(VitAccel(cfg), "vit_accel")
+    rtlil = rtlil_of(cfg)
     res, timing = synthesize_timed(None, "vit_accel", rtlil=rtlil)
     c = res.counts
     counts = {"lut": c["lut"], "ff": c["ff"], "dsp": c["dsp"], "bram36": c["bram36"] + c["bram18"] / 2}
@@ -115,7 +131,7 @@ def synth(cfg: AccelConfig, netlist: str) -> dict:
     print(f"  synthesized {netlist}: {counts}, clock bound {timing.fmax_mhz:.0f} MHz "
           f"({w.levels} LUT levels, {w.dsp} multipliers without MREG: {w.start} -> {w.end}) "
           f"({time.time() - t:.0f} s)", flush=True)
-    return {"netlist": netlist, "rtl_sha": hashlib.sha256(rtlil.encode()).hexdigest()[:16], "tool": res.tool,
+    return {"netlist": netlist, "rtl_sha": rtl_sha(rtlil), "rtl_current": True, "tool": res.tool,
             "counts": counts, "model": resources(cfg),
             "clock_bound_mhz": round(timing.fmax_mhz, 1),
             "critical_path": asdict(w), "clock_rule": timing.rule}
